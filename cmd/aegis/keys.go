@@ -1,0 +1,5 @@
+package main
+
+func keysCommands() []command {
+	return nil
+}

@@ -1,0 +1,5 @@
+package main
+
+func tokenCommands() []command {
+	return nil
+}
