@@ -1,0 +1,652 @@
+package engine
+
+import (
+	"math"
+	"math/big"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Value is an immutable Rego value: null, boolean, number, string, array,
+// object or set. The interface is sealed; the concrete kinds are created
+// with Null, Bool, String, Int, Number, NewArray, NewObject and NewSet.
+//
+// # Notes
+//
+// Arrays, objects and sets are built by appending/inserting and must not be
+// changed once they have been handed to Load or Eval, or shared between
+// goroutines: the engine treats every Value it receives as read-only.
+type Value interface {
+	rank() int // sort order between kinds, as in OPA's ast.Compare
+}
+
+// Kind ranks follow OPA's valueSortOrder: null < boolean < number < string
+// < array < object < set.
+const (
+	rankNull = iota
+	rankBool
+	rankNumber
+	rankString
+	rankArray
+	rankObject
+	rankSet
+)
+
+type nullValue struct{}
+
+type boolValue bool
+
+type stringValue string
+
+// numberValue keeps the literal text exactly (OPA numbers are arbitrary
+// precision decimals) plus pre-parsed forms so that common comparisons need
+// neither allocation nor big arithmetic.
+type numberValue struct {
+	lit   string
+	i     int64
+	isInt bool // lit is a plain integer literal that fits in int64
+	f     float64
+	// fExact: comparing f values orders the literals exactly. True when the
+	// literal has at most 15 significant digits and f is a normal float:
+	// rounding such decimals to float64 is injective and monotone.
+	fExact bool
+}
+
+func (nullValue) rank() int    { return rankNull }
+func (boolValue) rank() int    { return rankBool }
+func (*numberValue) rank() int { return rankNumber }
+func (stringValue) rank() int  { return rankString }
+func (*Array) rank() int       { return rankArray }
+func (*Object) rank() int      { return rankObject }
+func (*Set) rank() int         { return rankSet }
+
+var (
+	valTrue  Value = boolValue(true)
+	valFalse Value = boolValue(false)
+	valNull  Value = nullValue{}
+)
+
+// Null returns the null value.
+func Null() Value { return valNull }
+
+// Bool returns a boolean value.
+func Bool(b bool) Value {
+	if b {
+		return valTrue
+	}
+	return valFalse
+}
+
+// String returns a string value.
+func String(s string) Value { return stringValue(s) }
+
+// smallInts avoids allocating the integers that plans and builtins produce
+// most often (counts, indexes, small constants). Read-only after package init
+// by construction (a composite literal), so it is not mutable global state.
+var smallInts = func() [256 + 1]*numberValue {
+	var t [256 + 1]*numberValue
+	for i := range t {
+		n := int64(i - 0)
+		t[i] = &numberValue{lit: strconv.FormatInt(n, 10), i: n, isInt: true, f: float64(n), fExact: true}
+	}
+	return t
+}()
+
+// Int returns an integer number value.
+func Int(i int64) Value { return intNumber(i) }
+
+func intNumber(i int64) *numberValue {
+	if i >= 0 && i <= 256 {
+		return smallInts[i]
+	}
+	n := &numberValue{lit: strconv.FormatInt(i, 10), i: i, isInt: true, f: float64(i)}
+	n.fExact = i > -1e15 && i < 1e15
+	return n
+}
+
+// Number returns a number value for a JSON number literal. The text is kept
+// exactly as given and reproduced by ToJSON.
+func Number(text string) (Value, error) {
+	n, ok := parseNumber(text)
+	if !ok {
+		return nil, &Error{Code: CodeInvalidValue, Message: "invalid number literal " + strconv.Quote(text)}
+	}
+	return n, nil
+}
+
+// parseNumber validates a JSON number literal and pre-computes the fast
+// comparison forms.
+func parseNumber(text string) (*numberValue, bool) {
+	if !validJSONNumber(text) {
+		return nil, false
+	}
+	if i, err := strconv.ParseInt(text, 10, 64); err == nil {
+		if i >= 0 && i <= 256 && smallInts[i].lit == text {
+			return smallInts[i], true
+		}
+		return &numberValue{lit: text, i: i, isInt: true, f: float64(i), fExact: i > -1e15 && i < 1e15}, true
+	}
+	n := &numberValue{lit: text}
+	f, err := strconv.ParseFloat(text, 64)
+	if err == nil {
+		n.f = f
+		n.fExact = significantDigits(text) <= 15 && (f == 0 || (math.Abs(f) > 1e-300 && math.Abs(f) < 1e300))
+	} else {
+		// Out of float64 range: keep ±Inf as a hint but never trust it.
+		n.f = f
+	}
+	return n, true
+}
+
+// numberFromFloat formats f the way OPA's FloatNumberTerm does.
+func numberFromFloat(f float64) (*numberValue, bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil, false
+	}
+	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
+		return intNumber(int64(f)), true
+	}
+	return parseNumber(strconv.FormatFloat(f, 'g', -1, 64))
+}
+
+func significantDigits(s string) int {
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		s = s[:i]
+	}
+	n, leading := 0, true
+	trailingZeros := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			continue
+		}
+		if leading && c == '0' {
+			continue
+		}
+		leading = false
+		n++
+		if c == '0' {
+			trailingZeros++
+		} else {
+			trailingZeros = 0
+		}
+	}
+	return n - trailingZeros
+}
+
+func validJSONNumber(s string) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	if i >= len(s) {
+		return false
+	}
+	switch {
+	case s[i] == '0':
+		i++
+	case s[i] >= '1' && s[i] <= '9':
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	default:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return false
+		}
+	}
+	return i == len(s)
+}
+
+// rat returns the exact rational value of the literal.
+func (n *numberValue) rat() *big.Rat {
+	r, ok := new(big.Rat).SetString(n.lit)
+	if !ok {
+		// Unreachable for validated literals, but fail safe.
+		return new(big.Rat)
+	}
+	return r
+}
+
+// bigFloat returns the literal as a big.Float with OPA's arithmetic
+// precision (topdown uses big.Float's default from SetString).
+func (n *numberValue) bigFloat() *big.Float {
+	if n.isInt {
+		return new(big.Float).SetInt64(n.i)
+	}
+	f, _, err := big.ParseFloat(n.lit, 10, 53, big.ToNearestEven)
+	if err != nil {
+		return new(big.Float)
+	}
+	return f
+}
+
+func compareNumbers(a, b *numberValue) int {
+	if a == b || a.lit == b.lit {
+		return 0
+	}
+	if a.isInt && b.isInt {
+		return cmpInt(a.i, b.i)
+	}
+	if a.fExact && b.fExact {
+		switch {
+		case a.f < b.f:
+			return -1
+		case a.f > b.f:
+			return 1
+		default:
+			return 0
+		}
+	}
+	return a.rat().Cmp(b.rat())
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Array is an ordered sequence of values.
+type Array struct {
+	elems []Value
+}
+
+// NewArray returns an empty array with room for capacity elements.
+func NewArray(capacity int) *Array {
+	if capacity < 0 {
+		capacity = 0
+	}
+	return &Array{elems: make([]Value, 0, capacity)}
+}
+
+func arrayOf(elems []Value) *Array { return &Array{elems: elems} }
+
+// Append adds v at the end. Only for arrays under construction.
+func (a *Array) Append(v Value) { a.elems = append(a.elems, v) }
+
+// Len returns the number of elements.
+func (a *Array) Len() int { return len(a.elems) }
+
+// Index returns element i; it panics when i is out of range, like a slice.
+func (a *Array) Index(i int) Value { return a.elems[i] }
+
+// Object maps keys (any Value, usually strings) to values. Entries are kept
+// sorted by key in OPA's order, which is also the iteration order.
+type Object struct {
+	entries []objectEntry
+}
+
+type objectEntry struct {
+	key   Value
+	value Value
+}
+
+// NewObject returns an empty object with room for capacity entries.
+func NewObject(capacity int) *Object {
+	if capacity < 0 {
+		capacity = 0
+	}
+	return &Object{entries: make([]objectEntry, 0, capacity)}
+}
+
+// Len returns the number of entries.
+func (o *Object) Len() int { return len(o.entries) }
+
+// Set inserts or replaces the entry for a string key.
+func (o *Object) Set(key string, v Value) { o.Insert(stringValue(key), v) }
+
+// Insert inserts or replaces the entry for key.
+func (o *Object) Insert(key, v Value) {
+	i, found := o.find(key)
+	if found {
+		o.entries[i].value = v
+		return
+	}
+	if i == len(o.entries) {
+		o.entries = append(o.entries, objectEntry{key, v})
+		return
+	}
+	o.entries = append(o.entries, objectEntry{})
+	copy(o.entries[i+1:], o.entries[i:])
+	o.entries[i] = objectEntry{key, v}
+}
+
+// Get returns the value under a string key.
+func (o *Object) Get(key string) (Value, bool) {
+	i, found := o.findString(key)
+	if !found {
+		return nil, false
+	}
+	return o.entries[i].value, true
+}
+
+// GetValue returns the value under any key.
+func (o *Object) GetValue(key Value) (Value, bool) {
+	if s, ok := key.(stringValue); ok {
+		return o.Get(string(s))
+	}
+	i, found := o.find(key)
+	if !found {
+		return nil, false
+	}
+	return o.entries[i].value, true
+}
+
+// Range calls fn for every entry in key order until fn returns false.
+func (o *Object) Range(fn func(key, value Value) bool) {
+	for _, e := range o.entries {
+		if !fn(e.key, e.value) {
+			return
+		}
+	}
+}
+
+// Keys returns the keys in order.
+func (o *Object) Keys() []Value {
+	keys := make([]Value, len(o.entries))
+	for i, e := range o.entries {
+		keys[i] = e.key
+	}
+	return keys
+}
+
+func (o *Object) find(key Value) (int, bool) {
+	if s, ok := key.(stringValue); ok {
+		return o.findString(string(s))
+	}
+	// Fast path: appending in order.
+	n := len(o.entries)
+	if n == 0 || Compare(o.entries[n-1].key, key) < 0 {
+		return n, false
+	}
+	i := sort.Search(n, func(i int) bool { return Compare(o.entries[i].key, key) >= 0 })
+	return i, i < n && Compare(o.entries[i].key, key) == 0
+}
+
+// findString is a binary search specialised for string keys: strings rank
+// after null, booleans and numbers and before composites.
+func (o *Object) findString(key string) (int, bool) {
+	lo, hi := 0, len(o.entries)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		k := o.entries[m].key
+		var c int
+		if s, ok := k.(stringValue); ok {
+			c = strings.Compare(string(s), key)
+		} else if k.rank() < rankString {
+			c = -1
+		} else {
+			c = 1
+		}
+		if c == 0 {
+			return m, true
+		}
+		if c < 0 {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo, false
+}
+
+// Set is an unordered collection of unique values, kept sorted in OPA's
+// order.
+type Set struct {
+	elems []Value
+}
+
+// NewSet returns an empty set with room for capacity elements.
+func NewSet(capacity int) *Set {
+	if capacity < 0 {
+		capacity = 0
+	}
+	return &Set{elems: make([]Value, 0, capacity)}
+}
+
+// Len returns the number of elements.
+func (s *Set) Len() int { return len(s.elems) }
+
+// Add inserts v unless it is already present. Only for sets under
+// construction.
+func (s *Set) Add(v Value) {
+	i, found := s.find(v)
+	if found {
+		return
+	}
+	if i == len(s.elems) {
+		s.elems = append(s.elems, v)
+		return
+	}
+	s.elems = append(s.elems, nil)
+	copy(s.elems[i+1:], s.elems[i:])
+	s.elems[i] = v
+}
+
+// Contains reports whether v is an element.
+func (s *Set) Contains(v Value) bool {
+	_, found := s.find(v)
+	return found
+}
+
+// Range calls fn for every element in order until fn returns false.
+func (s *Set) Range(fn func(v Value) bool) {
+	for _, e := range s.elems {
+		if !fn(e) {
+			return
+		}
+	}
+}
+
+func (s *Set) find(v Value) (int, bool) {
+	n := len(s.elems)
+	if n == 0 {
+		return 0, false
+	}
+	if c := Compare(s.elems[n-1], v); c <= 0 {
+		return n - boolToInt(c == 0), c == 0
+	}
+	i := sort.Search(n, func(i int) bool { return Compare(s.elems[i], v) >= 0 })
+	return i, i < n && Compare(s.elems[i], v) == 0
+}
+
+func boolToInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Compare orders two values the way OPA's ast.Compare does. It returns -1,
+// 0 or 1.
+func Compare(a, b Value) int {
+	ra, rb := a.rank(), b.rank()
+	if ra != rb {
+		return cmpInt(int64(ra), int64(rb))
+	}
+	switch a := a.(type) {
+	case nullValue:
+		return 0
+	case boolValue:
+		bb := b.(boolValue)
+		switch {
+		case a == bb:
+			return 0
+		case !bool(a):
+			return -1
+		}
+		return 1
+	case *numberValue:
+		return compareNumbers(a, b.(*numberValue))
+	case stringValue:
+		return strings.Compare(string(a), string(b.(stringValue)))
+	case *Array:
+		return compareSlices(a.elems, b.(*Array).elems)
+	case *Object:
+		bo := b.(*Object)
+		n := min(len(a.entries), len(bo.entries))
+		for i := 0; i < n; i++ {
+			if c := Compare(a.entries[i].key, bo.entries[i].key); c != 0 {
+				return c
+			}
+			if c := Compare(a.entries[i].value, bo.entries[i].value); c != 0 {
+				return c
+			}
+		}
+		return cmpInt(int64(len(a.entries)), int64(len(bo.entries)))
+	case *Set:
+		return compareSlices(a.elems, b.(*Set).elems)
+	}
+	return 0
+}
+
+func compareSlices(a, b []Value) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if c := Compare(a[i], b[i]); c != 0 {
+			return c
+		}
+	}
+	return cmpInt(int64(len(a)), int64(len(b)))
+}
+
+// Equal reports whether two values are equal in Rego's sense (1 == 1.0).
+func Equal(a, b Value) bool {
+	if a.rank() != b.rank() {
+		return false
+	}
+	switch x := a.(type) {
+	case stringValue:
+		return x == b.(stringValue)
+	case boolValue:
+		return x == b.(boolValue)
+	case nullValue:
+		return true
+	case *numberValue:
+		return compareNumbers(x, b.(*numberValue)) == 0
+	case *Array:
+		y := b.(*Array)
+		if len(x.elems) != len(y.elems) {
+			return false
+		}
+		for i := range x.elems {
+			if !Equal(x.elems[i], y.elems[i]) {
+				return false
+			}
+		}
+		return true
+	case *Object:
+		y := b.(*Object)
+		if len(x.entries) != len(y.entries) {
+			return false
+		}
+		for i := range x.entries {
+			if !Equal(x.entries[i].key, y.entries[i].key) || !Equal(x.entries[i].value, y.entries[i].value) {
+				return false
+			}
+		}
+		return true
+	case *Set:
+		y := b.(*Set)
+		if len(x.elems) != len(y.elems) {
+			return false
+		}
+		for i := range x.elems {
+			if !Equal(x.elems[i], y.elems[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// TypeName returns the Rego type name of v: "null", "boolean", "number",
+// "string", "array", "object" or "set".
+func TypeName(v Value) string {
+	switch v.(type) {
+	case nullValue:
+		return "null"
+	case boolValue:
+		return "boolean"
+	case *numberValue:
+		return "number"
+	case stringValue:
+		return "string"
+	case *Array:
+		return "array"
+	case *Object:
+		return "object"
+	case *Set:
+		return "set"
+	}
+	return "unknown"
+}
+
+// AsString returns the string held by v.
+func AsString(v Value) (string, bool) {
+	s, ok := v.(stringValue)
+	return string(s), ok
+}
+
+// AsBool returns the boolean held by v.
+func AsBool(v Value) (bool, bool) {
+	b, ok := v.(boolValue)
+	return bool(b), ok
+}
+
+// AsNumber returns the literal text of a number value.
+func AsNumber(v Value) (string, bool) {
+	n, ok := v.(*numberValue)
+	if !ok {
+		return "", false
+	}
+	return n.lit, true
+}
+
+// AsInt64 returns v as an int64 when it is a number with an integral value
+// in range (1.0 counts as 1).
+func AsInt64(v Value) (int64, bool) {
+	n, ok := v.(*numberValue)
+	if !ok {
+		return 0, false
+	}
+	return n.int64()
+}
+
+func (n *numberValue) int64() (int64, bool) {
+	if n.isInt {
+		return n.i, true
+	}
+	r := n.rat()
+	if !r.IsInt() || !r.Num().IsInt64() {
+		return 0, false
+	}
+	return r.Num().Int64(), true
+}
