@@ -333,6 +333,8 @@ func TestParseManifestRejects(t *testing.T) {
 		{"unknown field", bytes.Replace(good, []byte(`"kind"`), []byte(`"extra": 1, "kind"`), 1), "unknown field"},
 		{"duplicate key", bytes.Replace(good, []byte(`"kind": "runtime"`), []byte(`"kind": "runtime", "kind": "archive"`), 1), "duplicate key"},
 		{"nested duplicate key", bytes.Replace(good, []byte(`"b": 1`), []byte(`"b": 1, "b": 2`), 1), "duplicate key"},
+		{"case variant key", bytes.Replace(good, []byte(`"kind": "runtime"`), []byte(`"kind": "runtime", "KIND": "archive"`), 1), "must be spelled"},
+		{"case variant alone", bytes.Replace(good, []byte(`"tenant":`), []byte(`"Tenant":`), 1), "must be spelled"},
 		{"trailing data", append(bytes.Clone(good), "{}"...), "after the JSON"},
 		{"invalid utf8", bytes.Replace(good, []byte("acme"), []byte("ac\xffe"), 1), "UTF-8"},
 		{"not json", []byte("nope"), "invalid character"},

@@ -110,7 +110,7 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	if !utf8.Valid(data) {
 		return nil, fmt.Errorf("%w: manifest is not valid UTF-8", ErrInvalid)
 	}
-	if err := checkNoDuplicateKeys(data); err != nil {
+	if err := checkManifestKeys(data); err != nil {
 		return nil, fmt.Errorf("%w: manifest: %v", ErrInvalid, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))

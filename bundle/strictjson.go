@@ -6,18 +6,34 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
-// checkNoDuplicateKeys walks the JSON token stream and fails on an object
-// that names the same key twice. encoding/json keeps the last value, other
-// parsers keep the first: either way two readers could disagree about what
-// was signed.
-func checkNoDuplicateKeys(data []byte) error {
+// manifestNames and releaseNames are the members of the manifest and of its
+// release object, spelled as the JSON tags spell them.
+var (
+	manifestNames = map[string]bool{
+		"format": true, "kind": true, "tenant": true, "name": true, "revision": true,
+		"created_at": true, "expires_at": true, "engine_version": true, "builtins": true,
+		"entrypoints": true, "files": true, "release": true, "policy": true,
+	}
+	releaseNames = map[string]bool{"approvers": true, "publisher": true, "stage": true, "replaces": true}
+)
+
+// checkManifestKeys walks the JSON token stream and fails on an object
+// that names the same key twice, or on a manifest or release member spelled
+// in another case. encoding/json keeps the last duplicate and matches field
+// names case-insensitively, other parsers do neither: either way two
+// readers could disagree about what was signed.
+func checkManifestKeys(data []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	// One entry per open container: the keys seen so far for an object,
 	// nil for an array.
 	var stack []map[string]bool
+	// names[i] is the set of canonical member names for stack[i], if any.
+	var names []map[string]bool
+	lastKey := ""
 	expectKey := false
 	for {
 		tok, err := dec.Token()
@@ -31,13 +47,23 @@ func checkNoDuplicateKeys(data []byte) error {
 		case json.Delim:
 			switch v {
 			case '{':
+				var canon map[string]bool
+				switch {
+				case len(stack) == 0:
+					canon = manifestNames
+				case len(stack) == 1 && lastKey == "release":
+					canon = releaseNames
+				}
 				stack = append(stack, map[string]bool{})
+				names = append(names, canon)
 				expectKey = true
 			case '[':
 				stack = append(stack, nil)
+				names = append(names, nil)
 				expectKey = false
 			case '}', ']':
 				stack = stack[:len(stack)-1]
+				names = names[:len(names)-1]
 				expectKey = len(stack) > 0 && stack[len(stack)-1] != nil
 			}
 			continue
@@ -47,7 +73,11 @@ func checkNoDuplicateKeys(data []byte) error {
 				if keys[v] {
 					return fmt.Errorf("duplicate key %q", v)
 				}
+				if canon := names[len(names)-1]; canon != nil && !canon[v] && canon[strings.ToLower(v)] {
+					return fmt.Errorf("key %q must be spelled %q", v, strings.ToLower(v))
+				}
 				keys[v] = true
+				lastKey = v
 				expectKey = false
 				continue
 			}

@@ -1,0 +1,268 @@
+package token
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aegis-mesh/aegis/keys"
+)
+
+// Errors returned by Verify; callers branch on them with errors.Is.
+var (
+	ErrMalformed    = errors.New("malformed token")
+	ErrAlgorithm    = errors.New("token algorithm not accepted")
+	ErrUnknownKey   = errors.New("token signed by an unknown key")
+	ErrSignature    = errors.New("token signature does not verify")
+	ErrExpired      = errors.New("token has expired")
+	ErrNotYetValid  = errors.New("token is not valid yet")
+	ErrIssuer       = errors.New("token issuer not accepted")
+	ErrAudience     = errors.New("token audience not accepted")
+	ErrTenant       = errors.New("token tenant not accepted")
+	ErrChain        = errors.New("token delegation chain not accepted")
+	errClaimMissing = errors.New("required claim missing")
+)
+
+// Defaults for VerifyOptions.
+const (
+	DefaultSkew    = 60 * time.Second
+	DefaultMaxSize = 8 << 10
+	Algorithm      = "EdDSA"
+	Type           = "JWT"
+)
+
+type header struct {
+	Alg  string          `json:"alg"`
+	Kid  string          `json:"kid"`
+	Typ  string          `json:"typ"`
+	Crit json.RawMessage `json:"crit,omitempty"`
+}
+
+// Mint signs c with priv. The header is {"alg":"EdDSA","kid":<KeyID of
+// the public key>,"typ":"JWT"}. A missing jti is filled with 128 random
+// bits (base64url). sub, tenant, iat and exp are required, exp must be
+// after iat, and the delegation chain must pass the same checks Verify
+// applies.
+func Mint(priv ed25519.PrivateKey, c Claims) (string, error) {
+	return mint(priv, c, rand.Reader)
+}
+
+func mint(priv ed25519.PrivateKey, c Claims, random io.Reader) (string, error) {
+	if len(priv) != ed25519.PrivateKeySize {
+		return "", fmt.Errorf("mint token: private key has %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
+	}
+	if c.ID == "" {
+		var id [16]byte
+		if _, err := io.ReadFull(random, id[:]); err != nil {
+			return "", fmt.Errorf("mint token: jti: %w", err)
+		}
+		c.ID = base64.RawURLEncoding.EncodeToString(id[:])
+	}
+	switch {
+	case c.Subject == "":
+		return "", fmt.Errorf("mint token: %w: sub", errClaimMissing)
+	case c.Tenant == "":
+		return "", fmt.Errorf("mint token: %w: tenant", errClaimMissing)
+	case c.IssuedAt <= 0:
+		return "", fmt.Errorf("mint token: %w: iat", errClaimMissing)
+	case c.ExpiresAt <= c.IssuedAt:
+		return "", fmt.Errorf("mint token: exp %d is not after iat %d", c.ExpiresAt, c.IssuedAt)
+	}
+	if err := checkChain(&c); err != nil {
+		return "", fmt.Errorf("mint token: %w", err)
+	}
+	h, err := json.Marshal(header{Alg: Algorithm, Kid: keys.KeyID(priv.Public().(ed25519.PublicKey)), Typ: Type})
+	if err != nil {
+		return "", fmt.Errorf("mint token: %w", err)
+	}
+	p, err := json.Marshal(&c)
+	if err != nil {
+		return "", fmt.Errorf("mint token: %w", err)
+	}
+	enc := base64.RawURLEncoding
+	signing := enc.EncodeToString(h) + "." + enc.EncodeToString(p)
+	return signing + "." + enc.EncodeToString(ed25519.Sign(priv, []byte(signing))), nil
+}
+
+// VerifyOptions configure Verify. Empty Issuer, Audience and Tenant skip
+// those checks; the others have defaults.
+type VerifyOptions struct {
+	Now      time.Time     // zero: time.Now()
+	Skew     time.Duration // clock tolerance for exp, nbf, iat; zero: DefaultSkew
+	Issuer   string        // required iss
+	Audience string        // a value aud must contain
+	Tenant   string        // required tenant
+	MaxSize  int           // largest token accepted; zero: DefaultMaxSize
+}
+
+// Verify checks token and returns its claims. Order matters: the header is
+// parsed only far enough to pick the key, the signature is checked, and
+// only then are claims decoded and trusted.
+func Verify(token string, ks *KeySet, opts VerifyOptions) (*Claims, error) {
+	maxSize := opts.MaxSize
+	if maxSize <= 0 {
+		maxSize = DefaultMaxSize
+	}
+	if len(token) > maxSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(token), maxSize)
+	}
+	first := bytes.IndexByte([]byte(token), '.')
+	if first < 0 {
+		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+	}
+	second := first + 1 + bytes.IndexByte([]byte(token[first+1:]), '.')
+	if second <= first || bytes.IndexByte([]byte(token[second+1:]), '.') >= 0 {
+		return nil, fmt.Errorf("%w: want three dot-separated parts", ErrMalformed)
+	}
+	hPart, pPart, sPart := token[:first], token[first+1:second], token[second+1:]
+
+	hJSON, err := decodeSegment("header", hPart)
+	if err != nil {
+		return nil, err
+	}
+	var h header
+	if err := strictUnmarshal(hJSON, &h, true); err != nil {
+		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
+	}
+	if h.Crit != nil {
+		return nil, fmt.Errorf("%w: header: crit is not supported", ErrMalformed)
+	}
+	if h.Alg != Algorithm {
+		return nil, fmt.Errorf("%w: alg %q, want %q", ErrAlgorithm, h.Alg, Algorithm)
+	}
+	if h.Typ != Type {
+		return nil, fmt.Errorf("%w: header: typ %q, want %q", ErrMalformed, h.Typ, Type)
+	}
+	if h.Kid == "" {
+		return nil, fmt.Errorf("%w: header has no kid", ErrUnknownKey)
+	}
+	pub, ok := ks.Lookup(h.Kid)
+	if !ok {
+		return nil, fmt.Errorf("%w: kid %q", ErrUnknownKey, h.Kid)
+	}
+	sig, err := decodeSegment("signature", sPart)
+	if err != nil {
+		return nil, err
+	}
+	if len(sig) != ed25519.SignatureSize || !ed25519.Verify(pub, []byte(token[:second]), sig) {
+		return nil, ErrSignature
+	}
+
+	pJSON, err := decodeSegment("payload", pPart)
+	if err != nil {
+		return nil, err
+	}
+	var c Claims
+	if err := strictUnmarshal(pJSON, &c, false); err != nil {
+		return nil, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
+	}
+	if err := checkClaims(&c, opts); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func checkClaims(c *Claims, opts VerifyOptions) error {
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	skew := opts.Skew
+	if skew == 0 {
+		skew = DefaultSkew
+	}
+	if skew < 0 {
+		skew = 0
+	}
+	switch {
+	case c.Subject == "":
+		return fmt.Errorf("%w: %w: sub", ErrMalformed, errClaimMissing)
+	case c.ExpiresAt <= 0:
+		return fmt.Errorf("%w: %w: exp", ErrMalformed, errClaimMissing)
+	case c.NotBefore < 0 || c.IssuedAt < 0:
+		return fmt.Errorf("%w: negative nbf or iat", ErrMalformed)
+	}
+	// Compare in seconds: NumericDate has no finer resolution.
+	early := now.Add(skew).Unix()
+	late := now.Add(-skew).Unix()
+	if late >= c.ExpiresAt {
+		return fmt.Errorf("%w: exp %s", ErrExpired, time.Unix(c.ExpiresAt, 0).UTC().Format(time.RFC3339))
+	}
+	if c.NotBefore != 0 && early < c.NotBefore {
+		return fmt.Errorf("%w: nbf %s", ErrNotYetValid, time.Unix(c.NotBefore, 0).UTC().Format(time.RFC3339))
+	}
+	if c.IssuedAt != 0 && early < c.IssuedAt {
+		return fmt.Errorf("%w: iat %s is in the future", ErrNotYetValid, time.Unix(c.IssuedAt, 0).UTC().Format(time.RFC3339))
+	}
+	if opts.Issuer != "" && c.Issuer != opts.Issuer {
+		return fmt.Errorf("%w: iss %q, want %q", ErrIssuer, c.Issuer, opts.Issuer)
+	}
+	if opts.Audience != "" {
+		found := false
+		for _, a := range c.Audience {
+			found = found || a == opts.Audience
+		}
+		if !found {
+			return fmt.Errorf("%w: aud %q does not contain %q", ErrAudience, []string(c.Audience), opts.Audience)
+		}
+	}
+	if c.Tenant == "" {
+		return fmt.Errorf("%w: token has no tenant", ErrTenant)
+	}
+	if opts.Tenant != "" && c.Tenant != opts.Tenant {
+		return fmt.Errorf("%w: tenant %q, want %q", ErrTenant, c.Tenant, opts.Tenant)
+	}
+	return checkChain(c)
+}
+
+// decodeSegment decodes one base64url part strictly: the URL alphabet
+// only, no padding, no line breaks (the standard decoder skips them), and
+// no stray bits in the last character.
+func decodeSegment(what, s string) ([]byte, error) {
+	if s == "" {
+		return nil, fmt.Errorf("%w: empty %s", ErrMalformed, what)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return nil, fmt.Errorf("%w: %s: byte %#x is not base64url", ErrMalformed, what, c)
+		}
+	}
+	out, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
+	}
+	return out, nil
+}
+
+// strictUnmarshal decodes one JSON object: valid UTF-8, no duplicate keys,
+// nothing after it; with closed set, unknown members are errors too.
+func strictUnmarshal(data []byte, v any, closed bool) error {
+	if !utf8.Valid(data) {
+		return errors.New("not valid UTF-8")
+	}
+	if len(data) == 0 || data[0] != '{' {
+		return errors.New("not a JSON object")
+	}
+	if err := checkKeys(data); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if closed {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("data after the JSON object")
+	}
+	return nil
+}
