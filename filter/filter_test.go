@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/proxytest"
+	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+	"github.com/tetratelabs/wazero"
+
+	"github.com/aegis-mesh/aegis/filter/internal/plugin"
+)
+
+// wasmPath is where `make filter` writes the module, relative to this
+// package directory.
+const wasmPath = "../build/aegis-filter.wasm"
+
+// maxModuleBytes bounds the module: Envoy keeps a copy per worker VM.
+const maxModuleBytes = 6 << 20
+
+func TestMain(m *testing.M) {
+	if err := ensureModule(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the filter module:", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// ensureModule builds the module when it is missing or older than any Go
+// source file of the module, so that `go test ./filter` never tests a stale
+// build. `make test` builds it first with the same command.
+func ensureModule() error {
+	info, err := os.Stat(wasmPath)
+	if err == nil && !sourcesNewerThan("..", info.ModTime().UnixNano()) {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(wasmPath), 0o755); err != nil {
+		return err
+	}
+	tmp := wasmPath + ".tmp"
+	cmd := exec.Command("go", "build", "-trimpath", "-buildmode=c-shared", "-o", tmp, ".")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%v\n%s", err, out)
+	}
+	return os.Rename(tmp, wasmPath)
+}
+
+func sourcesNewerThan(root string, t int64) bool {
+	newer := false
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || newer {
+			return filepath.SkipDir
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata" || d.Name() == "build") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
+			if i, err := d.Info(); err == nil && i.ModTime().UnixNano() > t {
+				newer = true
+			}
+		}
+		return nil
+	})
+	return newer
+}
+
+// vmTest runs body twice: against the plugin compiled natively, and against
+// the built wasm module in wazero through the SDK's emulator. The wasm run
+// fails, never skips, when the module is missing. The emulator is
+// process-global, so the runs are sequential.
+func vmTest(t *testing.T, body func(t *testing.T, vm types.VMContext)) {
+	t.Helper()
+	t.Run("go", func(t *testing.T) {
+		body(t, plugin.NewVMContext())
+	})
+	t.Run("wasm", func(t *testing.T) {
+		wasm, err := os.ReadFile(wasmPath)
+		if err != nil {
+			t.Fatalf("filter module: %v (build it with `make filter`)", err)
+		}
+		vm, err := proxytest.NewWasmVMContext(wasm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer vm.Close()
+		body(t, vm)
+	})
+}
+
+func TestDeniesEveryRequestWithoutBundle(t *testing.T) {
+	requests := []struct {
+		name    string
+		headers [][2]string
+	}{
+		{"GET", [][2]string{{":method", "GET"}, {":path", "/"}, {":authority", "tool.example"}}},
+		{"POST with token", [][2]string{{":method", "POST"}, {":path", "/mcp"}, {":authority", "tool.example"}, {"authorization", "Bearer x.y.z"}}},
+		{"OPTIONS", [][2]string{{":method", "OPTIONS"}, {":path", "*"}}},
+	}
+	vmTest(t, func(t *testing.T, vm types.VMContext) {
+		host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().WithVMContext(vm))
+		defer reset()
+		if got := host.StartPlugin(); got != types.OnPluginStartStatusOK {
+			t.Fatalf("StartPlugin = %v", got)
+		}
+		if logs := host.GetWarnLogs(); len(logs) != 1 || !strings.Contains(logs[0], "no policy bundle") {
+			t.Errorf("warn logs = %q", logs)
+		}
+		for _, r := range requests {
+			id := host.InitializeHttpContext()
+			if got := host.CallOnRequestHeaders(id, r.headers, false); got != types.ActionPause {
+				t.Errorf("%s: action %v, want pause", r.name, got)
+			}
+			resp := host.GetSentLocalResponse(id)
+			if resp == nil {
+				t.Fatalf("%s: no local reply", r.name)
+			}
+			if resp.StatusCode != 403 {
+				t.Errorf("%s: status %d, want 403", r.name, resp.StatusCode)
+			}
+			var body map[string]string
+			if err := json.Unmarshal(resp.Data, &body); err != nil {
+				t.Fatalf("%s: body %q: %v", r.name, resp.Data, err)
+			}
+			if body["error"] != "no_bundle" || body["message"] == "" {
+				t.Errorf("%s: body %q", r.name, resp.Data)
+			}
+			if !hasHeader(resp.Headers, "content-type", "application/json") {
+				t.Errorf("%s: headers %q", r.name, resp.Headers)
+			}
+			host.CompleteHttpContext(id)
+		}
+	})
+}
+
+func hasHeader(hs [][2]string, name, value string) bool {
+	for _, h := range hs {
+		if strings.EqualFold(h[0], name) && h[1] == value {
+			return true
+		}
+	}
+	return false
+}
+
+// envoyImports is what Envoy ≥ 1.33 registers for a proxy-wasm module
+// (proxy-wasm-cpp-host include/proxy-wasm/exports.h, and its WASI subset).
+// Envoy refuses to load a module importing anything else.
+var envoyImports = map[string][]string{
+	"env": {
+		"proxy_log", "proxy_get_status", "proxy_set_property", "proxy_get_property",
+		"proxy_send_local_response", "proxy_get_shared_data", "proxy_set_shared_data",
+		"proxy_register_shared_queue", "proxy_resolve_shared_queue", "proxy_dequeue_shared_queue",
+		"proxy_enqueue_shared_queue", "proxy_get_header_map_value", "proxy_add_header_map_value",
+		"proxy_replace_header_map_value", "proxy_remove_header_map_value", "proxy_get_header_map_pairs",
+		"proxy_set_header_map_pairs", "proxy_get_header_map_size", "proxy_get_buffer_status",
+		"proxy_get_buffer_bytes", "proxy_set_buffer_bytes", "proxy_http_call", "proxy_grpc_call",
+		"proxy_grpc_stream", "proxy_grpc_close", "proxy_grpc_cancel", "proxy_grpc_send",
+		"proxy_set_tick_period_milliseconds", "proxy_get_current_time_nanoseconds",
+		"proxy_define_metric", "proxy_increment_metric", "proxy_record_metric", "proxy_get_metric",
+		"proxy_set_effective_context", "proxy_done", "proxy_call_foreign_function",
+		"proxy_continue_stream", "proxy_close_stream", "proxy_get_log_level",
+	},
+	"wasi_snapshot_preview1": {
+		"fd_write", "fd_read", "fd_seek", "fd_close", "fd_fdstat_get", "fd_fdstat_set_flags",
+		"environ_get", "environ_sizes_get", "args_get", "args_sizes_get", "clock_time_get",
+		"random_get", "sched_yield", "poll_oneoff", "proc_exit", "path_open",
+		"fd_prestat_get", "fd_prestat_dir_name",
+	},
+}
+
+func TestModuleImportsAreEnvoyCompatible(t *testing.T) {
+	wasm, err := os.ReadFile(wasmPath)
+	if err != nil {
+		t.Fatalf("filter module: %v", err)
+	}
+	if len(wasm) > maxModuleBytes {
+		t.Errorf("module is %d bytes, limit %d", len(wasm), maxModuleBytes)
+	}
+	t.Logf("module size: %d bytes", len(wasm))
+
+	allowed := map[string]bool{}
+	for mod, names := range envoyImports {
+		for _, n := range names {
+			allowed[mod+"."+n] = true
+		}
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	compiled, err := r.CompileModule(ctx, wasm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imports := compiled.ImportedFunctions()
+	if len(imports) == 0 {
+		t.Fatal("module imports nothing: not a proxy-wasm module")
+	}
+	sawProxy := false
+	for _, f := range imports {
+		mod, name, _ := f.Import()
+		if !allowed[mod+"."+name] {
+			t.Errorf("import %s.%s is not registered by Envoy 1.33", mod, name)
+		}
+		sawProxy = sawProxy || mod == "env"
+	}
+	if !sawProxy {
+		t.Error("module imports no proxy_* host function")
+	}
+	// Envoy calls these; without them the module is not a filter.
+	exports := compiled.ExportedFunctions()
+	abi := false
+	for name := range exports {
+		// Envoy picks the ABI from this marker export; it knows 0.2.0 and 0.2.1.
+		abi = abi || name == "proxy_abi_version_0_2_0" || name == "proxy_abi_version_0_2_1"
+	}
+	if !abi {
+		t.Error("module exports no proxy_abi_version_0_2_x marker")
+	}
+	for _, name := range []string{"_initialize", "proxy_on_memory_allocate", "proxy_on_vm_start",
+		"proxy_on_configure", "proxy_on_context_create", "proxy_on_request_headers"} {
+		if _, ok := exports[name]; !ok {
+			t.Errorf("module does not export %s", name)
+		}
+	}
+}
