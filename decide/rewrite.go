@@ -1,0 +1,82 @@
+package decide
+
+import (
+	"fmt"
+
+	"github.com/aegis-mesh/aegis/engine"
+)
+
+// Rewrite applies the redactions of calls to the parsed body and returns
+// the new body. For plain HTTP the parameters are the body itself; for MCP
+// they are params.arguments of the JSON-RPC request (of element Index in a
+// batch).
+func Rewrite(root engine.Value, batch bool, calls []Call) ([]byte, error) {
+	if root == nil {
+		return nil, fmt.Errorf("rewriting body: there is no JSON body to redact")
+	}
+	var err error
+	for _, c := range calls {
+		for _, r := range c.Decision.Redactions {
+			path := r.Path
+			if c.MCP != nil {
+				prefix := []string{"params", "arguments"}
+				if batch {
+					prefix = append([]string{fmt.Sprint(c.MCP.Index)}, prefix...)
+				}
+				path = append(prefix, path...)
+			}
+			root, err = setPath(root, path, engine.String(r.Value))
+			if err != nil {
+				return nil, fmt.Errorf("rewriting body at %v: %w", path, err)
+			}
+		}
+	}
+	return engine.ToJSON(root)
+}
+
+// setPath returns a copy of v with the value at path replaced. The value
+// must already exist: a redaction replaces what the policy saw, never adds.
+func setPath(v engine.Value, path []string, nv engine.Value) (engine.Value, error) {
+	if len(path) == 0 {
+		return nv, nil
+	}
+	switch c := v.(type) {
+	case *engine.Object:
+		cur, ok := c.Get(path[0])
+		if !ok {
+			return nil, fmt.Errorf("no field %q", path[0])
+		}
+		child, err := setPath(cur, path[1:], nv)
+		if err != nil {
+			return nil, err
+		}
+		out := engine.NewObject(c.Len())
+		c.Range(func(k, val engine.Value) bool {
+			if s, ok := engine.AsString(k); ok && s == path[0] {
+				val = child
+			}
+			out.Insert(k, val)
+			return true
+		})
+		return out, nil
+	case *engine.Array:
+		var i int
+		if _, err := fmt.Sscanf(path[0], "%d", &i); err != nil || i < 0 || i >= c.Len() || fmt.Sprint(i) != path[0] {
+			return nil, fmt.Errorf("no element %q", path[0])
+		}
+		child, err := setPath(c.Index(i), path[1:], nv)
+		if err != nil {
+			return nil, err
+		}
+		out := engine.NewArray(c.Len())
+		for j := 0; j < c.Len(); j++ {
+			if j == i {
+				out.Append(child)
+			} else {
+				out.Append(c.Index(j))
+			}
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("cannot descend into a %s", engine.TypeName(v))
+}
