@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"slices"
 	"path/filepath"
+	"slices"
 
 	"github.com/aegis-mesh/aegis/decide"
 	"github.com/aegis-mesh/aegis/engine"
