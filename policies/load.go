@@ -373,7 +373,7 @@ func (d *decoder) decodeTool(n *yaml.Node, path string) *Tool {
 					d.errs.add(CodeEnum, pf.kpos, pp, "letters, digits, '_' and '-'", "%q is not a valid parameter name", pf.key)
 					continue
 				}
-				if prm := d.decodeParam(pf.val, pp, pf.key); prm != nil {
+				if prm := d.decodeParam(pf.val, pp, pf.key, pf.kpos); prm != nil {
 					t.Params = append(t.Params, prm)
 				}
 			}
@@ -486,13 +486,13 @@ func (d *decoder) decodeMCPTool(n *yaml.Node, path string) *MCPTool {
 
 var paramTypes = []string{TypeString, TypeNumber, TypeInteger, TypeBoolean, TypeObject, TypeArray}
 
-func (d *decoder) decodeParam(n *yaml.Node, path, name string) *Param {
+func (d *decoder) decodeParam(n *yaml.Node, path, name string, kpos pos) *Param {
 	fs, ok := d.fields(n, path, "type", "description", "required", "min", "max", "min_length", "max_length", "enum", "pattern")
 	if !ok {
 		return nil
 	}
 	d.required(n, path, fs, "type")
-	prm := &Param{Src: src(n, path), Name: name}
+	prm := &Param{Src: Source{Line: kpos.Line, Col: kpos.Col, Path: path}, Name: name}
 	for _, f := range fs {
 		if f.key == "type" {
 			prm.Type, _ = d.enum(f.val, join(path, f.key), paramTypes...)
