@@ -1,0 +1,491 @@
+// Package strictjson parses RFC 8259 JSON straight into engine values and
+// refuses everything a more lenient parser on the tool's side might read
+// differently: duplicate object keys (compared after unescaping), invalid
+// UTF-8 including lone surrogate escapes, unescaped control characters,
+// nesting beyond a limit, a byte order mark, and anything after the value.
+// Numbers keep their exact literal text.
+package strictjson
+
+import (
+	"bytes"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/aegis-mesh/aegis/engine"
+)
+
+// Error codes, stable: they end up in deny reasons.
+const (
+	CodeSyntax       = "invalid_json"
+	CodeDuplicateKey = "duplicate_key"
+	CodeInvalidUTF8  = "invalid_utf8"
+	CodeTooDeep      = "too_deep"
+)
+
+// Error says why and where a document was refused. Path is relative to the
+// document root, in the form `.a[3]["b c"]` ("" for the root itself).
+type Error struct {
+	Code   string
+	Path   string
+	Offset int // byte offset into the input
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	p := e.Path
+	if p == "" {
+		p = "(root)"
+	}
+	return e.Code + " at " + p + " (byte " + strconv.Itoa(e.Offset) + "): " + e.Msg
+}
+
+// Parse parses one JSON document. maxDepth bounds how many arrays and
+// objects may be nested (the outermost container is depth 1).
+func Parse(data []byte, maxDepth int) (engine.Value, error) {
+	p := parser{data: data, maxDepth: maxDepth}
+	p.skipSpace()
+	v, err := p.value()
+	if err != nil {
+		return nil, err
+	}
+	p.skipSpace()
+	if p.pos < len(data) {
+		return nil, p.fail(CodeSyntax, "unexpected data after the JSON value")
+	}
+	return v, nil
+}
+
+type pathSeg struct {
+	key   string
+	index int // -1 for object members
+}
+
+type member struct {
+	key string
+	val engine.Value
+	off int
+}
+
+type parser struct {
+	data     []byte
+	pos      int
+	depth    int
+	maxDepth int
+	path     []pathSeg
+	members  []member       // scratch stack of open objects' members
+	elems    []engine.Value // scratch stack of open arrays' elements
+	buf      []byte         // scratch for unescaping strings
+}
+
+func (p *parser) fail(code, msg string) *Error {
+	return &Error{Code: code, Path: formatPath(p.path), Offset: p.pos, Msg: msg}
+}
+
+func (p *parser) skipSpace() {
+	for p.pos < len(p.data) {
+		switch p.data[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (p *parser) value() (engine.Value, error) {
+	if p.pos >= len(p.data) {
+		return nil, p.fail(CodeSyntax, "unexpected end of input")
+	}
+	switch c := p.data[p.pos]; {
+	case c == '{':
+		return p.object()
+	case c == '[':
+		return p.array()
+	case c == '"':
+		s, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		return engine.String(s), nil
+	case c == '-' || isDigit(c):
+		return p.number()
+	case c == 't':
+		return p.literal("true", engine.Bool(true))
+	case c == 'f':
+		return p.literal("false", engine.Bool(false))
+	case c == 'n':
+		return p.literal("null", engine.Null())
+	default:
+		return nil, p.fail(CodeSyntax, "unexpected character "+quoteByte(c))
+	}
+}
+
+func (p *parser) literal(word string, v engine.Value) (engine.Value, error) {
+	if !bytes.HasPrefix(p.data[p.pos:], []byte(word)) {
+		return nil, p.fail(CodeSyntax, "invalid literal, want "+word)
+	}
+	p.pos += len(word)
+	return v, nil
+}
+
+func (p *parser) enter() error {
+	p.depth++
+	if p.depth > p.maxDepth {
+		return p.fail(CodeTooDeep, "nesting deeper than "+strconv.Itoa(p.maxDepth))
+	}
+	return nil
+}
+
+func (p *parser) object() (engine.Value, error) {
+	if err := p.enter(); err != nil {
+		return nil, err
+	}
+	p.pos++ // '{'
+	base := len(p.members)
+	p.skipSpace()
+	if p.pos < len(p.data) && p.data[p.pos] == '}' {
+		p.pos++
+		p.depth--
+		return engine.NewObject(0), nil
+	}
+	for {
+		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
+			return nil, p.fail(CodeSyntax, "want a string object key")
+		}
+		off := p.pos
+		key, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		p.skipSpace()
+		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
+			return nil, p.fail(CodeSyntax, "want ':' after object key")
+		}
+		p.pos++
+		p.skipSpace()
+		p.path = append(p.path, pathSeg{key: key, index: -1})
+		v, err := p.value()
+		if err != nil {
+			return nil, err
+		}
+		p.path = p.path[:len(p.path)-1]
+		p.members = append(p.members, member{key: key, val: v, off: off})
+		p.skipSpace()
+		if p.pos >= len(p.data) {
+			return nil, p.fail(CodeSyntax, "unexpected end of input in object")
+		}
+		c := p.data[p.pos]
+		p.pos++
+		if c == '}' {
+			break
+		}
+		if c != ',' {
+			p.pos--
+			return nil, p.fail(CodeSyntax, "want ',' or '}' in object")
+		}
+		p.skipSpace()
+	}
+	ms := p.members[base:]
+	// Sorting once is O(n log n) and gives both duplicate detection and
+	// the key order engine objects keep; inserting one by one would be
+	// quadratic for a hostile body with many keys in reverse order.
+	slices.SortStableFunc(ms, func(a, b member) int { return strings.Compare(a.key, b.key) })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].key == ms[i-1].key {
+			e := p.fail(CodeDuplicateKey, "duplicate key "+strconv.Quote(ms[i].key))
+			e.Path = formatPath(append(p.path, pathSeg{key: ms[i].key, index: -1}))
+			e.Offset = ms[i].off
+			return nil, e
+		}
+	}
+	obj := engine.NewObject(len(ms))
+	for _, m := range ms {
+		obj.Set(m.key, m.val)
+	}
+	clear(ms)
+	p.members = p.members[:base]
+	p.depth--
+	return obj, nil
+}
+
+func (p *parser) array() (engine.Value, error) {
+	if err := p.enter(); err != nil {
+		return nil, err
+	}
+	p.pos++ // '['
+	base := len(p.elems)
+	p.skipSpace()
+	if p.pos < len(p.data) && p.data[p.pos] == ']' {
+		p.pos++
+		p.depth--
+		return engine.NewArray(0), nil
+	}
+	for i := 0; ; i++ {
+		p.path = append(p.path, pathSeg{index: i})
+		v, err := p.value()
+		if err != nil {
+			return nil, err
+		}
+		p.path = p.path[:len(p.path)-1]
+		p.elems = append(p.elems, v)
+		p.skipSpace()
+		if p.pos >= len(p.data) {
+			return nil, p.fail(CodeSyntax, "unexpected end of input in array")
+		}
+		c := p.data[p.pos]
+		p.pos++
+		if c == ']' {
+			break
+		}
+		if c != ',' {
+			p.pos--
+			return nil, p.fail(CodeSyntax, "want ',' or ']' in array")
+		}
+		p.skipSpace()
+	}
+	es := p.elems[base:]
+	arr := engine.NewArray(len(es))
+	for _, e := range es {
+		arr.Append(e)
+	}
+	clear(es)
+	p.elems = p.elems[:base]
+	p.depth--
+	return arr, nil
+}
+
+// number validates the RFC 8259 grammar
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? and keeps the text.
+func (p *parser) number() (engine.Value, error) {
+	d, start := p.data, p.pos
+	i := start
+	if i < len(d) && d[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(d) && d[i] == '0':
+		i++
+	case i < len(d) && '1' <= d[i] && d[i] <= '9':
+		for i < len(d) && isDigit(d[i]) {
+			i++
+		}
+	default:
+		p.pos = i
+		return nil, p.fail(CodeSyntax, "invalid number: want a digit")
+	}
+	if i < len(d) && d[i] == '.' {
+		i++
+		if i >= len(d) || !isDigit(d[i]) {
+			p.pos = i
+			return nil, p.fail(CodeSyntax, "invalid number: want a digit after '.'")
+		}
+		for i < len(d) && isDigit(d[i]) {
+			i++
+		}
+	}
+	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
+		i++
+		if i < len(d) && (d[i] == '+' || d[i] == '-') {
+			i++
+		}
+		if i >= len(d) || !isDigit(d[i]) {
+			p.pos = i
+			return nil, p.fail(CodeSyntax, "invalid number: want a digit in the exponent")
+		}
+		for i < len(d) && isDigit(d[i]) {
+			i++
+		}
+	}
+	v, err := engine.Number(string(d[start:i]))
+	if err != nil {
+		return nil, p.fail(CodeSyntax, "invalid number")
+	}
+	p.pos = i
+	return v, nil
+}
+
+// str parses a string starting at the opening quote and returns its
+// unescaped content.
+func (p *parser) str() (string, error) {
+	d := p.data
+	p.pos++ // opening quote
+	start := p.pos
+	// Fast path: no escapes, plain ASCII or valid UTF-8.
+	for i := start; i < len(d); {
+		c := d[i]
+		switch {
+		case c == '"':
+			p.pos = i + 1
+			return string(d[start:i]), nil
+		case c == '\\':
+			return p.strSlow(start, i)
+		case c < 0x20:
+			p.pos = i
+			return "", p.fail(CodeSyntax, "unescaped control character "+quoteByte(c)+" in string")
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, size := utf8.DecodeRune(d[i:])
+			if r == utf8.RuneError && size <= 1 {
+				p.pos = i
+				return "", p.fail(CodeInvalidUTF8, "invalid UTF-8 in string")
+			}
+			i += size
+		}
+	}
+	p.pos = len(d)
+	return "", p.fail(CodeSyntax, "unterminated string")
+}
+
+// strSlow continues a string with escapes from offset i, copying what
+// was scanned so far into the scratch buffer.
+func (p *parser) strSlow(start, i int) (string, error) {
+	d := p.data
+	b := append(p.buf[:0], d[start:i]...)
+	defer func() { p.buf = b[:0] }()
+	for i < len(d) {
+		c := d[i]
+		switch {
+		case c == '"':
+			p.pos = i + 1
+			return string(b), nil
+		case c == '\\':
+			if i+1 >= len(d) {
+				p.pos = len(d)
+				return "", p.fail(CodeSyntax, "unterminated string")
+			}
+			e := d[i+1]
+			i += 2
+			switch e {
+			case '"', '\\', '/':
+				b = append(b, e)
+			case 'b':
+				b = append(b, '\b')
+			case 'f':
+				b = append(b, '\f')
+			case 'n':
+				b = append(b, '\n')
+			case 'r':
+				b = append(b, '\r')
+			case 't':
+				b = append(b, '\t')
+			case 'u':
+				r, ok := hex4(d, i)
+				if !ok {
+					p.pos = i - 2
+					return "", p.fail(CodeSyntax, `invalid \u escape`)
+				}
+				i += 4
+				if utf16.IsSurrogate(r) {
+					// Only a high surrogate followed by a low one is a
+					// character; anything else has no UTF-8 form and
+					// parsers disagree on what to make of it.
+					lo, ok := rune(-1), false
+					if r < 0xDC00 && i+1 < len(d) && d[i] == '\\' && d[i+1] == 'u' {
+						lo, ok = hex4(d, i+2)
+					}
+					if !ok || lo < 0xDC00 || lo > 0xDFFF {
+						p.pos = i - 6
+						return "", p.fail(CodeInvalidUTF8, `lone surrogate in \u escape`)
+					}
+					i += 6
+					r = utf16.DecodeRune(r, lo)
+				}
+				b = utf8.AppendRune(b, r)
+			default:
+				p.pos = i - 2
+				return "", p.fail(CodeSyntax, "invalid escape "+quoteByte(e))
+			}
+		case c < 0x20:
+			p.pos = i
+			return "", p.fail(CodeSyntax, "unescaped control character "+quoteByte(c)+" in string")
+		case c < utf8.RuneSelf:
+			b = append(b, c)
+			i++
+		default:
+			r, size := utf8.DecodeRune(d[i:])
+			if r == utf8.RuneError && size <= 1 {
+				p.pos = i
+				return "", p.fail(CodeInvalidUTF8, "invalid UTF-8 in string")
+			}
+			b = append(b, d[i:i+size]...)
+			i += size
+		}
+	}
+	p.pos = len(d)
+	return "", p.fail(CodeSyntax, "unterminated string")
+}
+
+func hex4(d []byte, i int) (rune, bool) {
+	if i+4 > len(d) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range d[i : i+4] {
+		var v byte
+		switch {
+		case isDigit(c):
+			v = c - '0'
+		case 'a' <= c && c <= 'f':
+			v = c - 'a' + 10
+		case 'A' <= c && c <= 'F':
+			v = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(v)
+	}
+	return r, true
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// quoteByte names a single byte for a message without echoing raw binary.
+func quoteByte(c byte) string {
+	if c < 0x20 || c >= 0x7f {
+		const hex = "0123456789ABCDEF"
+		return "0x" + string([]byte{hex[c>>4], hex[c&15]})
+	}
+	return "'" + string(rune(c)) + "'"
+}
+
+// formatPath renders segments as `.name`, `["odd key"]` and `[3]`.
+func formatPath(segs []pathSeg) string {
+	var b strings.Builder
+	for _, s := range segs {
+		switch {
+		case s.index >= 0:
+			b.WriteByte('[')
+			b.WriteString(strconv.Itoa(s.index))
+			b.WriteByte(']')
+		case isIdent(s.key):
+			b.WriteByte('.')
+			b.WriteString(s.key)
+		default:
+			b.WriteByte('[')
+			b.WriteString(strconv.Quote(s.key))
+			b.WriteByte(']')
+		}
+	}
+	return b.String()
+}
+
+// isIdent reports whether key can be written after a dot in a path: the
+// characters Rego allows in a reference, so `params.amount` reads the same
+// in a reason and in a policy.
+func isIdent(key string) bool {
+	if key == "" {
+		return false
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if c == '_' || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || (i > 0 && isDigit(c)) {
+			continue
+		}
+		return false
+	}
+	return true
+}

@@ -1,0 +1,222 @@
+package strictjson
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/aegis-mesh/aegis/engine"
+)
+
+func TestParseAccepts(t *testing.T) {
+	tests := []struct {
+		name, in, want string // want: engine.ToJSON of the result
+	}{
+		{"object", `{"b":1,"a":[true,false,null]}`, `{"a":[true,false,null],"b":1}`},
+		{"scalar root", ` "x" `, `"x"`},
+		{"number text kept", `[1.50, -0, 1E+2, 0.1e-7, 123456789012345678901234567890]`, `[1.50,-0,1E+2,0.1e-7,123456789012345678901234567890]`},
+		{"escapes", `"a\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00"`, `"a\"\\/\b\f\n\r\t` + "é😀" + `"`},
+		{"escaped NUL is allowed", `"\u0000"`, `"\u0000"`},
+		{"utf-8 passes through", `{"k":"日本"}`, `{"k":"日本"}`},
+		{"empty containers", `{"a":{},"b":[]}`, `{"a":{},"b":[]}`},
+		{"whitespace", "\t\r\n {\n\"a\" : 1 }\n", `{"a":1}`},
+		{"keys that differ only in case", `{"a":1,"A":2}`, `{"A":2,"a":1}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := Parse([]byte(tt.in), 64)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			got, err := engine.ToJSON(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	deep := strings.Repeat("[", 65) + strings.Repeat("]", 65)
+	okDeep := strings.Repeat("[", 64) + strings.Repeat("]", 64)
+	if _, err := Parse([]byte(okDeep), 64); err != nil {
+		t.Fatalf("depth 64 must pass: %v", err)
+	}
+	tests := []struct {
+		name, in   string
+		code, path string
+	}{
+		{"duplicate key", `{"amount":1,"amount":2}`, CodeDuplicateKey, ".amount"},
+		{"duplicate after unescaping", `{"a":1,"\u0061":2}`, CodeDuplicateKey, ".a"},
+		{"duplicate nested with path", `{"items":[{},{},{},{"name":1,"name":2}]}`, CodeDuplicateKey, ".items[3].name"},
+		{"duplicate odd key", `{"a b":1,"a b":1}`, CodeDuplicateKey, `["a b"]`},
+		{"invalid utf-8", "{\"a\":\"\xff\"}", CodeInvalidUTF8, ".a"},
+		{"utf-8 encoded surrogate", "\"\xed\xa0\x80\"", CodeInvalidUTF8, ""},
+		{"overlong utf-8", "\"\xc0\xaf\"", CodeInvalidUTF8, ""},
+		{"invalid utf-8 in key", "{\"\xfe\":1}", CodeInvalidUTF8, ""},
+		{"lone high surrogate", `{"x":["\ud800"]}`, CodeInvalidUTF8, ".x[0]"},
+		{"lone low surrogate", `"\udc00"`, CodeInvalidUTF8, ""},
+		{"high then non-surrogate", `"\ud800\u0041"`, CodeInvalidUTF8, ""},
+		{"reversed pair", `"\udc00\ud800"`, CodeInvalidUTF8, ""},
+		{"too deep", deep, CodeTooDeep, strings.Repeat("[0]", 64)},
+		{"trailing garbage", `{} x`, CodeSyntax, ""},
+		{"two documents", `{}{}`, CodeSyntax, ""},
+		{"trailing comma object", `{"a":1,}`, CodeSyntax, ""},
+		{"trailing comma array", `[1,]`, CodeSyntax, "[1]"},
+		{"unescaped NUL", "\"a\x00\"", CodeSyntax, ""},
+		{"unescaped newline", "{\"k\":\"a\nb\"}", CodeSyntax, ".k"},
+		{"unescaped tab", "\"\t\"", CodeSyntax, ""},
+		{"bad escape", `"\x41"`, CodeSyntax, ""},
+		{"short unicode escape", `"\u12"`, CodeSyntax, ""},
+		{"leading zero", `01`, CodeSyntax, ""},
+		{"plus sign", `+1`, CodeSyntax, ""},
+		{"bare dot", `1.`, CodeSyntax, ""},
+		{"leading dot", `.5`, CodeSyntax, ""},
+		{"empty exponent", `1e`, CodeSyntax, ""},
+		{"hex", `0x10`, CodeSyntax, ""},
+		{"NaN", `NaN`, CodeSyntax, ""},
+		{"Infinity", `-Infinity`, CodeSyntax, ""},
+		{"single quotes", `{'a':1}`, CodeSyntax, ""},
+		{"unquoted key", `{a:1}`, CodeSyntax, ""},
+		{"comment", `{"a":1 /* x */}`, CodeSyntax, ""},
+		{"BOM", "\xef\xbb\xbf{}", CodeSyntax, ""},
+		{"empty", ``, CodeSyntax, ""},
+		{"only space", `  `, CodeSyntax, ""},
+		{"truncated", `{"jsonrpc": "2.0", "method": "tools/call", "params": `, CodeSyntax, ".params"},
+		{"unterminated string", `"abc`, CodeSyntax, ""},
+		{"bad literal", `tru`, CodeSyntax, ""},
+		{"capital literal", `True`, CodeSyntax, ""},
+		{"vertical tab is not whitespace", "\v1", CodeSyntax, ""},
+		{"NUL after value", "1\x00", CodeSyntax, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := Parse([]byte(tt.in), 64)
+			if err == nil {
+				t.Fatalf("Parse accepted %q as %v", tt.in, v)
+			}
+			if v != nil {
+				t.Errorf("value returned with error")
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error %T %v is not *Error", err, err)
+			}
+			if e.Code != tt.code || e.Path != tt.path {
+				t.Errorf("got code %q path %q (%v), want %q %q", e.Code, e.Path, err, tt.code, tt.path)
+			}
+			if e.Offset < 0 || e.Offset > len(tt.in) {
+				t.Errorf("offset %d out of range", e.Offset)
+			}
+		})
+	}
+}
+
+func TestDuplicateOffsetPointsAtSecondKey(t *testing.T) {
+	in := `{"b":1,"a":2,"b":3}`
+	_, err := Parse([]byte(in), 8)
+	var e *Error
+	if !errors.As(err, &e) || e.Offset != strings.LastIndex(in, `"b"`) {
+		t.Fatalf("err = %v, want offset %d", err, strings.LastIndex(in, `"b"`))
+	}
+}
+
+func TestManyKeysInReverseOrder(t *testing.T) {
+	// A hostile body: 50,000 keys in descending order. Building this by
+	// one-by-one sorted insertion would be quadratic.
+	var b bytes.Buffer
+	b.WriteByte('{')
+	const n = 50000
+	for i := n; i > 0; i-- {
+		if i != n {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"k`)
+		fmt.Fprintf(&b, "%06d", i)
+		b.WriteString(`":0`)
+	}
+	b.WriteByte('}')
+	v, err := Parse(b.Bytes(), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := v.(*engine.Object).Len(); got != n {
+		t.Fatalf("len = %d", got)
+	}
+}
+
+func FuzzStrictJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"a":1,"b":[1,2,{"c":null}],"d":"\u00e9\ud83d\ude00"}`,
+		`{"a":1,"a":2}`,
+		`{"a":1,"\u0061":2}`,
+		`"\ud800"`,
+		"\"\xff\"",
+		`[1.5e10,-0,0.0]`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{}}}`,
+		`[[[[[[[[[[]]]]]]]]]]`,
+		` 1 `,
+		`{"a" :"b" , "c":[ ]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		const maxDepth = 16
+		v, err := Parse(data, maxDepth)
+		if (v == nil) == (err == nil) {
+			t.Fatalf("want exactly one of value and error: %v, %v", v, err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		var x any
+		stdErr := dec.Decode(&x)
+		if stdErr == nil {
+			if _, e := dec.Token(); e != io.EOF {
+				stdErr = fmt.Errorf("trailing data: %v", e)
+			}
+		}
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error %T is not *Error", err)
+			}
+			if e.Code == CodeSyntax && stdErr == nil {
+				t.Fatalf("we call %q a syntax error (%v), encoding/json accepts it", data, err)
+			}
+			return
+		}
+		if stdErr != nil {
+			t.Fatalf("we accept %q, encoding/json does not: %v", data, stdErr)
+		}
+		if got := engine.ToGo(v); !reflect.DeepEqual(got, x) {
+			t.Fatalf("values differ for %q:\n ours %#v\n std  %#v", data, got, x)
+		}
+		if d := depth(v); d > maxDepth {
+			t.Fatalf("depth %d > %d", d, maxDepth)
+		}
+	})
+}
+
+func depth(v engine.Value) int {
+	switch v := v.(type) {
+	case *engine.Array:
+		m := 0
+		for i := range v.Len() {
+			m = max(m, depth(v.Index(i)))
+		}
+		return m + 1
+	case *engine.Object:
+		m := 0
+		v.Range(func(_, e engine.Value) bool { m = max(m, depth(e)); return true })
+		return m + 1
+	}
+	return 0
+}
