@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Value is an immutable Rego value: null, boolean, number, string, array,
@@ -275,6 +276,7 @@ func cmpInt(a, b int64) int {
 // Array is an ordered sequence of values.
 type Array struct {
 	elems []Value
+	gen   uint64 // the evaluation that may still append to it (0: none)
 }
 
 // NewArray returns an empty array with room for capacity elements.
@@ -300,6 +302,7 @@ func (a *Array) Index(i int) Value { return a.elems[i] }
 // sorted by key in OPA's order, which is also the iteration order.
 type Object struct {
 	entries []objectEntry
+	gen     uint64 // the evaluation that may still insert into it (0: none)
 }
 
 type objectEntry struct {
@@ -420,6 +423,7 @@ func (o *Object) findString(key string) (int, bool) {
 // order.
 type Set struct {
 	elems []Value
+	gen   uint64 // the evaluation that may still add to it (0: none)
 }
 
 // NewSet returns an empty set with room for capacity elements.
@@ -475,6 +479,8 @@ func (s *Set) find(v Value) (int, bool) {
 	i := sort.Search(n, func(i int) bool { return Compare(s.elems[i], v) >= 0 })
 	return i, i < n && Compare(s.elems[i], v) == 0
 }
+
+func runeCount(s string) int { return utf8.RuneCountInString(s) }
 
 func boolToInt(b bool) int {
 	if b {

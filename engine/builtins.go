@@ -1,0 +1,271 @@
+package engine
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// builtinImpl implements one builtin. args must not be retained: the slice
+// is scratch space reused by the next call. A nil Value with a nil error
+// means "undefined".
+type builtinImpl func(ev *evalState, args []Value) (Value, error)
+
+// builtinSpec is one entry of the builtin table.
+type builtinSpec struct {
+	arity int
+	fn    builtinImpl
+	// prepare, when set, may return an implementation specialised for the
+	// constant arguments of one call site (nil entries are not constant),
+	// for example a regular expression compiled once at Load.
+	prepare func(p *Policy, consts []Value) builtinImpl
+}
+
+// builtinTable is the single list of builtins the engine implements. It is
+// a package-level value (not filled by init) and is never modified.
+var builtinTable = map[string]*builtinSpec{
+	// comparison and equality
+	"equal": {arity: 2, fn: bEqual}, "neq": {arity: 2, fn: bNotEqual},
+	"lt":                {arity: 2, fn: cmpBuiltin(func(c int) bool { return c < 0 })},
+	"lte":               {arity: 2, fn: cmpBuiltin(func(c int) bool { return c <= 0 })},
+	"gt":                {arity: 2, fn: cmpBuiltin(func(c int) bool { return c > 0 })},
+	"gte":               {arity: 2, fn: cmpBuiltin(func(c int) bool { return c >= 0 })},
+	"internal.member_2": {arity: 2, fn: bMember2}, "internal.member_3": {arity: 3, fn: bMember3},
+
+	// numbers
+	"plus": {arity: 2, fn: bPlus}, "minus": {arity: 2, fn: bMinus}, "mul": {arity: 2, fn: bMul},
+	"div": {arity: 2, fn: bDiv}, "rem": {arity: 2, fn: bRem},
+	"abs": {arity: 1, fn: bAbs}, "round": {arity: 1, fn: bRound}, "ceil": {arity: 1, fn: bCeil},
+	"floor": {arity: 1, fn: bFloor}, "numbers.range": {arity: 2, fn: bNumbersRange},
+	"numbers.range_step": {arity: 3, fn: bNumbersRangeStep}, "to_number": {arity: 1, fn: bToNumber},
+
+	// aggregates
+	"count": {arity: 1, fn: bCount}, "sum": {arity: 1, fn: bSum}, "product": {arity: 1, fn: bProduct},
+	"max": {arity: 1, fn: bMax}, "min": {arity: 1, fn: bMin}, "sort": {arity: 1, fn: bSort},
+	"all": {arity: 1, fn: bAll}, "any": {arity: 1, fn: bAny},
+
+	// arrays, sets, objects
+	"array.concat": {arity: 2, fn: bArrayConcat}, "array.slice": {arity: 3, fn: bArraySlice},
+	"array.reverse": {arity: 1, fn: bArrayReverse}, "array.flatten": {arity: 1, fn: bArrayFlatten},
+	"and": {arity: 2, fn: bAnd}, "or": {arity: 2, fn: bOr},
+	"intersection": {arity: 1, fn: bIntersection}, "union": {arity: 1, fn: bUnion},
+	"object.get": {arity: 3, fn: bObjectGet}, "object.keys": {arity: 1, fn: bObjectKeys},
+	"object.remove": {arity: 2, fn: bObjectRemove}, "object.union": {arity: 2, fn: bObjectUnion},
+	"object.union_n": {arity: 1, fn: bObjectUnionN}, "object.filter": {arity: 2, fn: bObjectFilter},
+	"walk": {arity: 1, fn: bWalk},
+
+	// types
+	"is_number": {arity: 1, fn: isRank(rankNumber)}, "is_string": {arity: 1, fn: isRank(rankString)},
+	"is_boolean": {arity: 1, fn: isRank(rankBool)}, "is_array": {arity: 1, fn: isRank(rankArray)},
+	"is_set": {arity: 1, fn: isRank(rankSet)}, "is_object": {arity: 1, fn: isRank(rankObject)},
+	"is_null": {arity: 1, fn: isRank(rankNull)}, "type_name": {arity: 1, fn: bTypeName},
+
+	// strings
+	"concat": {arity: 2, fn: bConcat}, "contains": {arity: 2, fn: bContains},
+	"startswith": {arity: 2, fn: bStartsWith}, "endswith": {arity: 2, fn: bEndsWith},
+	"lower": {arity: 1, fn: bLower}, "upper": {arity: 1, fn: bUpper},
+	"split": {arity: 2, fn: bSplit}, "replace": {arity: 3, fn: bReplace},
+	"strings.replace_n": {arity: 2, fn: bReplaceN}, "strings.reverse": {arity: 1, fn: bStringReverse},
+	"strings.count": {arity: 2, fn: bStringCount},
+	"trim":          {arity: 2, fn: bTrim}, "trim_left": {arity: 2, fn: bTrimLeft}, "trim_right": {arity: 2, fn: bTrimRight},
+	"trim_prefix": {arity: 2, fn: bTrimPrefix}, "trim_suffix": {arity: 2, fn: bTrimSuffix},
+	"trim_space": {arity: 1, fn: bTrimSpace}, "sprintf": {arity: 2, fn: bSprintf},
+	"format_int": {arity: 2, fn: bFormatInt}, "indexof": {arity: 2, fn: bIndexOf},
+	"indexof_n": {arity: 2, fn: bIndexOfN}, "substring": {arity: 3, fn: bSubstring},
+
+	// regular expressions and globs
+	"regex.match":                      {arity: 2, fn: bRegexMatch, prepare: prepareRegex(0, bRegexMatchWith)},
+	"re_match":                         {arity: 2, fn: bRegexMatch, prepare: prepareRegex(0, bRegexMatchWith)},
+	"regex.is_valid":                   {arity: 1, fn: bRegexIsValid},
+	"regex.find_n":                     {arity: 3, fn: bRegexFindN, prepare: prepareRegex(0, bRegexFindNWith)},
+	"regex.find_all_string_submatch_n": {arity: 3, fn: bRegexSubmatch, prepare: prepareRegex(0, bRegexSubmatchWith)},
+	"regex.split":                      {arity: 2, fn: bRegexSplit, prepare: prepareRegex(0, bRegexSplitWith)},
+	"regex.replace":                    {arity: 3, fn: bRegexReplace, prepare: prepareRegex(1, bRegexReplaceWith)},
+	"glob.match":                       {arity: 3, fn: bGlobMatch},
+
+	// encodings
+	"json.marshal": {arity: 1, fn: bJSONMarshal}, "json.unmarshal": {arity: 1, fn: bJSONUnmarshal},
+	"json.is_valid": {arity: 1, fn: bJSONIsValid},
+	"base64.encode": {arity: 1, fn: bBase64Encode}, "base64.decode": {arity: 1, fn: bBase64Decode},
+	"base64.is_valid":  {arity: 1, fn: bBase64IsValid},
+	"base64url.encode": {arity: 1, fn: bBase64URLEncode}, "base64url.decode": {arity: 1, fn: bBase64URLDecode},
+	"base64url.encode_no_pad": {arity: 1, fn: bBase64URLEncodeNoPad},
+	"hex.encode":              {arity: 1, fn: bHexEncode}, "hex.decode": {arity: 1, fn: bHexDecode},
+	"urlquery.encode": {arity: 1, fn: bURLQueryEncode}, "urlquery.decode": {arity: 1, fn: bURLQueryDecode},
+	"urlquery.encode_object": {arity: 1, fn: bURLQueryEncodeObject},
+
+	// net and time
+	"net.cidr_contains": {arity: 2, fn: bCIDRContains},
+	"time.now_ns":       {arity: 0, fn: bTimeNowNS}, "time.parse_rfc3339_ns": {arity: 1, fn: bTimeParseRFC3339},
+	"time.parse_ns": {arity: 2, fn: bTimeParseNS}, "time.weekday": {arity: 1, fn: bTimeWeekday},
+	"time.date": {arity: 1, fn: bTimeDate}, "time.clock": {arity: 1, fn: bTimeClock},
+	"time.add_date": {arity: 4, fn: bTimeAddDate},
+
+	// Aegis
+	"aegis.dlp.redact": {arity: 2, fn: bDLPRedact},
+}
+
+// SupportedBuiltins returns the names of every builtin the engine
+// implements, sorted.
+func SupportedBuiltins() []string {
+	names := make([]string, 0, len(builtinTable))
+	for name := range builtinTable {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// BuiltinArity returns the number of arguments a supported builtin takes.
+func BuiltinArity(name string) (int, bool) {
+	spec, ok := builtinTable[name]
+	if !ok {
+		return 0, false
+	}
+	return spec.arity, true
+}
+
+// typeErr builds OPA's operand type error.
+func typeErr(pos int, got Value, want ...string) error {
+	w := want[0]
+	if len(want) > 1 {
+		w = "one of {" + strings.Join(want, ", ") + "}"
+	}
+	return &Error{Code: CodeTypeError, Message: fmt.Sprintf("operand %d must be %s but got %s", pos, w, TypeName(got))}
+}
+
+func operandErr(pos int, format string, args ...any) error {
+	return &Error{Code: CodeBuiltinError, Message: fmt.Sprintf("operand %d ", pos) + fmt.Sprintf(format, args...)}
+}
+
+func argString(args []Value, i int) (string, error) {
+	s, ok := args[i].(stringValue)
+	if !ok {
+		return "", typeErr(i+1, args[i], "string")
+	}
+	return string(s), nil
+}
+
+func argNumber(args []Value, i int) (*numberValue, error) {
+	n, ok := args[i].(*numberValue)
+	if !ok {
+		return nil, typeErr(i+1, args[i], "number")
+	}
+	return n, nil
+}
+
+func argInt(args []Value, i int) (int, error) {
+	n, err := argNumber(args, i)
+	if err != nil {
+		return 0, err
+	}
+	v, ok := n.int64()
+	if !ok || v != int64(int(v)) {
+		return 0, operandErr(i+1, "must be integer number but got floating-point number")
+	}
+	return int(v), nil
+}
+
+func argObject(args []Value, i int) (*Object, error) {
+	o, ok := args[i].(*Object)
+	if !ok {
+		return nil, typeErr(i+1, args[i], "object")
+	}
+	return o, nil
+}
+
+// stringElems returns the strings in an array or set operand.
+func stringElems(args []Value, i int) ([]string, error) {
+	var elems []Value
+	switch x := args[i].(type) {
+	case *Array:
+		elems = x.elems
+	case *Set:
+		elems = x.elems
+	default:
+		return nil, typeErr(i+1, args[i], "array", "set")
+	}
+	out := make([]string, len(elems))
+	for j, e := range elems {
+		s, ok := e.(stringValue)
+		if !ok {
+			return nil, &Error{Code: CodeTypeError, Message: fmt.Sprintf("operand %d must be array of strings but got %s containing %s", i+1, TypeName(args[i]), TypeName(e))}
+		}
+		out[j] = string(s)
+	}
+	return out, nil
+}
+
+func setOf(elems []Value) *Set {
+	s := &Set{elems: make([]Value, 0, len(elems))}
+	for _, e := range elems {
+		s.Add(e)
+	}
+	return s
+}
+
+// regexCache holds regular expressions built from non-constant patterns.
+// It is bounded and belongs to one Policy; when full it is emptied.
+type regexCache struct {
+	mu    sync.Mutex
+	limit int
+	m     map[string]*regexp.Regexp
+}
+
+func newRegexCache(limit int) *regexCache {
+	return &regexCache{limit: limit, m: make(map[string]*regexp.Regexp)}
+}
+
+func (c *regexCache) get(pattern string) (*regexp.Regexp, error) {
+	if c.limit <= 0 {
+		return regexp.Compile(pattern)
+	}
+	c.mu.Lock()
+	re, ok := c.m[pattern]
+	c.mu.Unlock()
+	if ok {
+		return re, nil
+	}
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if len(c.m) >= c.limit {
+		clear(c.m)
+	}
+	c.m[pattern] = re
+	c.mu.Unlock()
+	return re, nil
+}
+
+func (ev *evalState) regex(pattern string) (*regexp.Regexp, error) {
+	re, err := ev.p.regexes.get(pattern)
+	if err != nil {
+		return nil, &Error{Code: CodeBuiltinError, Message: err.Error()}
+	}
+	return re, nil
+}
+
+// prepareRegex specialises a regex builtin whose pattern (argument pos) is
+// a constant: the pattern is compiled once, at Load. An invalid constant
+// pattern keeps the dynamic implementation, which reports the error at
+// evaluation time as OPA does.
+func prepareRegex(pos int, with func(re *regexp.Regexp) builtinImpl) func(*Policy, []Value) builtinImpl {
+	return func(_ *Policy, consts []Value) builtinImpl {
+		s, ok := consts[pos].(stringValue)
+		if !ok {
+			return nil
+		}
+		re, err := regexp.Compile(string(s))
+		if err != nil {
+			return nil
+		}
+		return with(re)
+	}
+}
+
+var _ = strconv.Itoa

@@ -1,0 +1,273 @@
+package engine
+
+import (
+	"regexp"
+	"strings"
+)
+
+func regexArg(ev *evalState, args []Value, i int) (*regexp.Regexp, error) {
+	pattern, err := argString(args, i)
+	if err != nil {
+		return nil, err
+	}
+	return ev.regex(pattern)
+}
+
+func bRegexMatch(ev *evalState, args []Value) (Value, error) {
+	re, err := regexArg(ev, args, 0)
+	if err != nil {
+		return nil, err
+	}
+	return bRegexMatchWith(re)(ev, args)
+}
+
+func bRegexMatchWith(re *regexp.Regexp) builtinImpl {
+	return func(_ *evalState, args []Value) (Value, error) {
+		s, err := argString(args, 1)
+		if err != nil {
+			return nil, err
+		}
+		return Bool(re.MatchString(s)), nil
+	}
+}
+
+func bRegexIsValid(_ *evalState, args []Value) (Value, error) {
+	s, ok := args[0].(stringValue)
+	if !ok {
+		return valFalse, nil
+	}
+	_, err := regexp.Compile(string(s))
+	return Bool(err == nil), nil
+}
+
+func bRegexFindN(ev *evalState, args []Value) (Value, error) {
+	re, err := regexArg(ev, args, 0)
+	if err != nil {
+		return nil, err
+	}
+	return bRegexFindNWith(re)(ev, args)
+}
+
+func bRegexFindNWith(re *regexp.Regexp) builtinImpl {
+	return func(_ *evalState, args []Value) (Value, error) {
+		s, err := argString(args, 1)
+		if err != nil {
+			return nil, err
+		}
+		n, err := argInt(args, 2)
+		if err != nil {
+			return nil, err
+		}
+		found := re.FindAllString(s, n)
+		out := make([]Value, len(found))
+		for i, f := range found {
+			out[i] = stringValue(f)
+		}
+		return arrayOf(out), nil
+	}
+}
+
+func bRegexSubmatch(ev *evalState, args []Value) (Value, error) {
+	re, err := regexArg(ev, args, 0)
+	if err != nil {
+		return nil, err
+	}
+	return bRegexSubmatchWith(re)(ev, args)
+}
+
+func bRegexSubmatchWith(re *regexp.Regexp) builtinImpl {
+	return func(_ *evalState, args []Value) (Value, error) {
+		s, err := argString(args, 1)
+		if err != nil {
+			return nil, err
+		}
+		n, err := argInt(args, 2)
+		if err != nil {
+			return nil, err
+		}
+		found := re.FindAllStringSubmatch(s, n)
+		out := make([]Value, len(found))
+		for i, m := range found {
+			inner := make([]Value, len(m))
+			for j, g := range m {
+				inner[j] = stringValue(g)
+			}
+			out[i] = arrayOf(inner)
+		}
+		return arrayOf(out), nil
+	}
+}
+
+func bRegexSplit(ev *evalState, args []Value) (Value, error) {
+	re, err := regexArg(ev, args, 0)
+	if err != nil {
+		return nil, err
+	}
+	return bRegexSplitWith(re)(ev, args)
+}
+
+func bRegexSplitWith(re *regexp.Regexp) builtinImpl {
+	return func(_ *evalState, args []Value) (Value, error) {
+		s, err := argString(args, 1)
+		if err != nil {
+			return nil, err
+		}
+		parts := re.Split(s, -1)
+		out := make([]Value, len(parts))
+		for i, p := range parts {
+			out[i] = stringValue(p)
+		}
+		return arrayOf(out), nil
+	}
+}
+
+func bRegexReplace(ev *evalState, args []Value) (Value, error) {
+	re, err := regexArg(ev, args, 1)
+	if err != nil {
+		return nil, err
+	}
+	return bRegexReplaceWith(re)(ev, args)
+}
+
+func bRegexReplaceWith(re *regexp.Regexp) builtinImpl {
+	return func(_ *evalState, args []Value) (Value, error) {
+		s, err := argString(args, 0)
+		if err != nil {
+			return nil, err
+		}
+		repl, err := argString(args, 2)
+		if err != nil {
+			return nil, err
+		}
+		out := re.ReplaceAllString(s, repl)
+		if out == s {
+			return args[0], nil
+		}
+		return stringValue(out), nil
+	}
+}
+
+// bGlobMatch implements glob.match with gobwas/glob's syntax, translated to
+// an RE2 expression (linear time, cached per Policy): * and ? stop at the
+// delimiters, ** does not; [..] / [!..] classes; {a,b} alternatives.
+func bGlobMatch(ev *evalState, args []Value) (Value, error) {
+	pattern, err := argString(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	var delims []rune
+	switch d := args[1].(type) {
+	case nullValue:
+	case *Array:
+		for _, e := range d.elems {
+			s, ok := e.(stringValue)
+			if !ok {
+				return nil, typeErr(2, e, "string")
+			}
+			r := []rune(string(s))
+			if len(r) != 1 {
+				return nil, &Error{Code: CodeTypeError, Message: "operand 2 must be array of single-character strings"}
+			}
+			delims = append(delims, r[0])
+		}
+		if len(delims) == 0 {
+			delims = []rune{'.'}
+		}
+	default:
+		return nil, typeErr(2, args[1], "array", "null")
+	}
+	s, err := argString(args, 2)
+	if err != nil {
+		return nil, err
+	}
+	expr, err := globToRegexp(pattern, delims)
+	if err != nil {
+		return nil, err
+	}
+	re, err := ev.regex(expr)
+	if err != nil {
+		return nil, err
+	}
+	return Bool(re.MatchString(s)), nil
+}
+
+func globToRegexp(pattern string, delims []rune) (string, error) {
+	notDelim := "."
+	if len(delims) > 0 {
+		var b strings.Builder
+		b.WriteString("[^")
+		for _, d := range delims {
+			b.WriteString(regexp.QuoteMeta(string(d)))
+		}
+		b.WriteString("]")
+		notDelim = b.String()
+	}
+	var b strings.Builder
+	b.WriteString(`(?s)\A`)
+	runes := []rune(pattern)
+	depth := 0
+	for i := 0; i < len(runes); i++ {
+		r := runes[i]
+		switch {
+		case r == '\\':
+			if i+1 >= len(runes) {
+				return "", &Error{Code: CodeBuiltinError, Message: "glob: unexpected end of pattern after escape"}
+			}
+			i++
+			b.WriteString(regexp.QuoteMeta(string(runes[i])))
+		case r == '*':
+			if i+1 < len(runes) && runes[i+1] == '*' {
+				i++
+				b.WriteString(".*")
+			} else {
+				b.WriteString(notDelim + "*")
+			}
+		case r == '?':
+			b.WriteString(notDelim)
+		case r == '[':
+			j := i + 1
+			neg := false
+			if j < len(runes) && runes[j] == '!' {
+				neg = true
+				j++
+			}
+			var cls strings.Builder
+			closed := false
+			for ; j < len(runes); j++ {
+				if runes[j] == ']' {
+					closed = true
+					break
+				}
+				if runes[j] == '-' {
+					cls.WriteByte('-')
+					continue
+				}
+				cls.WriteString(regexp.QuoteMeta(string(runes[j])))
+			}
+			if !closed || cls.Len() == 0 {
+				return "", &Error{Code: CodeBuiltinError, Message: "glob: unterminated character class"}
+			}
+			if neg {
+				b.WriteString("[^" + cls.String() + "]")
+			} else {
+				b.WriteString("[" + cls.String() + "]")
+			}
+			i = j
+		case r == '{':
+			depth++
+			b.WriteString("(?:")
+		case r == '}' && depth > 0:
+			depth--
+			b.WriteString(")")
+		case r == ',' && depth > 0:
+			b.WriteString("|")
+		default:
+			b.WriteString(regexp.QuoteMeta(string(r)))
+		}
+	}
+	if depth != 0 {
+		return "", &Error{Code: CodeBuiltinError, Message: "glob: unterminated alternatives"}
+	}
+	b.WriteString(`\z`)
+	return b.String(), nil
+}

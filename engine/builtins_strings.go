@@ -1,0 +1,351 @@
+package engine
+
+import (
+	"fmt"
+	"math/big"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+func bConcat(_ *evalState, args []Value) (Value, error) {
+	sep, err := argString(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	strs, err := stringElems(args, 1)
+	if err != nil {
+		return nil, err
+	}
+	return stringValue(strings.Join(strs, sep)), nil
+}
+
+func twoStrings(args []Value) (string, string, error) {
+	a, err := argString(args, 0)
+	if err != nil {
+		return "", "", err
+	}
+	b, err := argString(args, 1)
+	return a, b, err
+}
+
+func bContains(_ *evalState, args []Value) (Value, error) {
+	a, b, err := twoStrings(args)
+	if err != nil {
+		return nil, err
+	}
+	return Bool(strings.Contains(a, b)), nil
+}
+
+func bStartsWith(_ *evalState, args []Value) (Value, error) {
+	a, b, err := twoStrings(args)
+	if err != nil {
+		return nil, err
+	}
+	return Bool(strings.HasPrefix(a, b)), nil
+}
+
+func bEndsWith(_ *evalState, args []Value) (Value, error) {
+	a, b, err := twoStrings(args)
+	if err != nil {
+		return nil, err
+	}
+	return Bool(strings.HasSuffix(a, b)), nil
+}
+
+func bStringCount(_ *evalState, args []Value) (Value, error) {
+	a, b, err := twoStrings(args)
+	if err != nil {
+		return nil, err
+	}
+	return intNumber(int64(strings.Count(a, b))), nil
+}
+
+func stringMap(f func(string) string) builtinImpl {
+	return func(_ *evalState, args []Value) (Value, error) {
+		s, err := argString(args, 0)
+		if err != nil {
+			return nil, err
+		}
+		out := f(s)
+		if out == s {
+			return args[0], nil
+		}
+		return stringValue(out), nil
+	}
+}
+
+var (
+	bLower         = stringMap(strings.ToLower)
+	bUpper         = stringMap(strings.ToUpper)
+	bTrimSpace     = stringMap(strings.TrimSpace)
+	bStringReverse = stringMap(reverseRunes)
+)
+
+func reverseRunes(s string) string {
+	r := []rune(s)
+	for i, j := 0, len(r)-1; i < j; i, j = i+1, j-1 {
+		r[i], r[j] = r[j], r[i]
+	}
+	return string(r)
+}
+
+func stringPair(f func(a, b string) string) builtinImpl {
+	return func(_ *evalState, args []Value) (Value, error) {
+		a, b, err := twoStrings(args)
+		if err != nil {
+			return nil, err
+		}
+		return stringValue(f(a, b)), nil
+	}
+}
+
+var (
+	bTrim       = stringPair(strings.Trim)
+	bTrimLeft   = stringPair(strings.TrimLeft)
+	bTrimRight  = stringPair(strings.TrimRight)
+	bTrimPrefix = stringPair(strings.TrimPrefix)
+	bTrimSuffix = stringPair(strings.TrimSuffix)
+)
+
+func bSplit(_ *evalState, args []Value) (Value, error) {
+	s, sep, err := twoStrings(args)
+	if err != nil {
+		return nil, err
+	}
+	parts := strings.Split(s, sep)
+	out := make([]Value, len(parts))
+	for i, p := range parts {
+		out[i] = stringValue(p)
+	}
+	return arrayOf(out), nil
+}
+
+func bReplace(_ *evalState, args []Value) (Value, error) {
+	s, old, err := twoStrings(args)
+	if err != nil {
+		return nil, err
+	}
+	n, err := argString(args, 2)
+	if err != nil {
+		return nil, err
+	}
+	return stringValue(strings.NewReplacer(old, n).Replace(s)), nil
+}
+
+func bReplaceN(_ *evalState, args []Value) (Value, error) {
+	patterns, err := argObject(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	s, err := argString(args, 1)
+	if err != nil {
+		return nil, err
+	}
+	pairs := make([]string, 0, 2*len(patterns.entries))
+	for _, e := range patterns.entries {
+		k, ok := e.key.(stringValue)
+		if !ok {
+			return nil, operandErr(1, "non-string key found in pattern object")
+		}
+		v, ok := e.value.(stringValue)
+		if !ok {
+			return nil, operandErr(1, "non-string value found in pattern object")
+		}
+		pairs = append(pairs, string(k), string(v))
+	}
+	return stringValue(strings.NewReplacer(pairs...).Replace(s)), nil
+}
+
+var errEmptySearch = &Error{Code: CodeBuiltinError, Message: "empty search character"}
+
+func bIndexOf(_ *evalState, args []Value) (Value, error) {
+	s, sub, err := twoStrings(args)
+	if err != nil {
+		return nil, err
+	}
+	if sub == "" {
+		return nil, errEmptySearch
+	}
+	i := strings.Index(s, sub)
+	if i < 0 {
+		return intNumber(-1), nil
+	}
+	// OPA reports code point offsets.
+	return intNumber(int64(utf8.RuneCountInString(s[:i]))), nil
+}
+
+func bIndexOfN(_ *evalState, args []Value) (Value, error) {
+	s, sub, err := twoStrings(args)
+	if err != nil {
+		return nil, err
+	}
+	if sub == "" {
+		return nil, errEmptySearch
+	}
+	out := []Value{}
+	runes := 0
+	prev := 0
+	for off := 0; off <= len(s); {
+		i := strings.Index(s[off:], sub)
+		if i < 0 {
+			break
+		}
+		runes += utf8.RuneCountInString(s[prev : off+i])
+		prev = off + i
+		out = append(out, intNumber(int64(runes)))
+		_, size := utf8.DecodeRuneInString(s[off+i:])
+		off += i + max(size, 1)
+	}
+	return arrayOf(out), nil
+}
+
+func bSubstring(_ *evalState, args []Value) (Value, error) {
+	s, err := argString(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	start, err := argInt(args, 1)
+	if err != nil {
+		return nil, err
+	}
+	length, err := argInt(args, 2)
+	if err != nil {
+		return nil, err
+	}
+	if start < 0 {
+		return nil, &Error{Code: CodeBuiltinError, Message: "negative offset"}
+	}
+	runes := []rune(s)
+	if start >= len(runes) {
+		return stringValue(""), nil
+	}
+	if length < 0 {
+		return stringValue(string(runes[start:])), nil
+	}
+	upto := start + min(length, len(runes)-start)
+	return stringValue(string(runes[start:upto])), nil
+}
+
+func bFormatInt(_ *evalState, args []Value) (Value, error) {
+	n, err := argNumber(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	base, err := argNumber(args, 1)
+	if err != nil {
+		return nil, err
+	}
+	var radix int
+	switch base.lit {
+	case "2":
+		radix = 2
+	case "8":
+		radix = 8
+	case "10":
+		radix = 10
+	case "16":
+		radix = 16
+	default:
+		return nil, &Error{Code: CodeTypeError, Message: "operand 2 must be one of {2, 8, 10, 16}"}
+	}
+	if i, ok := new(big.Int).SetString(n.lit, 10); ok {
+		return stringValue(i.Text(radix)), nil
+	}
+	i, _ := numberToFloat(n).Int(nil)
+	return stringValue(i.Text(radix)), nil
+}
+
+// bSprintf converts operands the way topdown does: integers as int64 or
+// big.Int, fractional numbers as float64, strings as strings and anything
+// else as its Rego text.
+func bSprintf(_ *evalState, args []Value) (Value, error) {
+	format, err := argString(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	arr, err := argArray(args, 1)
+	if err != nil {
+		return nil, err
+	}
+	vals := make([]any, len(arr.elems))
+	for i, e := range arr.elems {
+		switch v := e.(type) {
+		case *numberValue:
+			switch {
+			case strings.ContainsAny(v.lit, ".eE"):
+				if f, err := strconv.ParseFloat(v.lit, 64); err == nil {
+					vals[i] = f
+				} else {
+					vals[i] = v.lit
+				}
+			case v.isInt:
+				vals[i] = v.i
+			default:
+				if b, ok := new(big.Int).SetString(v.lit, 10); ok {
+					vals[i] = b
+				} else {
+					vals[i] = v.lit
+				}
+			}
+		case stringValue:
+			vals[i] = string(v)
+		default:
+			vals[i] = regoString(e)
+		}
+	}
+	return stringValue(fmt.Sprintf(format, vals...)), nil
+}
+
+// regoString renders v as Rego source text, like OPA's Value.String.
+func regoString(v Value) string {
+	var b strings.Builder
+	writeRego(&b, v)
+	return b.String()
+}
+
+func writeRego(b *strings.Builder, v Value) {
+	switch x := v.(type) {
+	case nullValue:
+		b.WriteString("null")
+	case boolValue:
+		b.WriteString(strconv.FormatBool(bool(x)))
+	case *numberValue:
+		b.WriteString(x.lit)
+	case stringValue:
+		b.WriteString(strconv.Quote(string(x)))
+	case *Array:
+		b.WriteByte('[')
+		for i, e := range x.elems {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			writeRego(b, e)
+		}
+		b.WriteByte(']')
+	case *Object:
+		b.WriteByte('{')
+		for i, e := range x.entries {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			writeRego(b, e.key)
+			b.WriteString(": ")
+			writeRego(b, e.value)
+		}
+		b.WriteByte('}')
+	case *Set:
+		if len(x.elems) == 0 {
+			b.WriteString("set()")
+			return
+		}
+		b.WriteByte('{')
+		for i, e := range x.elems {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			writeRego(b, e)
+		}
+		b.WriteByte('}')
+	}
+}
