@@ -1,5 +1,7 @@
 package policies
 
-// engineBuiltins is the builtin set the engine evaluates.
-// TODO(integration): replace with engine.SupportedBuiltins() once it lands.
-func engineBuiltins() []string { return tmpBuiltins }
+import "github.com/aegis-mesh/aegis/engine"
+
+// engineBuiltins is the builtin set the engine evaluates: generated and
+// custom Rego may call these and nothing else.
+func engineBuiltins() []string { return engine.SupportedBuiltins() }
