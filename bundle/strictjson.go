@@ -28,9 +28,9 @@ var (
 func checkManifestKeys(data []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	// One entry per open container: the keys seen so far for an object,
-	// nil for an array.
-	var stack []map[string]bool
+	// One entry per open container: the keys seen so far for an object
+	// (lower-cased key → key as written), nil for an array.
+	var stack []map[string]string
 	// names[i] is the set of canonical member names for stack[i], if any.
 	var names []map[string]bool
 	lastKey := ""
@@ -54,7 +54,7 @@ func checkManifestKeys(data []byte) error {
 				case len(stack) == 1 && lastKey == "release":
 					canon = releaseNames
 				}
-				stack = append(stack, map[string]bool{})
+				stack = append(stack, map[string]string{})
 				names = append(names, canon)
 				expectKey = true
 			case '[':
@@ -70,13 +70,17 @@ func checkManifestKeys(data []byte) error {
 		case string:
 			if expectKey {
 				keys := stack[len(stack)-1]
-				if keys[v] {
-					return fmt.Errorf("duplicate key %q", v)
+				fold := strings.ToLower(v)
+				if prev, dup := keys[fold]; dup {
+					if prev == v {
+						return fmt.Errorf("duplicate key %q", v)
+					}
+					return fmt.Errorf("keys %q and %q differ only in case", prev, v)
 				}
 				if canon := names[len(names)-1]; canon != nil && !canon[v] && canon[strings.ToLower(v)] {
 					return fmt.Errorf("key %q must be spelled %q", v, strings.ToLower(v))
 				}
-				keys[v] = true
+				keys[fold] = v
 				lastKey = v
 				expectKey = false
 				continue

@@ -26,9 +26,9 @@ var fieldNames = map[string]bool{
 func checkKeys(data []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
-	// One entry per open container: the keys seen so far for an object,
-	// nil for an array.
-	var stack []map[string]bool
+	// One entry per open container: the keys seen so far for an object
+	// (lower-cased key → key as written), nil for an array.
+	var stack []map[string]string
 	expectKey := false
 	for {
 		tok, err := dec.Token()
@@ -42,7 +42,7 @@ func checkKeys(data []byte) error {
 		case json.Delim:
 			switch v {
 			case '{':
-				stack = append(stack, map[string]bool{})
+				stack = append(stack, map[string]string{})
 				expectKey = true
 			case '[':
 				stack = append(stack, nil)
@@ -55,13 +55,17 @@ func checkKeys(data []byte) error {
 		case string:
 			if expectKey {
 				keys := stack[len(stack)-1]
-				if keys[v] {
-					return fmt.Errorf("duplicate key %q", v)
+				fold := strings.ToLower(v)
+				if prev, dup := keys[fold]; dup {
+					if prev == v {
+						return fmt.Errorf("duplicate key %q", v)
+					}
+					return fmt.Errorf("keys %q and %q differ only in case", prev, v)
 				}
 				if !fieldNames[v] && fieldNames[strings.ToLower(v)] {
 					return fmt.Errorf("key %q must be spelled %q", v, strings.ToLower(v))
 				}
-				keys[v] = true
+				keys[fold] = v
 				expectKey = false
 				continue
 			}

@@ -210,7 +210,11 @@ func TestVerifyRejects(t *testing.T) {
 	raw := func(s string) string { return forge(priv, hdr, s) }
 	withHeader := func(h string) string { return forge(priv, h, string(payload)) }
 	flipped := []byte(parts[2])
-	flipped[3] ^= 1
+	if flipped[3] == 'A' {
+		flipped[3] = 'B'
+	} else {
+		flipped[3] = 'A'
+	}
 
 	tests := []struct {
 		name string
@@ -251,6 +255,7 @@ func TestVerifyRejects(t *testing.T) {
 		{"payload invalid utf8", raw("{\"sub\":\"\xff\"}"), VerifyOptions{}, ErrMalformed},
 		{"duplicate tenant", raw(strings.Replace(string(payload), `"tenant":"acme"`, `"tenant":"acme","tenant":"evil"`, 1)), VerifyOptions{}, ErrMalformed},
 		{"case variant tenant", raw(strings.Replace(string(payload), `"tenant":"acme"`, `"tenant":"acme","Tenant":"evil"`, 1)), VerifyOptions{}, ErrMalformed},
+		{"case variant custom claim", raw(strings.Replace(string(payload), `"tenant":"acme"`, `"tenant":"acme","role":"a","ROLE":"b"`, 1)), VerifyOptions{}, ErrMalformed},
 		{"duplicate in act", raw(strings.Replace(string(payload), `"act":{"sub":"agent-a"`, `"act":{"sub":"agent-a","sub":"x"`, 1)), VerifyOptions{}, ErrMalformed},
 		{"float exp", raw(strings.Replace(string(payload), `"exp":`, `"exp":1.5,"x":`, 1)), VerifyOptions{}, ErrMalformed},
 		{"exp as string", raw(strings.Replace(string(payload), `"exp":`, `"exp":"1","x":`, 1)), VerifyOptions{}, ErrMalformed},
