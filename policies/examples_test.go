@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/aegis-mesh/aegis/engine"
 )
 
 // The example tables are run here through OPA topdown over the generated
@@ -198,7 +200,57 @@ func evalDecision(t *testing.T, c *Compiled, input map[string]any) map[string]an
 	if !ok {
 		t.Fatalf("decision is %T", rs[0].Expressions[0].Value)
 	}
+	// The same plan on the engine must decide exactly as OPA does.
+	want, err := json.Marshal(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := evalEngine(t, c, in)
+	if !jsonEqual(t, got, want) {
+		t.Errorf("engine and OPA topdown disagree:\nengine: %s\ntopdown: %s", got, want)
+	}
 	return d
+}
+
+func evalEngine(t *testing.T, c *Compiled, input any) []byte {
+	t.Helper()
+	data, err := engine.FromJSON(c.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := engine.Load(c.Plan, data)
+	if err != nil {
+		t.Fatalf("engine load: %v", err)
+	}
+	raw, err := json.Marshal(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := engine.FromJSON(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok, err := p.EvalOne(context.Background(), "aegis/decision", in)
+	if err != nil || !ok {
+		t.Fatalf("engine eval: defined=%v err=%v", ok, err)
+	}
+	out, err := engine.ToJSON(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func jsonEqual(t *testing.T, a, b []byte) bool {
+	t.Helper()
+	var x, y any
+	if err := json.Unmarshal(a, &x); err != nil {
+		t.Fatalf("%v: %s", err, a)
+	}
+	if err := json.Unmarshal(b, &y); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	return reflect.DeepEqual(x, y)
 }
 
 func strs(v any) []string {
