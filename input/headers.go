@@ -16,7 +16,7 @@ type header struct{ name, value string }
 func (b *builder) headers(req *Request, r *reqInfo) {
 	hs := make([]header, 0, len(req.Headers))
 	for _, h := range req.Headers {
-		name := asciiLower(h[0])
+		name := lowerHeaderName(h[0])
 		if strings.HasPrefix(name, ":") {
 			if name == ":protocol" {
 				b.violate(CodeUpgrade, "headers.:protocol", "extended CONNECT (protocol upgrade) cannot be checked")
@@ -79,7 +79,7 @@ func (b *builder) headers(req *Request, r *reqInfo) {
 		case name == "upgrade":
 			b.violate(CodeUpgrade, "headers.upgrade", "protocol upgrade cannot be checked")
 		case name == "content-encoding":
-			if !strings.EqualFold(value, "identity") {
+			if !asciiEqualFold(value, "identity") {
 				b.violate(CodeContentEncoding, "headers.content-encoding", "encoded (compressed) bodies cannot be checked")
 			}
 		case name == "content-type":
@@ -128,7 +128,7 @@ func parseContentType(v string) (mediaType, charset string) {
 	mediaType = asciiLower(strings.Trim(mt, " \t"))
 	for p := range strings.SplitSeq(params, ";") {
 		k, val, ok := strings.Cut(p, "=")
-		if !ok || !strings.EqualFold(strings.Trim(k, " \t"), "charset") {
+		if !ok || !asciiEqualFold(strings.Trim(k, " \t"), "charset") {
 			continue
 		}
 		charset = asciiLower(strings.Trim(strings.Trim(val, " \t"), `"`))
@@ -141,4 +141,35 @@ func parseContentType(v string) (mediaType, charset string) {
 func isJSONMediaType(mt string) bool {
 	return mt == "application/json" ||
 		(strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json") && len(mt) > len("application/+json"))
+}
+
+// commonHeaders are returned instead of a freshly lower-cased copy, which
+// saves an allocation per header on the hot path for HTTP/1 callers that
+// send canonical case (HTTP/2 names are lower-case already).
+var commonHeaders = [...]string{
+	"accept", "accept-encoding", "accept-language", "authorization", "cache-control",
+	"connection", "content-encoding", "content-length", "content-type", "cookie", "host",
+	"idempotency-key", "mcp-protocol-version", "mcp-session-id", "proxy-authorization",
+	"traceparent", "tracestate", "transfer-encoding", "upgrade", "user-agent",
+	"x-aegis-intent", "x-aegis-override", "x-aegis-token", "x-forwarded-for",
+	"x-forwarded-proto", "x-request-id",
+}
+
+func lowerHeaderName(s string) string {
+	lower := true
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			lower = false
+			break
+		}
+	}
+	if lower {
+		return s
+	}
+	for _, c := range commonHeaders {
+		if len(c) == len(s) && asciiEqualFold(c, s) {
+			return c
+		}
+	}
+	return asciiLower(s)
 }

@@ -15,7 +15,7 @@ func (b *builder) matchMCP(r *reqInfo) *MCPEndpoint {
 	}
 	for i := range b.opts.MCPEndpoints {
 		ep := &b.opts.MCPEndpoints[i]
-		if strings.EqualFold(ep.Host, r.host) && ep.Path == r.path {
+		if asciiEqualFold(ep.Host, r.host) && ep.Path == r.path {
 			return ep
 		}
 	}

@@ -182,10 +182,8 @@ func normalizeHost(a string) (string, *Violation) {
 		if host == "" {
 			return bad("host is empty")
 		}
-		for _, label := range strings.Split(host, ".") {
-			if label == "" {
-				return bad("empty label in host")
-			}
+		if host[0] == '.' || host[len(host)-1] == '.' || strings.Contains(host, "..") {
+			return bad("empty label in host")
 		}
 		for i := 0; i < len(host); i++ {
 			c := host[i]
@@ -462,4 +460,25 @@ func quoteByte(c byte) string {
 		return "0x" + string([]byte{hex[c>>4], hex[c&15]})
 	}
 	return "'" + string(rune(c)) + "'"
+}
+
+// asciiEqualFold compares case-insensitively in ASCII only: Unicode folding
+// (strings.EqualFold) would let "\u212a" (Kelvin sign) stand for 'k'.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
