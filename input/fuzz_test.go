@@ -1,6 +1,7 @@
 package input
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 
@@ -77,4 +78,56 @@ func checkDocument(t *testing.T, doc engine.Value, maxDepth int) {
 	if h, _ := engine.AsString(hv); h != strings.ToLower(h) || strings.Contains(h, ":") && !strings.HasPrefix(h, "[") {
 		t.Fatalf("host %q not normalised", h)
 	}
+}
+
+// FuzzNormalize checks path and host normalisation on their own: what is
+// accepted keeps its meaning (the percent-decoded, dot-resolved path is the
+// same before and after) and normalising again changes nothing.
+func FuzzNormalize(f *testing.F) {
+	for _, s := range [][2]string{
+		{"/a/./b/../c%41%2e?x", "Example.COM.:8080"},
+		{"/%2e%2E/x", "[::1]:1"},
+		{"/a/b/c/../../d/", "a_b.c"},
+		{"/x%C3%a9%7E", "h:0"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, raw, authority string) {
+		if p, q, v := normalizePath(raw); v == nil {
+			if !strings.HasPrefix(raw, p[:1]) || strings.Contains(q, "#") {
+				t.Fatalf("normalizePath(%q) = %q, %q", raw, p, q)
+			}
+			again, _, v2 := normalizePath(p)
+			if v2 != nil || again != p {
+				t.Fatalf("not idempotent: %q -> %q -> %q (%v)", raw, p, again, v2)
+			}
+			rawPath, _, _ := strings.Cut(raw, "?")
+			want, ok1 := referenceResolve(rawPath)
+			got, ok2 := referenceResolve(p)
+			if !ok1 || !ok2 || want != got {
+				t.Fatalf("meaning changed: %q (%q) -> %q (%q)", raw, want, p, got)
+			}
+		}
+		if h, v := normalizeHost(authority); v == nil {
+			if h == "" || h != strings.ToLower(h) || strings.HasSuffix(h, ".") {
+				t.Fatalf("normalizeHost(%q) = %q", authority, h)
+			}
+			if again, v2 := normalizeHost(h); v2 != nil || again != h {
+				t.Fatalf("host not idempotent: %q -> %q -> %q (%v)", authority, h, again, v2)
+			}
+		}
+	})
+}
+
+// referenceResolve is an independent, slow statement of what a path means:
+// fully percent-decoded, then "." and ".." removed by url.URL's reference
+// resolution, trailing slash kept.
+func referenceResolve(p string) (string, bool) {
+	dec, err := url.PathUnescape(p)
+	if err != nil {
+		return "", false
+	}
+	base, _ := url.Parse("http://h/")
+	ref := &url.URL{Path: dec}
+	return base.ResolveReference(ref).Path, true
 }
