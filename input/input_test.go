@@ -428,3 +428,23 @@ func BenchmarkBuild(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkBuildMCPBatch(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteByte('[')
+	for i := range 10 {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(`{"jsonrpc":"2.0","id":` + string(rune('0'+i)) + `,"method":"tools/call","params":{"name":"get_pods","arguments":{"namespace":"payments"}}}`)
+	}
+	sb.WriteByte(']')
+	req, id, ctx := mcpRequest(sb.String()), testIdentity(), testContext()
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := Build(req, id, ctx, testOpts)
+		if err != nil || len(res.Calls) != 10 {
+			b.Fatal(err, res.Violations)
+		}
+	}
+}

@@ -176,9 +176,7 @@ func normalizeHost(a string) (string, *Violation) {
 			}
 			host, port, hasPort = a[:i], a[i+1:], true
 		}
-		if strings.HasSuffix(host, ".") {
-			host = host[:len(host)-1]
-		}
+		host = strings.TrimSuffix(host, ".") // one trailing dot: the FQDN form
 		if host == "" {
 			return bad("host is empty")
 		}
