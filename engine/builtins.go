@@ -138,7 +138,8 @@ func typeErr(pos int, got Value, want ...string) error {
 }
 
 func operandErr(pos int, format string, args ...any) error {
-	return &Error{Code: CodeBuiltinError, Message: fmt.Sprintf("operand %d ", pos) + fmt.Sprintf(format, args...)}
+	// OPA reports operand errors as type errors.
+	return &Error{Code: CodeTypeError, Message: fmt.Sprintf("operand %d ", pos) + fmt.Sprintf(format, args...)}
 }
 
 func argString(args []Value, i int) (string, error) {

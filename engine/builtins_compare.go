@@ -50,6 +50,9 @@ func bMember3(_ *evalState, args []Value) (Value, error) {
 		if got := member(c, k); got != nil {
 			return Bool(Equal(got, v)), nil
 		}
+	case *Set:
+		// A set element is its own key.
+		return Bool(Equal(k, v) && c.Contains(k)), nil
 	}
 	return valFalse, nil
 }

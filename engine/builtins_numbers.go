@@ -273,7 +273,7 @@ func bFloor(_ *evalState, args []Value) (Value, error) { return opFloor.builtin(
 const maxRange = 1 << 20
 
 func bNumbersRange(ev *evalState, args []Value) (Value, error) {
-	return numbersRange(ev, args, 1)
+	return numbersRange(ev, args, big.NewInt(1))
 }
 
 func bNumbersRangeStep(ev *evalState, args []Value) (Value, error) {
@@ -281,10 +281,10 @@ func bNumbersRangeStep(ev *evalState, args []Value) (Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	if step.Sign() <= 0 || !step.IsInt64() {
+	if step.Sign() <= 0 {
 		return nil, &Error{Code: CodeBuiltinError, Message: "numbers.range_step: step must be a positive integer"}
 	}
-	return numbersRange(ev, args, step.Int64())
+	return numbersRange(ev, args, step)
 }
 
 func argBigInt(args []Value, i int) (*big.Int, error) {
@@ -299,7 +299,7 @@ func argBigInt(args []Value, i int) (*big.Int, error) {
 	return x, nil
 }
 
-func numbersRange(_ *evalState, args []Value, step int64) (Value, error) {
+func numbersRange(_ *evalState, args []Value, st *big.Int) (Value, error) {
 	x, err := argBigInt(args, 0)
 	if err != nil {
 		return nil, err
@@ -310,14 +310,13 @@ func numbersRange(_ *evalState, args []Value, step int64) (Value, error) {
 	}
 	span := new(big.Int).Sub(y, x)
 	span.Abs(span)
-	span.Quo(span, big.NewInt(step))
+	span.Quo(span, st)
 	if !span.IsInt64() || span.Int64() >= maxRange {
 		return nil, haltError{&Error{Code: CodeBuiltinError, Message: "numbers.range: range too large"}}
 	}
 	n := int(span.Int64()) + 1
 	out := &Array{elems: make([]Value, 0, n)}
 	i := new(big.Int).Set(x)
-	st := big.NewInt(step)
 	down := x.Cmp(y) > 0
 	for k := 0; k < n; k++ {
 		v, err := intToNumber(i)

@@ -43,11 +43,25 @@ func bTimeParseNS(_ *evalState, args []Value) (Value, error) {
 	if err != nil {
 		return nil, err
 	}
+	if named, ok := namedLayouts[layout]; ok {
+		layout = named
+	}
 	t, err := time.Parse(layout, value)
 	if err != nil {
 		return nil, &Error{Code: CodeBuiltinError, Message: err.Error()}
 	}
 	return nsValue(t)
+}
+
+// namedLayouts are the layout names time.parse_ns accepts besides
+// reference-time layouts, as in OPA.
+var namedLayouts = map[string]string{
+	"ANSIC": time.ANSIC, "UnixDate": time.UnixDate, "RubyDate": time.RubyDate,
+	"RFC822": time.RFC822, "RFC822Z": time.RFC822Z, "RFC850": time.RFC850,
+	"RFC1123": time.RFC1123, "RFC1123Z": time.RFC1123Z, "RFC3339": time.RFC3339,
+	"RFC3339Nano": time.RFC3339Nano, "Kitchen": time.Kitchen, "Stamp": time.Stamp,
+	"StampMilli": time.StampMilli, "StampMicro": time.StampMicro, "StampNano": time.StampNano,
+	"DateTime": time.DateTime, "DateOnly": time.DateOnly, "TimeOnly": time.TimeOnly,
 }
 
 // timeArg reads a time operand: nanoseconds since the epoch, or

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"strconv"
 )
 
 // Control codes returned by compiled statements and blocks. -1 means "carry
@@ -225,7 +226,7 @@ func (c *compiler) stmt(s stmt) instr {
 			return cont
 		}
 	case *makeNumberRefStmt:
-		n, _ := parseNumber(c.plan.Static.Strings[s.Index].Value)
+		n, _ := parseRegoNumber(c.plan.Static.Strings[s.Index].Value)
 		var v Value = n
 		target := int(s.Target)
 		return func(ev *evalState, f []Value) int {
@@ -364,6 +365,13 @@ func (c *compiler) stmt(s stmt) instr {
 	}
 }
 
+// maxCallDepth bounds function call nesting. Real plans nest as deep as
+// their rules refer to each other; the bound only stops hostile plans from
+// exhausting the goroutine stack through CallDynamicStmt cycles.
+const maxCallDepth = 2048
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
 func internalErr(loc *Location, msg string) *Error {
 	return &Error{Code: CodeInternalError, Message: msg, Location: loc}
 }
@@ -446,9 +454,11 @@ func (c *compiler) with(s *withStmt) instr {
 	body := c.block(s.Block)
 	return func(ev *evalState, f []Value) int {
 		v := val.get(f)
-		if v == nil {
+		if v == nil && len(path) > 0 {
 			return 0
 		}
+		// With an empty path an undefined value is allowed: the planner
+		// uses it to restore an undefined input inside nested withs.
 		old := f[target]
 		f[target] = upsert(old, path, v)
 		ev.pushMemo()
@@ -543,12 +553,17 @@ func (c *compiler) callFunc(fi int, args []getter, result int) instr {
 				return cont
 			}
 		}
+		if ev.depth >= maxCallDepth {
+			return ev.fail(&Error{Code: CodeRecursionError, Message: "function calls nested deeper than " + itoa(maxCallDepth) + ": " + fn.name})
+		}
+		ev.depth++
 		frame := ev.pushFrame(fn.nlocals)
 		for i, a := range args {
 			frame[fn.params[i]] = a.get(f)
 		}
 		v := ev.run(fn, frame)
 		ev.popFrame(fn.nlocals)
+		ev.depth--
 		if ev.err != nil {
 			return codeAbort
 		}

@@ -213,6 +213,7 @@ type evalState struct {
 	ret     Value
 	err     error
 	steps   uint32
+	depth   int
 	argv    [maxBuiltinArity]Value
 
 	nowNS Value // time.now_ns, fixed for the evaluation
@@ -224,7 +225,7 @@ func (ev *evalState) reset(ctx context.Context, gen uint64) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	ev.ctx, ev.done, ev.gen, ev.steps, ev.nowNS = ctx, ctx.Done(), gen, 0, nil
+	ev.ctx, ev.done, ev.gen, ev.steps, ev.nowNS, ev.depth = ctx, ctx.Done(), gen, 0, nil, 0
 	ev.pushMemo()
 }
 

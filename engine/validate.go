@@ -23,7 +23,6 @@ type validator struct {
 	maxLocal local // of the frame being validated
 	calls    map[int][]int
 	cur      int // index of the function being validated, -1 for plans
-	dynamic  bool
 }
 
 func (v *validator) errorf(loc *location, format string, args ...any) {
@@ -213,7 +212,6 @@ func (v *validator) stmt(s stmt, depth, nesting int) {
 		if depth < 4 {
 			v.errorf(loc, "CallDynamicStmt needs 4 enclosing blocks, has %d", depth)
 		}
-		v.dynamic = true
 	case *blockStmt:
 		for _, b := range s.Blocks {
 			v.block(b, depth+1, nesting+1)
@@ -257,7 +255,7 @@ func (v *validator) stmt(s stmt, depth, nesting int) {
 		if s.Index < 0 || s.Index >= len(v.p.Static.Strings) {
 			v.errorf(loc, "number string index %d out of range", s.Index)
 		} else if v.p.Static.Strings[s.Index] != nil {
-			if _, ok := parseNumber(v.p.Static.Strings[s.Index].Value); !ok {
+			if _, ok := parseRegoNumber(v.p.Static.Strings[s.Index].Value); !ok {
 				v.errorf(loc, "string constant %d is not a number", s.Index)
 			}
 		}
@@ -321,25 +319,12 @@ func (v *validator) stmt(s stmt, depth, nesting int) {
 	}
 }
 
-// checkAcyclic rejects call cycles: Rego has no recursion, and a cyclic plan
-// would otherwise recurse until the goroutine stack is exhausted, which
-// cannot be recovered. CallDynamicStmt may reach any function with a path.
+// checkAcyclic rejects cycles of CallStmt edges: Rego has no recursion.
+// CallDynamicStmt targets are only known at run time (and OPA's planner
+// emits dynamic calls that could name their own function, though they never
+// do so at run time), so those are bounded by maxCallDepth during Eval.
 func (v *validator) checkAcyclic() {
 	funcs := v.p.Funcs.Funcs
-	if v.dynamic {
-		var targets []int
-		for i, f := range funcs {
-			if len(f.Path) > 0 {
-				targets = append(targets, i)
-			}
-		}
-		// Dynamic calls are recorded per function by scanning for them.
-		for i, f := range funcs {
-			if hasDynamicCall(f.Blocks) {
-				v.calls[i] = append(v.calls[i], targets...)
-			}
-		}
-	}
 	const (
 		white = iota
 		grey
@@ -368,35 +353,4 @@ func (v *validator) checkAcyclic() {
 			return
 		}
 	}
-}
-
-func hasDynamicCall(blocks []*block) bool {
-	for _, b := range blocks {
-		if b == nil {
-			continue
-		}
-		for _, s := range b.Stmts {
-			switch s := s.(type) {
-			case *callDynamicStmt:
-				return true
-			case *blockStmt:
-				if hasDynamicCall(s.Blocks) {
-					return true
-				}
-			case *scanStmt:
-				if hasDynamicCall([]*block{s.Block}) {
-					return true
-				}
-			case *notStmt:
-				if hasDynamicCall([]*block{s.Block}) {
-					return true
-				}
-			case *withStmt:
-				if hasDynamicCall([]*block{s.Block}) {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }

@@ -119,25 +119,70 @@ func Number(text string) (Value, error) {
 // parseNumber validates a JSON number literal and pre-computes the fast
 // comparison forms.
 func parseNumber(text string) (*numberValue, bool) {
-	if !validJSONNumber(text) {
+	if !validJSONNumber(text) || !exponentInRange(text) {
 		return nil, false
 	}
+	return parsedNumber(text), true
+}
+
+// parseRegoNumber accepts the number literals Rego allows beyond JSON
+// (".5", "1."), which reach the engine as plan string constants.
+func parseRegoNumber(text string) (*numberValue, bool) {
+	if n, ok := parseNumber(text); ok {
+		return n, true
+	}
+	if !exponentInRange(text) || strings.ContainsAny(text, "xXpP_") {
+		return nil, false
+	}
+	if _, ok := new(big.Rat).SetString(text); !ok {
+		return nil, false
+	}
+	return parsedNumber(text), true
+}
+
+// maxNumberExp bounds binary exponents as OPA's ast.NumberChecked does, so
+// that "1e40000" is rejected rather than turned into a huge big.Rat.
+const maxNumberExp = 100000
+
+func exponentInRange(s string) bool {
+	i := strings.IndexAny(s, "eE")
+	if i < 0 {
+		return true
+	}
+	// Cheap test first: a decimal digit takes at most 4 bits.
+	if exp, err := strconv.Atoi(s[i+1:]); err == nil && i+max(exp, -exp) <= maxNumberExp/4 {
+		return true
+	}
+	f, ok := new(big.Float).SetString(s)
+	if !ok || f.IsInf() {
+		return false
+	}
+	exp := f.MantExp(nil)
+	return exp <= maxNumberExp && exp >= -maxNumberExp
+}
+
+func parsedNumber(text string) *numberValue {
 	if i, err := strconv.ParseInt(text, 10, 64); err == nil {
 		if i >= 0 && i <= 256 && smallInts[i].lit == text {
-			return smallInts[i], true
+			return smallInts[i]
 		}
-		return &numberValue{lit: text, i: i, isInt: true, f: float64(i), fExact: i > -1e15 && i < 1e15}, true
+		return &numberValue{lit: text, i: i, isInt: true, f: float64(i), fExact: i > -1e15 && i < 1e15}
 	}
 	n := &numberValue{lit: text}
 	f, err := strconv.ParseFloat(text, 64)
+	n.f = f
 	if err == nil {
-		n.f = f
-		n.fExact = significantDigits(text) <= 15 && (f == 0 || (math.Abs(f) > 1e-300 && math.Abs(f) < 1e300))
-	} else {
-		// Out of float64 range: keep ±Inf as a hint but never trust it.
-		n.f = f
+		digits := significantDigits(text)
+		switch {
+		case digits == 0:
+			n.fExact = f == 0
+		case digits <= 15:
+			// A non-zero literal that underflowed to 0 or a subnormal is
+			// not exact; neither is an overflow.
+			n.fExact = math.Abs(f) > 1e-300 && math.Abs(f) < 1e300
+		}
 	}
-	return n, true
+	return n
 }
 
 // numberFromFloat formats f the way OPA's FloatNumberTerm does.
