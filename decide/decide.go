@@ -13,15 +13,26 @@ import (
 // Entrypoint is the plan every compiled Aegis policy exposes.
 const Entrypoint = "aegis/decision"
 
-// Decider evaluates one compiled policy. It is safe for concurrent use.
+// Evaluator evaluates a compiled policy's entrypoint for one input
+// document, returning (nil, false, nil) when the result is undefined.
+// *engine.Policy is the production implementation; tests plug in OPA's own
+// evaluator to run the same tables against both.
+type Evaluator interface {
+	EvalOne(ctx context.Context, entrypoint string, input engine.Value) (engine.Value, bool, error)
+}
+
+var _ Evaluator = (*engine.Policy)(nil)
+
+// Decider evaluates one compiled policy. It is safe for concurrent use when
+// its Evaluator is.
 type Decider struct {
-	policy *engine.Policy
+	policy Evaluator
 	opts   input.Options
 }
 
 // New returns a Decider for a loaded policy. opts tells the input builder
 // the policy's MCP endpoints and body limits.
-func New(p *engine.Policy, opts input.Options) *Decider {
+func New(p Evaluator, opts input.Options) *Decider {
 	return &Decider{policy: p, opts: opts}
 }
 

@@ -148,6 +148,9 @@ func FromValue(v engine.Value) (Decision, error) {
 	if rv, ok := obj.Get("redactions"); ok {
 		d.Redactions = r.redactions(rv)
 	}
+	if d.Reasons == nil {
+		d.Reasons = []string{} // "reasons": [] in JSON, never null
+	}
 	return d, r.err
 }
 
@@ -293,7 +296,7 @@ func Combine(labels []string, ds []Decision) Decision {
 	if len(ds) == 1 {
 		return ds[0]
 	}
-	out := Decision{Action: Allow}
+	out := Decision{Action: Allow, Reasons: []string{}}
 	for i, d := range ds {
 		out.Action = Stricter(out.Action, d.Action)
 		if d.ShadowAction != "" {

@@ -9,6 +9,7 @@ package difftest
 import (
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -20,11 +21,12 @@ import (
 // Generator produces input documents for one policy set. It is
 // deterministic for a given seed.
 type Generator struct {
-	set     *policies.PolicySet
-	rng     *rand.Rand
-	agents  []string
-	regions []string
-	intents []string
+	set       *policies.PolicySet
+	plausible bool // the current document is meant to pass most checks
+	rng       *rand.Rand
+	agents    []string
+	regions   []string
+	intents   []string
 }
 
 // New returns a generator for set seeded with seed.
@@ -67,14 +69,26 @@ func (g *Generator) pick(list []string) string { return list[g.rng.IntN(len(list
 func (g *Generator) chance(p float64) bool { return g.rng.Float64() < p }
 
 // Next returns one input document.
+//
+// Half the documents are plausible: a listed agent calling a tool it is
+// granted, from one of its regions, with parameters drawn from values that
+// satisfy each constraint, so that allow, sanitize and approval paths are
+// reached as often as the many ways to be denied.
 func (g *Generator) Next() engine.Value {
 	doc := engine.NewObject(6)
 	doc.Set("version", engine.Int(1))
-	doc.Set("agent", g.agent())
+	g.plausible = g.chance(0.5) && len(g.set.Agents) > 0
 	var tool *policies.Tool
-	if len(g.set.Tools) > 0 && !g.chance(0.05) {
+	var agent *policies.Agent
+	if g.plausible {
+		agent = g.set.Agents[g.rng.IntN(len(g.set.Agents))]
+		if granted := g.granted(agent); len(granted) > 0 {
+			tool = granted[g.rng.IntN(len(granted))]
+		}
+	} else if len(g.set.Tools) > 0 && !g.chance(0.05) {
 		tool = g.set.Tools[g.rng.IntN(len(g.set.Tools))]
 	}
+	doc.Set("agent", g.agent(agent))
 	req, params, mcp := g.call(tool)
 	doc.Set("request", req)
 	if params != nil {
@@ -83,16 +97,51 @@ func (g *Generator) Next() engine.Value {
 	if mcp != nil {
 		doc.Set("mcp", mcp)
 	}
-	doc.Set("context", g.context())
+	doc.Set("context", g.context(agent))
 	return doc
 }
 
-func (g *Generator) agent() engine.Value {
+// granted lists the tools agent's patterns match ('*' matches one or more
+// dot-separated segments).
+func (g *Generator) granted(a *policies.Agent) []*policies.Tool {
+	var out []*policies.Tool
+	for _, t := range g.set.Tools {
+		for _, p := range a.Tools {
+			if patternMatch(strings.Split(p.Text, "."), strings.Split(t.Name, ".")) {
+				out = append(out, t)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func patternMatch(pat, name []string) bool {
+	if len(pat) == 0 {
+		return len(name) == 0
+	}
+	if pat[0] == "*" {
+		for i := 1; i <= len(name); i++ {
+			if patternMatch(pat[1:], name[i:]) {
+				return true
+			}
+		}
+		return false
+	}
+	return len(name) > 0 && pat[0] == name[0] && patternMatch(pat[1:], name[1:])
+}
+
+func (g *Generator) agent(pa *policies.Agent) engine.Value {
 	a := engine.NewObject(6)
 	id := g.pick(g.agents)
+	region := g.pick(g.regions)
+	if pa != nil {
+		id = pa.ID
+		region = g.regionOf(pa)
+	}
 	chain := engine.NewArray(3)
 	chain.Append(engine.String(id))
-	if g.chance(0.25) {
+	if g.chance(0.25) && pa == nil || g.chance(0.1) {
 		for n := 1 + g.rng.IntN(5); n > 0; n-- { // up to 5 principals: past the limit of 4
 			chain.Append(engine.String(g.pick(g.agents)))
 		}
@@ -100,20 +149,38 @@ func (g *Generator) agent() engine.Value {
 	a.Set("id", engine.String(id))
 	a.Set("tenant", engine.String(g.set.Metadata.Tenant))
 	a.Set("chain", chain)
-	a.Set("region", engine.String(g.pick(g.regions)))
+	a.Set("region", engine.String(region))
 	a.Set("scope", engine.NewArray(0))
 	a.Set("claims", engine.NewObject(0))
 	return a
 }
 
-func (g *Generator) context() engine.Value {
+// regionOf picks a region the agent may act in ("" when it lists none and
+// any region is allowed).
+func (g *Generator) regionOf(a *policies.Agent) string {
+	if len(a.Regions) == 0 {
+		return g.pick(g.regions[1:])
+	}
+	return g.pick(a.Regions)
+}
+
+func (g *Generator) context(pa *policies.Agent) engine.Value {
 	c := engine.NewObject(8)
-	c.Set("region", engine.String(g.pick(g.regions[1:]))) // node region is never empty
+	region := g.pick(g.regions[1:]) // node region is never empty
+	intent := g.pick(g.intents)
+	if pa != nil {
+		region = g.regionOf(pa)
+		intent = ""
+		if len(pa.Intents) > 0 && g.chance(0.5) {
+			intent = g.pick(pa.Intents)
+		}
+	}
+	c.Set("region", engine.String(region))
 	// Times spread over two weeks so that weekday rules see every day.
 	t := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC).Add(time.Duration(g.rng.Int64N(14*24*3600)) * time.Second)
 	c.Set("time", engine.String(t.Format(time.RFC3339)))
 	c.Set("time_ns", engine.Int(t.UnixNano()))
-	c.Set("intent", engine.String(g.pick(g.intents)))
+	c.Set("intent", engine.String(intent))
 	spent := []int64{0, 1, 19_950_000, 19_980_000, 19_999_999, 20_000_000, 25_000_000, g.rng.Int64N(30_000_000)}[g.rng.IntN(8)]
 	b := engine.NewObject(2)
 	b.Set("spent_micro_usd_today", engine.Int(spent))
@@ -272,6 +339,11 @@ func (g *Generator) value(p *policies.Param, asQuery bool) engine.Value {
 		}
 		return v
 	}
+	if g.plausible && g.chance(0.8) {
+		if v, ok := g.validValue(p, num); ok {
+			return v
+		}
+	}
 	if g.chance(0.03) { // wrong type
 		if p.Type == policies.TypeString {
 			return num("42")
@@ -316,6 +388,62 @@ func (g *Generator) value(p *policies.Param, asQuery bool) engine.Value {
 		return engine.NewObject(0)
 	}
 	return engine.Null()
+}
+
+// validValue draws a value that satisfies p's constraints when it can.
+func (g *Generator) validValue(p *policies.Param, num func(string) engine.Value) (engine.Value, bool) {
+	if len(p.Enum) > 0 {
+		e := p.Enum[g.rng.IntN(len(p.Enum))]
+		switch e.Kind {
+		case "number":
+			return num(e.Text), true
+		case "boolean":
+			return engine.Bool(e.Text == "true"), true
+		}
+		return engine.String(e.Text), true
+	}
+	switch p.Type {
+	case policies.TypeNumber, policies.TypeInteger:
+		lo, hi := 0.0, 1000.0
+		if p.Min != nil {
+			lo, _ = strconv.ParseFloat(p.Min.String(), 64)
+		}
+		if p.Max != nil {
+			hi, _ = strconv.ParseFloat(p.Max.String(), 64)
+		}
+		if hi > lo+10000 {
+			hi = lo + 10000 // stay near the bottom, where approval thresholds sit
+		}
+		v := lo + g.rng.Float64()*(hi-lo)
+		if p.Type == policies.TypeInteger {
+			return num(strconv.FormatInt(int64(v+0.5), 10)), true
+		}
+		return num(strconv.FormatFloat(float64(int64(v*100))/100, 'f', -1, 64)), true
+	case policies.TypeString:
+		cands := []string{"payments", "staging", "pod-1.x", "ops@acme.example", "refund",
+			"card " + cards[g.rng.IntN(len(cards))] + " thanks", "iban " + ibans[g.rng.IntN(len(ibans))],
+			ibans[g.rng.IntN(len(ibans))], "registry.platform.internal/shop/api@sha256:" + strings.Repeat("0a", 32)}
+		if p.Pattern != "" {
+			re, err := regexp.Compile(p.Pattern)
+			if err != nil {
+				return nil, false
+			}
+			var ok []string
+			for _, c := range cands {
+				if re.MatchString(c) {
+					ok = append(ok, c)
+				}
+			}
+			cands = ok
+		}
+		if len(cands) == 0 {
+			return nil, false
+		}
+		return engine.String(cands[g.rng.IntN(len(cands))]), true
+	case policies.TypeBoolean:
+		return engine.Bool(g.chance(0.5)), true
+	}
+	return nil, false
 }
 
 // bump moves a decimal literal by delta (a float is fine here: it only
