@@ -47,9 +47,9 @@ func Run(ctx context.Context, f *File, t Target) ([]Result, error) {
 	return results, nil
 }
 
-// Request builds the proxy's view of a case: the HTTP request, the verified
+// ProxyView builds the proxy's view of a case: the HTTP request, the verified
 // identity and the node context.
-func Request(f *File, c *Case, tenant string) (input.Request, input.Identity, input.Context, error) {
+func ProxyView(f *File, c *Case, tenant string) (input.Request, input.Identity, input.Context, error) {
 	var req input.Request
 	// The URL is split by hand, not with net/url, so that the path reaches
 	// the input builder byte for byte as a proxy would see it (hostile
@@ -174,7 +174,7 @@ func microUSD(s string) (int64, error) {
 }
 
 func runCase(ctx context.Context, f *File, c *Case, t Target) (Result, error) {
-	req, id, nctx, err := Request(f, c, t.Tenant)
+	req, id, nctx, err := ProxyView(f, c, t.Tenant)
 	if err != nil {
 		return Result{}, err
 	}
