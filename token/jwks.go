@@ -55,6 +55,9 @@ func (ks *KeySet) Lookup(kid string) (ed25519.PublicKey, bool) {
 
 // KeyIDs returns the key ids in sorted order.
 func (ks *KeySet) KeyIDs() []string {
+	if ks == nil {
+		return nil
+	}
 	ids := make([]string, 0, len(ks.keys))
 	for id := range ks.keys {
 		ids = append(ids, id)

@@ -116,3 +116,32 @@ func TestParseJWKSWithoutKid(t *testing.T) {
 		t.Fatal("key without kid not filed under its thumbprint")
 	}
 }
+
+func FuzzParseJWKS(f *testing.F) {
+	pub := ed25519.NewKeyFromSeed(make([]byte, 32)).Public().(ed25519.PublicKey)
+	good, err := MarshalJWKS(pub)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte(`{"keys":[]}`))
+	f.Add([]byte(`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"AAAA"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ks, err := ParseJWKS(data)
+		if err != nil {
+			if !errors.Is(err, ErrJWKS) {
+				t.Fatalf("error without ErrJWKS: %v", err)
+			}
+			return
+		}
+		ids := ks.KeyIDs()
+		if len(ids) == 0 || len(ids) > MaxJWKSKeys {
+			t.Fatalf("%d keys accepted", len(ids))
+		}
+		for _, id := range ids {
+			if k, ok := ks.Lookup(id); !ok || len(k) != ed25519.PublicKeySize {
+				t.Fatalf("kid %q: bad key", id)
+			}
+		}
+	})
+}

@@ -249,9 +249,9 @@ func strictUnmarshal(data []byte, v any, closed bool) error {
 		return errors.New("not valid UTF-8")
 	}
 	if len(data) == 0 || data[0] != '{' {
-		return errors.New("not a JSON object")
+		return errNotObject
 	}
-	if err := checkKeys(data); err != nil {
+	if err := checkJSON(data); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
