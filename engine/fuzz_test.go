@@ -1,0 +1,130 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// FuzzLoad feeds arbitrary bytes to Load. It must return a policy or an
+// *Error, never panic; loaded policies are evaluated once (bounded by a
+// context deadline, which only guards against a hang) to show that what
+// Validate accepts, Eval can run.
+func FuzzLoad(f *testing.F) {
+	for _, tc := range sharedCases[:12] {
+		f.Add(mustPlan(f, map[string]string{"x.rego": tc.module}, "x/p"))
+	}
+	f.Add(mustPlan(f, map[string]string{"b.rego": benchPolicy}, "bench/decision"))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"plans":{"plans":[{"name":"a","blocks":[{"stmts":[{"type":"BreakStmt","stmt":{"index":7}}]}]}]}}`))
+	f.Add([]byte(`{"static":{"strings":[{"value":"1e999999"}]},"plans":{"plans":[{"name":"a","blocks":[{"stmts":[{"type":"MakeNumberRefStmt","stmt":{"index":0,"target":2}}]}]}]}}`))
+	f.Add([]byte(`{"funcs":{"funcs":[{"name":"f","params":[0,1],"return":2,"blocks":[{"stmts":[{"type":"CallStmt","stmt":{"func":"f","args":[{"type":"local","value":0},{"type":"local","value":1}],"result":2}}]}]}]}}`))
+	f.Fuzz(func(t *testing.T, plan []byte) {
+		p, err := Load(plan, nil)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("Load returned %T, want *Error: %v", err, err)
+			}
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		input, _ := FromJSON([]byte(`{"a": [1, "x", {"b": null}], "n": 3}`))
+		for _, ep := range p.Entrypoints() {
+			if _, err := p.Eval(ctx, ep, input); err != nil {
+				var e *Error
+				if !errors.As(err, &e) {
+					t.Fatalf("Eval returned %T, want *Error: %v", err, err)
+				}
+			}
+		}
+	})
+}
+
+const differentialPolicy = `package fz
+
+default allow := false
+
+allow if {
+	input.user.role in {"admin", "ops"}
+	regex.match("^[a-z][a-z0-9_-]{0,15}$", input.user.name)
+	input.amount <= data.limits[input.user.role]
+}
+
+reasons contains "missing name" if not input.user.name
+
+reasons contains sprintf("amount %v over limit", [input.amount]) if input.amount > 1000
+
+reasons contains concat("/", ["tool", lower(input.tool)]) if startswith(input.tool, "DB")
+
+tags := sort([t | some t in input.tags; is_string(t)])
+
+total := sum([x | some x in input.values; is_number(x)])
+
+host_ok if glob.match("*.corp.example", ["."], input.host)
+
+decision := {
+	"allow": allow,
+	"reasons": reasons,
+	"keys": count(object.keys(input)),
+	"tags": tags,
+	"total": total,
+	"host_ok": host_ok,
+	"upper": upper(object.get(input, "tool", "none")),
+	"half": input.amount / 2,
+	"size": count(input.values),
+	"in_range": input.amount > 0.5,
+}
+`
+
+var differentialData = map[string]any{"limits": map[string]any{"admin": 10000, "ops": 500.5}}
+
+// FuzzDifferential evaluates one policy on fuzzed input JSON with the
+// engine and with OPA's topdown; the outcomes must be identical.
+func FuzzDifferential(f *testing.F) {
+	for _, seed := range []string{
+		`{"user": {"role": "admin", "name": "alice"}, "amount": 20, "tool": "DBquery", "tags": ["b", "a", 1], "values": [1, 2.5, "x"], "host": "api.corp.example"}`,
+		`{"user": {"role": "ops", "name": "Bob"}, "amount": 500.50, "values": [], "host": "a.b.corp.example"}`,
+		`{"user": {"role": "ops", "name": "bob"}, "amount": 1e3, "tool": "x", "values": [1e2, 0.1, 0.2]}`,
+		`{"user": {}, "amount": "12", "tool": 3, "values": {"a": 1}, "tags": "t"}`,
+		`{"amount": 123456789012345678901234567890, "values": [9007199254740993, 1]}`,
+		`[]`, `null`, `"s"`, `{}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	modules := map[string]string{"fz.rego": differentialPolicy}
+	p, err := Load(mustPlan(f, modules, "fz/decision"), mustFromGo(f, differentialData))
+	if err != nil {
+		f.Fatal(err)
+	}
+	oracle := newOPAOracle(f, modules, differentialData, "fz/decision")
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, in []byte) {
+		input, err := FromJSON(in)
+		if err != nil {
+			return
+		}
+		got := engineOutcome(ctx, p, "fz/decision", input)
+		want := oracle.eval(ctx, ToGo(input))
+		if got.defined {
+			got.result = normalizeJSON(t, got.result)
+		}
+		if want.defined {
+			want.result = normalizeJSON(t, want.result)
+		}
+		if got != want {
+			t.Fatalf("input %s\nengine: %v\nOPA:    %v", in, got, want)
+		}
+	})
+}
+
+func mustFromGo(t testing.TB, x any) Value {
+	t.Helper()
+	v, err := FromGo(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
