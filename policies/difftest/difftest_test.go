@@ -114,3 +114,5 @@ func opaEval(ctx context.Context, pq rego.PreparedEvalQuery, doc engine.Value) (
 	v, err := engine.FromGo(rs[0].Expressions[0].Value)
 	return v, err == nil, err
 }
+
+func regoInput(x any) rego.EvalOption { return rego.EvalInput(x) }
