@@ -334,6 +334,8 @@ func TestParseManifestRejects(t *testing.T) {
 		{"duplicate key", bytes.Replace(good, []byte(`"kind": "runtime"`), []byte(`"kind": "runtime", "kind": "archive"`), 1), "duplicate key"},
 		{"nested duplicate key", bytes.Replace(good, []byte(`"b": 1`), []byte(`"b": 1, "b": 2`), 1), "duplicate key"},
 		{"case variant key", bytes.Replace(good, []byte(`"kind": "runtime"`), []byte(`"kind": "runtime", "KIND": "archive"`), 1), "differ only in case"},
+		{"long s variant of a field", bytes.Replace(good, []byte(`"tenant":`), []byte(`"tenant": "x", "ſtage":1, "Kind":`), 1), "differ only in case"},
+		{"kelvin sign field alone", bytes.Replace(good, []byte(`"kind":`), []byte(`"Kind":`), 1), `must be spelled "kind"`},
 		{"case variant policy key", bytes.Replace(good, []byte(`"b": 1`), []byte(`"b": 1, "B": 2`), 1), "differ only in case"},
 		{"case variant alone", bytes.Replace(good, []byte(`"tenant":`), []byte(`"Tenant":`), 1), "must be spelled"},
 		{"trailing data", append(bytes.Clone(good), "{}"...), "after the JSON"},

@@ -6,7 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // manifestNames and releaseNames are the members of the manifest and of its
@@ -70,15 +71,15 @@ func checkManifestKeys(data []byte) error {
 		case string:
 			if expectKey {
 				keys := stack[len(stack)-1]
-				fold := strings.ToLower(v)
+				fold := foldKey(v)
 				if prev, dup := keys[fold]; dup {
 					if prev == v {
 						return fmt.Errorf("duplicate key %q", v)
 					}
 					return fmt.Errorf("keys %q and %q differ only in case", prev, v)
 				}
-				if canon := names[len(names)-1]; canon != nil && !canon[v] && canon[strings.ToLower(v)] {
-					return fmt.Errorf("key %q must be spelled %q", v, strings.ToLower(v))
+				if canon := names[len(names)-1]; canon != nil && !canon[v] && canonFor(canon, v) != "" {
+					return fmt.Errorf("key %q must be spelled %q", v, canonFor(canon, v))
 				}
 				keys[fold] = v
 				lastKey = v
@@ -89,4 +90,51 @@ func checkManifestKeys(data []byte) error {
 		// A scalar value: inside an object the next token is a key again.
 		expectKey = len(stack) > 0 && stack[len(stack)-1] != nil
 	}
+}
+
+// canonFor returns the member of canon that k folds to, or "".
+func canonFor(canon map[string]bool, k string) string {
+	f := foldKey(k)
+	for name := range canon {
+		if foldKey(name) == f {
+			return name
+		}
+	}
+	return ""
+}
+
+// foldKey maps every key to one representative of its case-fold class,
+// the way encoding/json matches field names (bytes.EqualFold semantics:
+// Unicode simple folding, so the Kelvin sign folds with 'k').
+func foldKey(k string) string {
+	ascii, lower := true, false
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		ascii = ascii && c < utf8.RuneSelf
+		lower = lower || c >= 'a' && c <= 'z'
+	}
+	if ascii {
+		if !lower {
+			return k
+		}
+		// For ASCII letters the smallest rune of the orbit is the upper case.
+		b := []byte(k)
+		for i, c := range b {
+			if c >= 'a' && c <= 'z' {
+				b[i] = c - ('a' - 'A')
+			}
+		}
+		return string(b)
+	}
+	out := make([]rune, 0, len(k))
+	for _, r := range k {
+		// The smallest rune of the fold orbit.
+		for r2 := unicode.SimpleFold(r); r2 != r; r2 = unicode.SimpleFold(r2) {
+			if r2 < r {
+				r = r2
+			}
+		}
+		out = append(out, r)
+	}
+	return string(out)
 }
