@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/open-policy-agent/opa/v1/rego"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/aegis-mesh/aegis/engine"
@@ -182,14 +183,35 @@ func toAny(ss []string) []any {
 
 var strictness = map[string]int{"allow": 0, "sanitize": 1, "approval_needed": 2, "deny": 3}
 
-func evalDecision(t *testing.T, c *Compiled, input map[string]any) map[string]any {
+// evaluator runs one compiled policy on OPA topdown and on the engine.
+type evaluator struct {
+	pq  rego.PreparedEvalQuery
+	pol *engine.Policy
+}
+
+func newEvaluator(t *testing.T, c *Compiled) *evaluator {
 	t.Helper()
 	pq, err := c.Topdown(context.Background(), "aegis/decision")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, in := yamlToJSON(t, input)
-	rs, err := pq.Eval(context.Background(), regoInput(in))
+	data, err := engine.FromJSON(c.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := engine.Load(c.Plan, data)
+	if err != nil {
+		t.Fatalf("engine load: %v", err)
+	}
+	return &evaluator{pq: pq, pol: pol}
+}
+
+// evalDecision returns OPA topdown's decision, after checking that the
+// engine, running the plan, decides exactly the same.
+func (ev *evaluator) evalDecision(t *testing.T, input map[string]any) map[string]any {
+	t.Helper()
+	raw, in := yamlToJSON(t, input)
+	rs, err := ev.pq.Eval(context.Background(), regoInput(in))
 	if err != nil {
 		t.Fatalf("eval: %v", err)
 	}
@@ -200,45 +222,26 @@ func evalDecision(t *testing.T, c *Compiled, input map[string]any) map[string]an
 	if !ok {
 		t.Fatalf("decision is %T", rs[0].Expressions[0].Value)
 	}
-	// The same plan on the engine must decide exactly as OPA does.
 	want, err := json.Marshal(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := evalEngine(t, c, in)
+	ein, err := engine.FromJSON(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, defined, err := ev.pol.EvalOne(context.Background(), "aegis/decision", ein)
+	if err != nil || !defined {
+		t.Fatalf("engine eval: defined=%v err=%v", defined, err)
+	}
+	got, err := engine.ToJSON(v)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !jsonEqual(t, got, want) {
-		t.Errorf("engine and OPA topdown disagree:\nengine: %s\ntopdown: %s", got, want)
+		t.Errorf("engine and OPA topdown disagree:\nengine:  %s\ntopdown: %s", got, want)
 	}
 	return d
-}
-
-func evalEngine(t *testing.T, c *Compiled, input any) []byte {
-	t.Helper()
-	data, err := engine.FromJSON(c.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := engine.Load(c.Plan, data)
-	if err != nil {
-		t.Fatalf("engine load: %v", err)
-	}
-	raw, err := json.Marshal(input)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in, err := engine.FromJSON(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, ok, err := p.EvalOne(context.Background(), "aegis/decision", in)
-	if err != nil || !ok {
-		t.Fatalf("engine eval: defined=%v err=%v", ok, err)
-	}
-	out, err := engine.ToJSON(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 func jsonEqual(t *testing.T, a, b []byte) bool {
@@ -310,6 +313,7 @@ func TestExampleTables(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			ev := newEvaluator(t, comp)
 			for i := range tf.Cases {
 				c := &tf.Cases[i]
 				t.Run(c.Name, func(t *testing.T) {
@@ -317,7 +321,7 @@ func TestExampleTables(t *testing.T) {
 					var final map[string]any
 					var reasons, shadowReasons []string
 					for _, in := range inputs {
-						d := evalDecision(t, comp, in)
+						d := ev.evalDecision(t, in)
 						reasons = append(reasons, strs(d["reasons"])...)
 						shadowReasons = append(shadowReasons, strs(d["shadow_reasons"])...)
 						if final == nil || strictness[d["action"].(string)] > strictness[final["action"].(string)] {
