@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -113,12 +114,12 @@ func Verify(token string, ks *KeySet, opts VerifyOptions) (*Claims, error) {
 	if len(token) > maxSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(token), maxSize)
 	}
-	first := bytes.IndexByte([]byte(token), '.')
+	first := strings.IndexByte(token, '.')
 	if first < 0 {
 		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
-	second := first + 1 + bytes.IndexByte([]byte(token[first+1:]), '.')
-	if second <= first || bytes.IndexByte([]byte(token[second+1:]), '.') >= 0 {
+	second := first + 1 + strings.IndexByte(token[first+1:], '.')
+	if second <= first || strings.IndexByte(token[second+1:], '.') >= 0 {
 		return nil, fmt.Errorf("%w: want three dot-separated parts", ErrMalformed)
 	}
 	hPart, pPart, sPart := token[:first], token[first+1:second], token[second+1:]
@@ -186,6 +187,10 @@ func checkClaims(c *Claims, opts VerifyOptions) error {
 		return fmt.Errorf("%w: %w: sub", ErrMalformed, errClaimMissing)
 	case c.ExpiresAt <= 0:
 		return fmt.Errorf("%w: %w: exp", ErrMalformed, errClaimMissing)
+	case c.ID == "":
+		// Revocation lists name tokens by jti; a token without one could
+		// not be revoked on its own.
+		return fmt.Errorf("%w: %w: jti", ErrMalformed, errClaimMissing)
 	case c.NotBefore < 0 || c.IssuedAt < 0:
 		return fmt.Errorf("%w: negative nbf or iat", ErrMalformed)
 	}

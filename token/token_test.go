@@ -262,6 +262,7 @@ func TestVerifyRejects(t *testing.T) {
 		{"aud number", raw(strings.Replace(string(payload), `"aud":["aegis"]`, `"aud":5`, 1)), VerifyOptions{}, ErrMalformed},
 		{"no exp", claims(func(c *Claims) { c.ExpiresAt = 0 }), VerifyOptions{Now: now}, ErrMalformed},
 		{"no sub", claims(func(c *Claims) { c.Subject = "" }), VerifyOptions{Now: now}, ErrMalformed},
+		{"no jti", claims(func(c *Claims) { c.ID = "" }), VerifyOptions{Now: now}, ErrMalformed},
 		{"expired", good, VerifyOptions{Now: now.Add(5*time.Minute + DefaultSkew)}, ErrExpired},
 		{"expired no skew", good, VerifyOptions{Now: now.Add(5 * time.Minute), Skew: -1}, ErrExpired},
 		{"nbf ahead", claims(func(c *Claims) { c.NotBefore = now.Add(2 * time.Minute).Unix() }), VerifyOptions{Now: now}, ErrNotYetValid},
