@@ -7,7 +7,7 @@ WASM          := $(BUILD)/aegis-filter.wasm
 STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME      ?= 60s
 # Packages that are compiled into the wasm filter and must stay wasip1-clean.
-WASM_PKGS     := ./engine/... ./dlp/... ./input/... ./bundle/... ./keys/... ./token/... ./filter/...
+WASM_PKGS     := ./engine/... ./dlp/... ./input/... ./decide/... ./bundle/... ./keys/... ./token/... ./filter/...
 
 .PHONY: all build filter cli test test-go check lint fmt demo fuzz bench clean help
 
