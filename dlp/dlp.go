@@ -14,8 +14,10 @@
 //     rounds until one changes nothing, so its output contains no match of
 //     any detector and Redact(Redact(x)) == Redact(x). The number of rounds
 //     is bounded (maxRounds); replacement strings that a detector of the set
-//     would match are refused by Compile, which is what makes the bound
-//     unreachable in practice.
+//     would match are refused by Compile, so the builtins and ordinary
+//     patterns settle in two or three rounds. A set that does not settle
+//     (a pattern feeding on its own output) fails closed: the whole text
+//     becomes one replacement.
 //   - Pattern detectors are RE2, unanchored; empty matches are ignored; the
 //     replacement is literal (no $1 expansion).
 //   - Builtins work on ASCII: see cardSpans and ibanSpans for the exact
@@ -208,6 +210,17 @@ func (s *Set) Redact(text string) (out string, hits []string) {
 			}
 		}
 		if !changed {
+			slices.Sort(hits)
+			return out, hits
+		}
+	}
+	// Still finding matches after maxRounds (a custom pattern feeding on
+	// its own output, e.g. `ab` -> "b" over "aaaa…ab"): fail closed and
+	// replace the whole text with the replacement of the first detector
+	// that matched, which Compile verified no detector matches.
+	for _, d := range s.dets {
+		if slices.Contains(hits, d.name) {
+			out = d.replace
 			break
 		}
 	}

@@ -74,6 +74,8 @@ func TestRedact(t *testing.T) {
 		{"all three", referenceSpecs, "a@b.io 4111111111111111 GB82 WEST 1234 5698 7654 32", "[email] [card] [iban]", []string{"card", "email", "iban"}},
 		{"nothing", referenceSpecs, "hello", "hello", nil},
 		{"empty", referenceSpecs, "", "", nil},
+		{"a pattern that does not settle redacts everything", []Spec{{Name: "x", Pattern: "ab", Replace: "b"}}, "keep " + strings.Repeat("a", 20) + "b", "b", []string{"x"}},
+		{"a pattern that settles within the bound", []Spec{{Name: "x", Pattern: "ab", Replace: "b"}}, "keep aaab", "keep b", []string{"x"}},
 		{"invalid utf-8 around a card", card, "\xff4111111111111111\xfe", "\xff[card]\xfe", []string{"card"}},
 	}
 	for _, tt := range tests {
