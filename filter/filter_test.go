@@ -1,3 +1,8 @@
+// The SDK's emulator (proxytest) and wazero run on the host only; under
+// GOOS=wasip1 there is nothing to test here.
+
+//go:build !wasm
+
 package main
 
 import (
