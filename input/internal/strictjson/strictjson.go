@@ -45,7 +45,13 @@ func (e *Error) Error() string {
 // Parse parses one JSON document. maxDepth bounds how many arrays and
 // objects may be nested (the outermost container is depth 1).
 func Parse(data []byte, maxDepth int) (engine.Value, error) {
-	p := parser{data: data, maxDepth: maxDepth}
+	// One allocation for the scratch stacks of typical, shallow bodies
+	// instead of several as they grow.
+	var scratch struct {
+		members [8]member
+		path    [8]pathSeg
+	}
+	p := parser{data: data, maxDepth: maxDepth, members: scratch.members[:0], path: scratch.path[:0]}
 	p.skipSpace()
 	v, err := p.value()
 	if err != nil {

@@ -220,3 +220,13 @@ func depth(v engine.Value) int {
 	}
 	return 0
 }
+
+func BenchmarkParse(b *testing.B) {
+	data := []byte(`{"amount": 120.5, "currency": "EUR", "beneficiary_iban": "DE89370400440532013000", "memo": "thanks"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(data, 64); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
