@@ -75,6 +75,19 @@ var builtinTable = map[string]*builtinSpec{
 	"trim_space": {arity: 1, fn: bTrimSpace}, "sprintf": {arity: 2, fn: bSprintf},
 	"format_int": {arity: 2, fn: bFormatInt}, "indexof": {arity: 2, fn: bIndexOf},
 	"indexof_n": {arity: 2, fn: bIndexOfN}, "substring": {arity: 3, fn: bSubstring},
+	"internal.template_string": {arity: 1, fn: bTemplateString},
+	"strings.any_prefix_match": {arity: 2, fn: affixMatch(false)},
+	"strings.any_suffix_match": {arity: 2, fn: affixMatch(true)},
+
+	// units, crypto digests, bits
+	"units.parse": {arity: 1, fn: bUnitsParse}, "units.parse_bytes": {arity: 1, fn: bUnitsParseBytes},
+	"crypto.md5": {arity: 1, fn: bCryptoMD5}, "crypto.sha1": {arity: 1, fn: bCryptoSHA1},
+	"crypto.sha256":   {arity: 1, fn: bCryptoSHA256},
+	"crypto.hmac.md5": {arity: 2, fn: bCryptoHMACMD5}, "crypto.hmac.sha1": {arity: 2, fn: bCryptoHMACSHA1},
+	"crypto.hmac.sha256": {arity: 2, fn: bCryptoHMACSHA256}, "crypto.hmac.sha512": {arity: 2, fn: bCryptoHMACSHA512},
+	"crypto.hmac.equal": {arity: 2, fn: bCryptoHMACEqual},
+	"bits.or":           {arity: 2, fn: bBitsOr}, "bits.and": {arity: 2, fn: bBitsAnd}, "bits.xor": {arity: 2, fn: bBitsXor},
+	"bits.negate": {arity: 1, fn: bBitsNegate}, "bits.lsh": {arity: 2, fn: bBitsLsh}, "bits.rsh": {arity: 2, fn: bBitsRsh},
 
 	// regular expressions and globs
 	"regex.match":                      {arity: 2, fn: bRegexMatch, prepare: prepareRegex(0, bRegexMatchWith)},

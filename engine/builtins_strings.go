@@ -349,3 +349,75 @@ func writeRego(b *strings.Builder, v Value) {
 		b.WriteByte('}')
 	}
 }
+
+// bTemplateString implements Rego's $"..." strings: every part is a
+// string, a scalar, or a set of candidate values (empty: "<undefined>");
+// more than one candidate combination is a conflict.
+func bTemplateString(_ *evalState, args []Value) (Value, error) {
+	arr, err := argArray(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	for _, e := range arr.elems {
+		switch x := e.(type) {
+		case stringValue:
+			b.WriteString(string(x))
+		case *numberValue, boolValue, nullValue:
+			writeRego(&b, x)
+		case *Set:
+			switch len(x.elems) {
+			case 0:
+				b.WriteString("<undefined>")
+			case 1:
+				if s, ok := x.elems[0].(stringValue); ok {
+					b.WriteString(string(s))
+				} else {
+					writeRego(&b, x.elems[0])
+				}
+			default:
+				return nil, haltError{&Error{Code: CodeConflictError, Message: "template-strings must not produce multiple outputs"}}
+			}
+		default:
+			return nil, haltError{&Error{Code: CodeInternalError, Message: "illegal argument type: " + TypeName(e)}}
+		}
+	}
+	return stringValue(b.String()), nil
+}
+
+// affixMatch implements strings.any_prefix_match and any_suffix_match:
+// either operand may be a string or an array/set of strings.
+func affixMatch(suffix bool) builtinImpl {
+	match := strings.HasPrefix
+	if suffix {
+		match = strings.HasSuffix
+	}
+	return func(_ *evalState, args []Value) (Value, error) {
+		strs, err := stringOrElems(args, 0)
+		if err != nil {
+			return nil, err
+		}
+		affixes, err := stringOrElems(args, 1)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range strs {
+			for _, a := range affixes {
+				if match(s, a) {
+					return valTrue, nil
+				}
+			}
+		}
+		return valFalse, nil
+	}
+}
+
+func stringOrElems(args []Value, i int) ([]string, error) {
+	switch x := args[i].(type) {
+	case stringValue:
+		return []string{string(x)}, nil
+	case *Array, *Set:
+		return stringElems(args, i)
+	}
+	return nil, typeErr(i+1, args[i], "string", "set", "array")
+}

@@ -553,6 +553,9 @@ func (c *compiler) callFunc(fi int, args []getter, result int) instr {
 				return cont
 			}
 		}
+		if ev.tick() {
+			return codeAbort
+		}
 		if ev.depth >= maxCallDepth {
 			return ev.fail(&Error{Code: CodeRecursionError, Message: "function calls nested deeper than " + itoa(maxCallDepth) + ": " + fn.name})
 		}

@@ -29,7 +29,7 @@ func FuzzLoad(f *testing.F) {
 			}
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
 		input, _ := FromJSON([]byte(`{"a": [1, "x", {"b": null}], "n": 3}`))
 		for _, ep := range p.Entrypoints() {
