@@ -73,6 +73,7 @@ func oracleCheck(data []byte) error {
 		return errors.New("invalid JSON")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // numbers out of float64 range are still valid JSON
 	var stack []map[string]bool // folded keys per object, nil for arrays
 	expectKey := false
 	for {
