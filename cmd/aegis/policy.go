@@ -227,7 +227,8 @@ bundles.`, io)
 		}
 		for _, f := range append(c.Rego, bundle.File{Path: "data.json", Data: c.Data}) {
 			p := filepath.Join(*regoOut, filepath.FromSlash(f.Path))
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
+			err := os.MkdirAll(filepath.Dir(p), 0o755)
+			if err == nil {
 				err = writeFile(p, f.Data)
 			}
 			if err != nil {
@@ -454,7 +455,7 @@ With --key the bundle's signature and validity are checked first.`, io)
 	if tn == "" {
 		tn = b.Manifest.Tenant
 	}
-	req, id, nctx, err := policytest.Request(&policytest.File{}, c, tn)
+	req, id, nctx, err := policytest.ProxyView(&policytest.File{}, c, tn)
 	if err != nil {
 		fmt.Fprintln(io.err, "aegis policy eval:", err)
 		return exitUsage
