@@ -9,12 +9,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/proxytest"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
@@ -38,13 +38,19 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// ensureModule builds the module when it is missing or older than any Go
-// source file of the module, so that `go test ./filter` never tests a stale
-// build. `make test` builds it first with the same command.
+// ensureModule builds the module when it is missing or older than a Go
+// file of a package it links (or go.mod), so that `go test ./filter` never
+// tests a stale build. `make test` builds it first with the same command.
 func ensureModule() error {
 	info, err := os.Stat(wasmPath)
-	if err == nil && !sourcesNewerThan("..", info.ModTime().UnixNano()) {
-		return nil
+	if err == nil {
+		stale, err := staleSince(info.ModTime())
+		if err != nil {
+			return err
+		}
+		if !stale {
+			return nil
+		}
 	}
 	if err := os.MkdirAll(filepath.Dir(wasmPath), 0o755); err != nil {
 		return err
@@ -58,23 +64,29 @@ func ensureModule() error {
 	return os.Rename(tmp, wasmPath)
 }
 
-func sourcesNewerThan(root string, t int64) bool {
-	newer := false
-	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || newer {
-			return filepath.SkipDir
+// staleSince reports whether go.mod or a non-test Go file of any non-standard
+// package the filter links changed after t.
+func staleSince(t time.Time) (bool, error) {
+	cmd := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.Dir}}{{end}}", ".")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	out, err := cmd.Output()
+	if err != nil {
+		return false, fmt.Errorf("go list: %w", err)
+	}
+	paths := []string{"../go.mod", "../go.sum"}
+	for _, dir := range strings.Fields(string(out)) {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+		paths = append(paths, files...)
+	}
+	for _, p := range paths {
+		if strings.HasSuffix(p, "_test.go") {
+			continue
 		}
-		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata" || d.Name() == "build") {
-			return filepath.SkipDir
+		if fi, err := os.Stat(p); err == nil && fi.ModTime().After(t) {
+			return true, nil
 		}
-		if !d.IsDir() && strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
-			if i, err := d.Info(); err == nil && i.ModTime().UnixNano() > t {
-				newer = true
-			}
-		}
-		return nil
-	})
-	return newer
+	}
+	return false, nil
 }
 
 // vmTest runs body twice: against the plugin compiled natively, and against
