@@ -18,7 +18,6 @@ type entry struct {
 	data     []byte
 	typeflag byte
 	linkname string
-	size     int64 // header size when it must differ from len(data)
 }
 
 func rawTar(t testing.TB, entries []entry) []byte {

@@ -73,8 +73,10 @@ func oracleCheck(data []byte) error {
 		return errors.New("invalid JSON")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber() // numbers out of float64 range are still valid JSON
-	var stack []map[string]bool // folded keys per object, nil for arrays
+	// Numbers out of float64 range are still valid JSON.
+	dec.UseNumber()
+	// Folded keys per open object; nil for arrays.
+	var stack []map[string]bool
 	expectKey := false
 	for {
 		tok, err := dec.Token()
