@@ -28,7 +28,8 @@ func FuzzLoad(f *testing.F) {
 		if len(errs) > MaxErrors+1 {
 			t.Fatalf("%d errors, cap is %d", len(errs), MaxErrors+1)
 		}
-		lines := strings.Count(string(data), "\n") + 2
+		// YAML breaks lines at \n, \r\n and a lone \r.
+		lines := strings.Count(strings.ReplaceAll(string(data), "\r\n", "\n"), "\n") + strings.Count(string(data), "\r") + 2
 		for _, e := range errs {
 			if e.Line < 1 || e.Col < 1 || e.Line > lines {
 				t.Fatalf("error outside the input (%d lines): %v", lines, e)

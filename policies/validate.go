@@ -36,19 +36,25 @@ func matchToolPattern(pattern, name string) bool {
 	return matchSegs(strings.Split(pattern, "."), strings.Split(name, "."))
 }
 
+// matchSegs matches segment lists by dynamic programming, so patterns with
+// many '*' stay linear in pattern × name length instead of backtracking.
 func matchSegs(p, n []string) bool {
-	if len(p) == 0 {
-		return len(n) == 0
-	}
-	if p[0] == "*" {
-		for k := 1; k <= len(n); k++ {
-			if matchSegs(p[1:], n[k:]) {
-				return true
+	// ok[j]: p[:i] matches n[:j], for the current i.
+	ok := make([]bool, len(n)+1)
+	ok[0] = true
+	for i := range p {
+		next := make([]bool, len(n)+1)
+		for j := 1; j <= len(n); j++ {
+			if p[i] == "*" {
+				// '*' consumes n[j-1] and possibly more before it.
+				next[j] = ok[j-1] || next[j-1]
+			} else {
+				next[j] = ok[j-1] && p[i] == n[j-1]
 			}
 		}
-		return false
+		ok = next
 	}
-	return len(n) > 0 && p[0] == n[0] && matchSegs(p[1:], n[1:])
+	return ok[len(n)]
 }
 
 // isQueryTool reports whether a tool takes its parameters from the query string.
