@@ -5,7 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
+	goio "io"
 	"sort"
 	"strings"
 )
@@ -13,9 +13,9 @@ import (
 // stdio carries the streams a command may use, so that commands run
 // in-process in tests exactly as they do from a shell.
 type stdio struct {
-	in  io.Reader
-	out io.Writer
-	err io.Writer
+	in  goio.Reader
+	out goio.Writer
+	err goio.Writer
 }
 
 // command is one leaf of the command tree. run returns the process exit code:
@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, io stdio) int {
 
 func isHelp(s string) bool { return s == "-h" || s == "--help" || s == "-help" || s == "help" }
 
-func printTopUsage(w io.Writer, gs []group) {
+func printTopUsage(w goio.Writer, gs []group) {
 	fmt.Fprintln(w, "aegis — runtime policy, identity and evidence for AI agent tool calls")
 	fmt.Fprintln(w, "\nUsage:\n  aegis <command> <subcommand> [flags] [args]\n\nCommands:")
 	for _, g := range gs {
@@ -94,7 +94,7 @@ func printTopUsage(w io.Writer, gs []group) {
 	fmt.Fprintln(w, "\nRun 'aegis <command> --help' for its subcommands, and 'aegis <command> <subcommand> --help' for flags.")
 }
 
-func printGroupUsage(w io.Writer, g group) {
+func printGroupUsage(w goio.Writer, g group) {
 	fmt.Fprintf(w, "aegis %s — %s\n\nSubcommands:\n", g.name, g.summary)
 	cs := append([]command(nil), g.commands...)
 	sort.Slice(cs, func(i, j int) bool { return cs[i].name < cs[j].name })
@@ -129,13 +129,18 @@ func flagSet(name, argsUsage, description string, io stdio) *flag.FlagSet {
 func parseArgs(fs *flag.FlagSet, args []string, io stdio) ([]string, int, bool) {
 	var positional []string
 	for {
-		fs.SetOutput(io.err)
+		// The flag package prints errors and usage itself while parsing;
+		// silence it and print once, to the right stream, below.
+		fs.SetOutput(goio.Discard)
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				fs.SetOutput(io.out)
 				fs.Usage()
 				return nil, exitOK, false
 			}
+			fs.SetOutput(io.err)
+			fmt.Fprintf(io.err, "aegis %s: %v\n\n", fs.Name(), err)
+			fs.Usage()
 			return nil, exitUsage, false
 		}
 		args = fs.Args()
