@@ -230,7 +230,7 @@ func TestPlanLocations(t *testing.T) {
 		t.Fatalf("plan files %v lack %s", plan.Static.Files, ToolsRegoPath)
 	}
 	// Find statements located in tools.rego and map their rows to YAML.
-	locs := regexp.MustCompile(`"file":` + fmt.Sprint(file) + `,"col":\d+,"row":(\d+)`).FindAllSubmatch(c.Plan, -1)
+	locs := regexp.MustCompile(`"file":`+fmt.Sprint(file)+`,"col":\d+,"row":(\d+)`).FindAllSubmatch(c.Plan, -1)
 	if len(locs) == 0 {
 		t.Fatal("no statement is located in tools.rego")
 	}
