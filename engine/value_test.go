@@ -1,0 +1,197 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+)
+
+func TestNumberLiterals(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		ok         bool
+	}{
+		{"integer", "42", true},
+		{"negative", "-7", true},
+		{"fraction", "1.50", true},
+		{"exponent", "1e3", true},
+		{"signed exponent", "2.5E-3", true},
+		{"huge integer", "123456789012345678901234567890", true},
+		{"empty", "", false},
+		{"leading plus", "+1", false},
+		{"leading zero", "01", false},
+		{"bare dot", "1.", false},
+		{"missing mantissa", ".5", false},
+		{"hex", "0x10", false},
+		{"nan", "NaN", false},
+		{"inf", "Infinity", false},
+		{"exponent out of range", "1e40000", false},
+		{"trailing garbage", "1a", false},
+		{"space", " 1", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := Number(tc.text)
+			if tc.ok != (err == nil) {
+				t.Fatalf("Number(%q) error = %v, want ok=%v", tc.text, err, tc.ok)
+			}
+			if err != nil {
+				var e *Error
+				if !errors.As(err, &e) || e.Code != CodeInvalidValue {
+					t.Fatalf("error %v is not an %s *Error", err, CodeInvalidValue)
+				}
+				return
+			}
+			if got, _ := AsNumber(v); got != tc.text {
+				t.Fatalf("literal changed: %q -> %q", tc.text, got)
+			}
+		})
+	}
+}
+
+func TestCompareOrder(t *testing.T) {
+	// Each value sorts strictly before the next one, as in OPA.
+	ordered := []string{
+		`null`, `false`, `true`, `-1e400`, `-1`, `-0.5`, `0`, `1e-400`, `0.1`, `0.10000000000000001`,
+		`1`, `1.5`, `2`, `9007199254740993`, `1e300`, `""`, `"A"`, `"a"`, `"é"`, `[]`, `[1]`, `[1,2]`,
+		`[2]`, `{}`, `{"a":1}`, `{"a":2}`, `{"b":0}`,
+	}
+	vals := make([]Value, len(ordered))
+	for i, s := range ordered {
+		v, err := FromJSON([]byte(s))
+		if err != nil {
+			// 1e400 is beyond float64 but a valid OPA number.
+			t.Fatalf("FromJSON(%s): %v", s, err)
+		}
+		vals[i] = v
+	}
+	set := NewSet(0)
+	set.Add(Int(1))
+	vals = append(vals, NewSet(0), set)
+	for i := range vals {
+		for j := range vals {
+			want := 0
+			switch {
+			case i < j:
+				want = -1
+			case i > j:
+				want = 1
+			}
+			if got := Compare(vals[i], vals[j]); got != want {
+				a, _ := ToJSON(vals[i])
+				b, _ := ToJSON(vals[j])
+				t.Errorf("Compare(%s, %s) = %d, want %d", a, b, got, want)
+			}
+		}
+	}
+}
+
+func TestNumericEquality(t *testing.T) {
+	for _, tc := range []struct{ a, b string }{
+		{"1", "1.0"}, {"100", "1e2"}, {"0", "-0"}, {"0.5", "5e-1"}, {"1.10", "1.1"},
+	} {
+		a, _ := Number(tc.a)
+		b, _ := Number(tc.b)
+		if !Equal(a, b) || Compare(a, b) != 0 {
+			t.Errorf("%s and %s should be equal", tc.a, tc.b)
+		}
+	}
+}
+
+func TestJSONRoundTrip(t *testing.T) {
+	for _, tc := range []struct{ name, in, out string }{
+		{"keys sorted", `{"b":1,"a":{"d":[1,2],"c":null}}`, `{"a":{"c":null,"d":[1,2]},"b":1}`},
+		{"numbers kept", `[1.50,1e3,-0,12345678901234567890123]`, `[1.50,1e3,-0,12345678901234567890123]`},
+		{"html escaped like encoding/json", `"<a&b>"`, `"\u003ca\u0026b\u003e"`},
+		{"unicode", `"héllo \u2028"`, `"héllo \u2028"`},
+		{"duplicate key last wins", `{"a":1,"a":2}`, `{"a":2}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := FromJSON([]byte(tc.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := ToJSON(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(b) != tc.out {
+				t.Fatalf("got %s, want %s", b, tc.out)
+			}
+		})
+	}
+}
+
+func TestFromJSONRejects(t *testing.T) {
+	for _, in := range []string{``, `{`, `{"a":1} {}`, `[1,]`, `nul`, `1e99999`, `"\ud800"x`, `{"a" 1}`} {
+		t.Run(in, func(t *testing.T) {
+			if v, err := FromJSON([]byte(in)); err == nil {
+				b, _ := ToJSON(v)
+				t.Fatalf("FromJSON(%q) accepted: %s", in, b)
+			}
+		})
+	}
+}
+
+func TestSetsAndObjects(t *testing.T) {
+	s := NewSet(0)
+	for _, v := range []Value{String("b"), Int(2), String("a"), Int(2), Null(), mustNumber(t, "2.0")} {
+		s.Add(v)
+	}
+	if b, _ := ToJSON(s); string(b) != `[null,2,"a","b"]` {
+		t.Fatalf("set = %s", b)
+	}
+	if !s.Contains(mustNumber(t, "2.00")) || s.Contains(String("c")) {
+		t.Fatal("Contains is wrong")
+	}
+	o := NewObject(0)
+	o.Set("z", Int(1))
+	o.Insert(Int(5), String("five"))
+	o.Set("a", Bool(true))
+	o.Set("z", Int(2))
+	if o.Len() != 3 {
+		t.Fatalf("Len = %d", o.Len())
+	}
+	if v, ok := o.Get("z"); !ok || !Equal(v, Int(2)) {
+		t.Fatalf("Get(z) = %v, %v", v, ok)
+	}
+	if v, ok := o.GetValue(mustNumber(t, "5.0")); !ok || !Equal(v, String("five")) {
+		t.Fatal("number keys compare by value")
+	}
+	if _, ok := o.Get("missing"); ok {
+		t.Fatal("Get(missing) found something")
+	}
+	if b, _ := ToJSON(o); string(b) != `{"5":"five","a":true,"z":2}` {
+		t.Fatalf("object = %s", b)
+	}
+}
+
+func TestGoConversion(t *testing.T) {
+	v, err := FromGo(map[string]any{
+		"n": json.Number("1.50"), "i": 3, "f": 0.25, "s": []any{"x", true, nil}, "m": map[string]string{"k": "v"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := ToJSON(v)
+	if string(b) != `{"f":0.25,"i":3,"m":{"k":"v"},"n":1.50,"s":["x",true,null]}` {
+		t.Fatalf("got %s", b)
+	}
+	g := ToGo(v).(map[string]any)
+	if g["n"] != json.Number("1.50") || g["s"].([]any)[1] != true {
+		t.Fatalf("ToGo = %#v", g)
+	}
+	for _, bad := range []any{struct{}{}, make(chan int), []int{1}, json.Number("x")} {
+		if _, err := FromGo(bad); err == nil {
+			t.Errorf("FromGo(%T) accepted", bad)
+		}
+	}
+}
+
+func mustNumber(t *testing.T, s string) Value {
+	t.Helper()
+	v, err := Number(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
