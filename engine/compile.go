@@ -243,13 +243,13 @@ func (c *compiler) stmt(s stmt) instr {
 	case *makeObjectStmt:
 		target := int(s.Target)
 		return func(ev *evalState, f []Value) int {
-			f[target] = &Object{gen: ev.gen}
+			f[target] = newSmallObject(ev.gen)
 			return cont
 		}
 	case *makeSetStmt:
 		target := int(s.Target)
 		return func(ev *evalState, f []Value) int {
-			f[target] = &Set{gen: ev.gen}
+			f[target] = newSmallSet(ev.gen)
 			return cont
 		}
 	case *equalStmt:
@@ -363,6 +363,33 @@ func (c *compiler) stmt(s stmt) instr {
 	return func(ev *evalState, f []Value) int {
 		return ev.fail(internalErr(nil, fmt.Sprintf("unknown statement %T", s)))
 	}
+}
+
+// Objects and sets built by plans are usually small (rule results, literal
+// sets); allocating the first few slots together with the header turns
+// three or four allocations into one.
+const smallCollection = 4
+
+type smallObject struct {
+	o   Object
+	buf [smallCollection]objectEntry
+}
+
+type smallSet struct {
+	s   Set
+	buf [smallCollection]Value
+}
+
+func newSmallObject(gen uint64) *Object {
+	b := &smallObject{}
+	b.o.entries, b.o.gen = b.buf[:0], gen
+	return &b.o
+}
+
+func newSmallSet(gen uint64) *Set {
+	b := &smallSet{}
+	b.s.elems, b.s.gen = b.buf[:0], gen
+	return &b.s
 }
 
 // maxCallDepth bounds function call nesting. Real plans nest as deep as

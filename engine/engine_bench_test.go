@@ -191,7 +191,7 @@ func TestAllowPathAllocations(t *testing.T) {
 	// The result itself needs a few objects (result set, {"result": ...},
 	// the decision object and its reasons set); everything else is pooled
 	// or precomputed at Load.
-	if allocs > 16 {
-		t.Fatalf("allow path allocates %.0f times per evaluation, want <= 16", allocs)
+	if allocs > 8 {
+		t.Fatalf("allow path allocates %.0f times per evaluation, want <= 8", allocs)
 	}
 }

@@ -138,7 +138,7 @@ func (p *Policy) Eval(ctx context.Context, entrypoint string, input Value) (Valu
 	ev := p.pool.Get().(*evalState)
 	defer p.release(ev)
 	ev.reset(ctx, p.gen.Add(1))
-	results := &Set{gen: ev.gen}
+	results := newSmallSet(ev.gen)
 	ev.results = results
 	frame := ev.pushFrame(pl.nlocals)
 	frame[localInput] = input
