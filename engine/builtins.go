@@ -55,7 +55,8 @@ var builtinTable = map[string]*builtinSpec{
 	"object.get": {arity: 3, fn: bObjectGet}, "object.keys": {arity: 1, fn: bObjectKeys},
 	"object.remove": {arity: 2, fn: bObjectRemove}, "object.union": {arity: 2, fn: bObjectUnion},
 	"object.union_n": {arity: 1, fn: bObjectUnionN}, "object.filter": {arity: 2, fn: bObjectFilter},
-	"walk": {arity: 1, fn: bWalk},
+	"object.subset": {arity: 2, fn: bObjectSubset},
+	"walk":          {arity: 1, fn: bWalk},
 
 	// types
 	"is_number": {arity: 1, fn: isRank(rankNumber)}, "is_string": {arity: 1, fn: isRank(rankString)},
@@ -75,7 +76,7 @@ var builtinTable = map[string]*builtinSpec{
 	"trim_space": {arity: 1, fn: bTrimSpace}, "sprintf": {arity: 2, fn: bSprintf},
 	"format_int": {arity: 2, fn: bFormatInt}, "indexof": {arity: 2, fn: bIndexOf},
 	"indexof_n": {arity: 2, fn: bIndexOfN}, "substring": {arity: 3, fn: bSubstring},
-	"internal.template_string": {arity: 1, fn: bTemplateString},
+	"internal.template_string": {arity: 1, fn: bTemplateString}, "strings.split_n": {arity: 3, fn: bSplitN},
 	"strings.any_prefix_match": {arity: 2, fn: affixMatch(false)},
 	"strings.any_suffix_match": {arity: 2, fn: affixMatch(true)},
 
@@ -111,8 +112,9 @@ var builtinTable = map[string]*builtinSpec{
 	"urlquery.encode_object": {arity: 1, fn: bURLQueryEncodeObject},
 
 	// net and time
-	"net.cidr_contains": {arity: 2, fn: bCIDRContains},
-	"time.now_ns":       {arity: 0, fn: bTimeNowNS}, "time.parse_rfc3339_ns": {arity: 1, fn: bTimeParseRFC3339},
+	"net.cidr_contains": {arity: 2, fn: bCIDRContains}, "net.cidr_is_valid": {arity: 1, fn: bCIDRIsValid},
+	"net.cidr_intersects": {arity: 2, fn: bCIDRIntersects},
+	"time.now_ns":         {arity: 0, fn: bTimeNowNS}, "time.parse_rfc3339_ns": {arity: 1, fn: bTimeParseRFC3339},
 	"time.parse_ns": {arity: 2, fn: bTimeParseNS}, "time.weekday": {arity: 1, fn: bTimeWeekday},
 	"time.date": {arity: 1, fn: bTimeDate}, "time.clock": {arity: 1, fn: bTimeClock},
 	"time.add_date": {arity: 4, fn: bTimeAddDate},

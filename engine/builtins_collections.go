@@ -314,3 +314,96 @@ func bWalk(_ *evalState, args []Value) (Value, error) {
 	walk(nil, args[0])
 	return out, nil
 }
+
+// bObjectSubset mirrors topdown/subset.go: objects recursively, sets by
+// membership, arrays as contiguous sub-sequences, and a set within an array.
+func bObjectSubset(_ *evalState, args []Value) (Value, error) {
+	switch super := args[0].(type) {
+	case *Object:
+		if sub, ok := args[1].(*Object); ok {
+			return Bool(objectSubset(super, sub)), nil
+		}
+	case *Set:
+		if sub, ok := args[1].(*Set); ok {
+			return Bool(setSubset(super, sub)), nil
+		}
+	case *Array:
+		switch sub := args[1].(type) {
+		case *Array:
+			return Bool(arraySubset(super, sub)), nil
+		case *Set:
+			unmatched := len(sub.elems)
+			for _, e := range super.elems {
+				if sub.Contains(e) {
+					unmatched--
+				}
+				if unmatched == 0 {
+					return valTrue, nil
+				}
+			}
+			return valFalse, nil
+		}
+	}
+	return nil, &Error{Code: CodeTypeError, Message: "both arguments object.subset must be of the same type or array and set"}
+}
+
+func objectSubset(super, sub *Object) bool {
+	for _, e := range sub.entries {
+		sv, ok := super.GetValue(e.key)
+		if !ok {
+			return false
+		}
+		if Equal(sv, e.value) {
+			continue
+		}
+		switch a := sv.(type) {
+		case *Object:
+			if b, ok := e.value.(*Object); ok && objectSubset(a, b) {
+				continue
+			}
+		case *Set:
+			if b, ok := e.value.(*Set); ok && setSubset(a, b) {
+				continue
+			}
+		case *Array:
+			if b, ok := e.value.(*Array); ok && arraySubset(a, b) {
+				continue
+			}
+		}
+		return false
+	}
+	return true
+}
+
+func setSubset(super, sub *Set) bool {
+	for _, e := range sub.elems {
+		if !super.Contains(e) {
+			return false
+		}
+	}
+	return true
+}
+
+func arraySubset(super, sub *Array) bool {
+	if len(sub.elems) > len(super.elems) {
+		return false
+	}
+	if Equal(sub, super) {
+		return true
+	}
+	superCursor, subCursor := 0, 0
+	for {
+		if subCursor == len(sub.elems) {
+			return true
+		}
+		if superCursor+subCursor == len(super.elems) {
+			return false
+		}
+		if Equal(super.elems[superCursor+subCursor], sub.elems[subCursor]) {
+			subCursor++
+		} else {
+			superCursor++
+			subCursor = 0
+		}
+	}
+}

@@ -51,3 +51,29 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	a, _ := netip.AddrFromSlice(b)
 	return a
 }
+
+func bCIDRIsValid(_ *evalState, args []Value) (Value, error) {
+	s, ok := args[0].(stringValue)
+	if !ok {
+		return valFalse, nil
+	}
+	_, err := netip.ParsePrefix(string(s))
+	return Bool(err == nil), nil
+}
+
+func bCIDRIntersects(_ *evalState, args []Value) (Value, error) {
+	a, b, err := twoStrings(args)
+	if err != nil {
+		return nil, err
+	}
+	pa, err := netip.ParsePrefix(a)
+	if err != nil {
+		return nil, &Error{Code: CodeBuiltinError, Message: "invalid CIDR " + a}
+	}
+	pb, err := netip.ParsePrefix(b)
+	if err != nil {
+		return nil, &Error{Code: CodeBuiltinError, Message: "invalid CIDR " + b}
+	}
+	pa, pb = pa.Masked(), pb.Masked()
+	return Bool(prefixContains(pa, pb.Addr()) || prefixContains(pb, pa.Addr())), nil
+}

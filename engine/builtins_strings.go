@@ -421,3 +421,33 @@ func stringOrElems(args []Value, i int) ([]string, error) {
 	}
 	return nil, typeErr(i+1, args[i], "string", "set", "array")
 }
+
+// bSplitN mirrors topdown: n >= 0 keeps at most n leading parts (the rest
+// unsplit is dropped), n < 0 keeps the last -n parts.
+func bSplitN(_ *evalState, args []Value) (Value, error) {
+	s, delim, err := twoStrings(args)
+	if err != nil {
+		return nil, err
+	}
+	n, err := argInt(args, 2)
+	if err != nil {
+		return nil, err
+	}
+	var parts []string
+	if n >= 0 {
+		limit := n + 1
+		if limit < 0 {
+			limit = -1
+		}
+		all := strings.SplitN(s, delim, limit)
+		parts = all[:min(n, len(all))]
+	} else {
+		all := strings.Split(s, delim)
+		parts = all[max(len(all)+n, 0):]
+	}
+	out := make([]Value, len(parts))
+	for i, p := range parts {
+		out[i] = stringValue(p)
+	}
+	return arrayOf(out), nil
+}

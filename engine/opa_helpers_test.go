@@ -15,6 +15,10 @@ import (
 // planModules compiles Rego modules to an OPA IR plan with OPA's own
 // compile API (target "plan"), as the policies/ package does for bundles.
 func planModules(modules map[string]string, entrypoints ...string) ([]byte, error) {
+	return planModulesWithCaps(nil, modules, entrypoints...)
+}
+
+func planModulesWithCaps(caps *ast.Capabilities, modules map[string]string, entrypoints ...string) ([]byte, error) {
 	b := &bundle.Bundle{Data: map[string]any{}}
 	names := make([]string, 0, len(modules))
 	for name := range modules {
@@ -35,6 +39,9 @@ func planModules(modules map[string]string, entrypoints ...string) ([]byte, erro
 		WithBundle(b).
 		WithRegoVersion(ast.RegoV1).
 		WithOutput(&out)
+	if caps != nil {
+		c = c.WithCapabilities(caps)
+	}
 	if err := c.Build(context.Background()); err != nil {
 		return nil, err
 	}

@@ -130,6 +130,18 @@ p := data.y`, data: `{"y": {"stored": 1}}`, want: `{"stored":1}`},
 	{name: "base and virtual documents", module: `package x
 import data.x.sub
 p := sub`, data: `{"x": {"sub": {"stored": 1}}}`, want: `{"stored":1}`},
+	{name: "template strings", module: `package x
+p := $"user {input.name} has {count(input.items)} items, flag={input.flag}, missing={input.nope}"`, input: `{"name": "ann", "items": [1, 2], "flag": null}`, want: `"user ann has 2 items, flag=null, missing=<undefined>"`},
+	{name: "affix matches", module: `package x
+p := [strings.any_prefix_match("payments.transfer", ["crm.", "payments."]), strings.any_suffix_match(["a.csv", "b.txt"], {".pdf"}), strings.split_n("a/b/c/d", "/", 2), strings.split_n("a/b/c", "/", -2)]`, want: `[true,false,["a","b"],["b","c"]]`},
+	{name: "units", module: `package x
+p := [units.parse_bytes("10KB"), units.parse_bytes("1.5MiB"), units.parse("250m"), units.parse("2Gi"), units.parse("1e3")]`, want: `[10000,1572864,0.2500000000,2147483648,1000]`},
+	{name: "crypto and bits", module: `package x
+p := [crypto.sha256("abc"), crypto.md5(""), crypto.hmac.sha256("msg", "key"), crypto.hmac.equal("a", "a"), bits.or(12, 3), bits.and(12, 10), bits.xor(5, 1), bits.negate(0), bits.lsh(1, 70), bits.rsh(1024, 3)]`, want: `["ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad","d41d8cd98f00b204e9800998ecf8427e","2d93cbc1be167bcb1637a4a23cbff01a7878f0c50ee833954ea5221bb1b8c628",true,15,8,4,-1,1180591620717411303424,128]`},
+	{name: "object.subset", module: `package x
+p := [object.subset({"a": {"b": 1, "c": 2}, "d": [1, 2, 3]}, {"a": {"b": 1}, "d": [2, 3]}), object.subset({1, 2}, {3}), object.subset([1, 2, 3], {3, 1}), object.subset([], set())]`, want: `[true,false,true,false]`},
+	{name: "more cidr", module: `package x
+p := [net.cidr_is_valid("10.0.0.0/33"), net.cidr_is_valid("fd00::/8"), net.cidr_intersects("10.0.0.0/8", "10.1.0.0/16"), net.cidr_intersects("10.0.0.0/16", "11.0.0.0/8")]`, want: `[false,true,true,false]`},
 }
 
 func TestSharedCases(t *testing.T) {
