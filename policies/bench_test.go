@@ -2,8 +2,13 @@ package policies
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"testing"
+
+	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/aegis-mesh/aegis/engine"
 )
 
 func BenchmarkLoadPayments(b *testing.B) {
@@ -30,4 +35,57 @@ func BenchmarkCompilePayments(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkDecision evaluates the generated payments policy for one small
+// allowed payment, on the engine (what nodes run) and on OPA topdown.
+func BenchmarkDecision(b *testing.B) {
+	ps, errs := LoadPath("examples/payments.yaml")
+	if errs != nil {
+		b.Fatal(errs)
+	}
+	c, err := Compile(context.Background(), ps, Options{SkipWasm: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw := []byte(`{"agent":{"id":"billing-agent","chain":["billing-agent"],"region":"eu-west-1"},
+		"request":{"method":"POST","host":"payments.acme.internal","path":"/v1/payments","query":{},"body_type":"json"},
+		"params":{"amount":120.5,"currency":"EUR","beneficiary_iban":"DE89370400440532013000","memo":"thanks"},
+		"context":{"region":"eu-west-1","time":"2026-11-24T10:00:00Z","intent":"","budget":{"spent_micro_usd_today":0}}}`)
+	b.Run("engine", func(b *testing.B) {
+		data, err := engine.FromJSON(c.Data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p, err := engine.Load(c.Plan, data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		in, err := engine.FromJSON(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok, err := p.EvalOne(context.Background(), "aegis/decision", in); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+	b.Run("topdown", func(b *testing.B) {
+		pq, err := c.Topdown(context.Background(), "aegis/decision")
+		if err != nil {
+			b.Fatal(err)
+		}
+		var in any
+		if err := json.Unmarshal(raw, &in); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := pq.Eval(context.Background(), rego.EvalInput(in)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

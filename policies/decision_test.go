@@ -41,7 +41,7 @@ tools:
     params:
       qty: {type: integer, min: 1, max: 10}
       note: {type: string, max_length: 3}
-      kind: {type: string, enum: [a, b]}
+      kind: {type: string, enum: [a, b, "100%"]}
       gift: {type: boolean}
     approval:
       - when: {param: qty, gte: 5}
@@ -132,6 +132,8 @@ func TestDecisionSemantics(t *testing.T) {
 		{name: "max_length counts code points", input: order(map[string]any{"note": "äöü"}), action: "allow"},
 		{name: "max_length exceeded", input: order(map[string]any{"note": "äöüß"}), action: "deny",
 			reasons: []string{"params.note: 4 characters is longer than the maximum 3"}},
+		{name: "enum text with a percent sign", input: order(map[string]any{"kind": "c%d"}), action: "deny",
+			reasons: []string{"params.kind: c%d is not one of a, b, 100%"}},
 		{name: "boolean type", input: order(map[string]any{"gift": "yes"}), action: "deny",
 			reasons: []string{"params.gift: expected a boolean, got string"}},
 		{name: "gte approval and in approval combine", input: order(map[string]any{"qty": 5, "kind": "b"}), action: "approval_needed",

@@ -306,6 +306,9 @@ func (w *regoWriter) rule(s Source, head string, body ...string) {
 	w.line("")
 }
 
+// fmtEscape makes user text safe inside a sprintf format.
+func fmtEscape(s string) string { return strings.ReplaceAll(s, "%", "%%") }
+
 // str is a Rego string literal. JSON string syntax is valid Rego.
 func str(s string) string {
 	var buf bytes.Buffer
@@ -439,7 +442,7 @@ func paramRules(w *regoWriter, t *Tool, p *Param, guard, mode string) {
 		for i, v := range p.Enum {
 			lits[i], texts[i] = scalarLit(v), v.Text
 		}
-		check(p.Src, "enum", fmt.Sprintf("not x in {%s}", strings.Join(lits, ", ")), "%v is not one of "+strings.Join(texts, ", "))
+		check(p.Src, "enum", fmt.Sprintf("not x in {%s}", strings.Join(lits, ", ")), "%v is not one of "+fmtEscape(strings.Join(texts, ", ")))
 	}
 	if p.Pattern != "" {
 		body := append([]string{guard}, bind...)
@@ -487,7 +490,7 @@ func approvalRule(w *regoWriter, t *Tool, i int, a *ApprovalRule, guard, mode st
 		cond = "x == " + scalarLit(c.Value)
 	case "ne":
 		cond = "x != " + scalarLit(c.Value)
-		reason += c.Value.Text + " and requires approval"
+		reason += fmtEscape(c.Value.Text) + " and requires approval"
 	default:
 		cond = fmt.Sprintf("x %s %s", conditionOp[c.Op], c.Value.Text)
 		reason += c.Value.Text
