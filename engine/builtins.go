@@ -111,10 +111,11 @@ var builtinTable = map[string]*builtinSpec{
 	"urlquery.encode": {arity: 1, fn: bURLQueryEncode}, "urlquery.decode": {arity: 1, fn: bURLQueryDecode},
 	"urlquery.encode_object": {arity: 1, fn: bURLQueryEncodeObject},
 
-	// net and time
+	// net, time, semver
 	"net.cidr_contains": {arity: 2, fn: bCIDRContains}, "net.cidr_is_valid": {arity: 1, fn: bCIDRIsValid},
 	"net.cidr_intersects": {arity: 2, fn: bCIDRIntersects},
-	"time.now_ns":         {arity: 0, fn: bTimeNowNS}, "time.parse_rfc3339_ns": {arity: 1, fn: bTimeParseRFC3339},
+	"semver.is_valid":     {arity: 1, fn: bSemverIsValid}, "semver.compare": {arity: 2, fn: bSemverCompare},
+	"time.now_ns": {arity: 0, fn: bTimeNowNS}, "time.parse_rfc3339_ns": {arity: 1, fn: bTimeParseRFC3339},
 	"time.parse_ns": {arity: 2, fn: bTimeParseNS}, "time.weekday": {arity: 1, fn: bTimeWeekday},
 	"time.date": {arity: 1, fn: bTimeDate}, "time.clock": {arity: 1, fn: bTimeClock},
 	"time.add_date": {arity: 4, fn: bTimeAddDate},

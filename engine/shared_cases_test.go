@@ -142,6 +142,8 @@ p := [crypto.sha256("abc"), crypto.md5(""), crypto.hmac.sha256("msg", "key"), cr
 p := [object.subset({"a": {"b": 1, "c": 2}, "d": [1, 2, 3]}, {"a": {"b": 1}, "d": [2, 3]}), object.subset({1, 2}, {3}), object.subset([1, 2, 3], {3, 1}), object.subset([], set())]`, want: `[true,false,true,false]`},
 	{name: "more cidr", module: `package x
 p := [net.cidr_is_valid("10.0.0.0/33"), net.cidr_is_valid("fd00::/8"), net.cidr_intersects("10.0.0.0/8", "10.1.0.0/16"), net.cidr_intersects("10.0.0.0/16", "11.0.0.0/8")]`, want: `[false,true,true,false]`},
+	{name: "semver", module: `package x
+p := [semver.is_valid("v1.2.3-rc.1+build.5"), semver.is_valid("1.02.3"), semver.compare("1.2.3", "1.10.0"), semver.compare("1.0.0-alpha.10", "1.0.0-alpha.9"), semver.compare("1.0.0", "1.0.0-rc.1"), semver.compare("1.0.0-alpha", "1.0.0-alpha.1")]`, want: `[true,false,-1,1,1,-1]`},
 }
 
 func TestSharedCases(t *testing.T) {
