@@ -13,7 +13,7 @@ import (
 
 // EngineVersion names what evaluates a runtime bundle: OPA IR plans as
 // produced by this OPA release's planner.
-var EngineVersion = "opa-ir-plan/" + version.Version
+func EngineVersion() string { return "opa-ir-plan/" + version.Version }
 
 // BundleOptions control BuildBundles.
 type BundleOptions struct {
@@ -67,7 +67,7 @@ func BuildBundles(c *Compiled, opts BundleOptions) (archive, runtime []byte, err
 			Revision:      opts.Revision,
 			CreatedAt:     opts.CreatedAt,
 			ExpiresAt:     opts.ExpiresAt,
-			EngineVersion: EngineVersion,
+			EngineVersion: EngineVersion(),
 			Builtins:      append([]string(nil), c.Builtins...),
 			Entrypoints:   append([]string(nil), c.Entrypoints...),
 			Policy: map[string]any{

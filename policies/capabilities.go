@@ -16,19 +16,22 @@ import (
 const RedactBuiltinName = "aegis.dlp.redact"
 
 // RedactBuiltin declares aegis.dlp.redact to OPA's type checker and planner.
-var RedactBuiltin = &ast.Builtin{
-	Name:        RedactBuiltinName,
-	Description: "Redacts DLP detector matches in a string.",
-	Decl: types.NewFunction(
-		types.Args(
-			types.Named("text", types.S),
-			types.Named("specs", types.NewArray(nil, types.NewObject(nil, types.NewDynamicProperty(types.S, types.S)))),
+// Each call returns a new declaration, so no caller can change another's.
+func RedactBuiltin() *ast.Builtin {
+	return &ast.Builtin{
+		Name:        RedactBuiltinName,
+		Description: "Redacts DLP detector matches in a string.",
+		Decl: types.NewFunction(
+			types.Args(
+				types.Named("text", types.S),
+				types.Named("specs", types.NewArray(nil, types.NewObject(nil, types.NewDynamicProperty(types.S, types.S)))),
+			),
+			types.Named("result", types.NewObject([]*types.StaticProperty{
+				types.NewStaticProperty("hits", types.NewArray(nil, types.S)),
+				types.NewStaticProperty("text", types.S),
+			}, nil)),
 		),
-		types.Named("result", types.NewObject([]*types.StaticProperty{
-			types.NewStaticProperty("hits", types.NewArray(nil, types.S)),
-			types.NewStaticProperty("text", types.S),
-		}, nil)),
-	),
+	}
 }
 
 // operators are parsed as builtins but never reach the plan as calls: the
@@ -58,7 +61,7 @@ func Capabilities(supported []string) *ast.Capabilities {
 			caps.Builtins = append(caps.Builtins, b)
 		}
 	}
-	caps.Builtins = append(caps.Builtins, RedactBuiltin)
+	caps.Builtins = append(caps.Builtins, RedactBuiltin())
 	sort.Slice(caps.Builtins, func(i, j int) bool { return caps.Builtins[i].Name < caps.Builtins[j].Name })
 	return caps
 }

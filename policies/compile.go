@@ -30,7 +30,7 @@ type Compiled struct {
 	Name, Tenant string
 	// Rego holds the generated and custom modules, sorted by path.
 	Rego []File
-	// Plan is OPA's IR plan (plan.json) for Entrypoints.
+	// Plan is OPA's IR plan (plan.json) for the entrypoints.
 	Plan []byte
 	// Wasm is OPA's wasm module for the same entrypoints (empty with SkipWasm).
 	Wasm []byte
@@ -59,7 +59,7 @@ func Compile(ctx context.Context, ps *PolicySet, opts Options) (*Compiled, error
 	caps := Capabilities(builtins)
 	out := &Compiled{
 		Name: ps.Metadata.Name, Tenant: ps.Metadata.Tenant,
-		Entrypoints:  append([]string(nil), Entrypoints...),
+		Entrypoints:  entrypoints(),
 		MCPEndpoints: mcpEndpoints(ps),
 		MaxBodyBytes: ps.Defaults.MaxBodyBytes,
 	}
@@ -105,7 +105,7 @@ func opaBuild(ctx context.Context, ps *PolicySet, g *generated, caps *ast.Capabi
 	}
 	c := compile.New().
 		WithTarget(target).
-		WithEntrypoints(Entrypoints...).
+		WithEntrypoints(entrypoints()...).
 		WithCapabilities(caps).
 		WithRegoVersion(ast.RegoV1).
 		WithOptimizationLevel(0).

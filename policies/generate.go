@@ -25,7 +25,12 @@ const (
 )
 
 // Entrypoints of every compiled policy, as plan names.
-var Entrypoints = []string{"aegis/decision", "aegis/mcp_visible_tools"}
+const (
+	EntrypointDecision        = "aegis/decision"
+	EntrypointMCPVisibleTools = "aegis/mcp_visible_tools"
+)
+
+func entrypoints() []string { return []string{EntrypointDecision, EntrypointMCPVisibleTools} }
 
 // DataRoot is the top-level key of data.json under which the constant
 // tables live (data.aegis_policy in Rego).

@@ -21,8 +21,8 @@ var (
 	reMCPTool  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
 )
 
-// HTTPMethods a tool route may name.
-var HTTPMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+// httpMethods a tool route may name (read-only).
+var httpMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 // queryMethods take their parameters from the query string; every other
 // method takes them from the JSON body.
@@ -212,7 +212,7 @@ func (d *decoder) decodeDetector(n *yaml.Node, path string) *Detector {
 				}
 			}
 		case "builtin":
-			if s, ok := d.enum(f.val, p, DLPBuiltins...); ok {
+			if s, ok := d.enum(f.val, p, dlpBuiltins...); ok {
 				det.Builtin = s
 			}
 		case "replace":
@@ -441,7 +441,7 @@ func (d *decoder) decodeHTTPRoute(n *yaml.Node, path string) *HTTPRoute {
 				}
 			}
 		case "method":
-			if s, ok := d.enum(f.val, p, HTTPMethods...); ok {
+			if s, ok := d.enum(f.val, p, httpMethods...); ok {
 				r.Method = s
 			}
 		case "path", "path_prefix":

@@ -32,7 +32,9 @@ const (
 )
 
 // Stages lists every stage name in order.
-var Stages = []string{StageLoad, StageSchema, StageReferences, StageGenerate, StageCompile, StageBundle}
+func Stages() []string {
+	return []string{StageLoad, StageSchema, StageReferences, StageGenerate, StageCompile, StageBundle}
+}
 
 // Timing is how long one stage took.
 type Timing struct {

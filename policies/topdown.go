@@ -20,7 +20,7 @@ import (
 // Detectors are compiled on every call. That is fine for tests and the CLI;
 // the engine compiles constant specs once per bundle load.
 func RedactFunction() func(*rego.Rego) {
-	return rego.Function2(&rego.Function{Name: RedactBuiltinName, Decl: RedactBuiltin.Decl},
+	return rego.Function2(&rego.Function{Name: RedactBuiltinName, Decl: RedactBuiltin().Decl},
 		func(_ rego.BuiltinContext, text, specs *ast.Term) (*ast.Term, error) {
 			s, ok := text.Value.(ast.String)
 			if !ok {

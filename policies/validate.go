@@ -9,8 +9,8 @@ import (
 	"github.com/aegis-mesh/aegis/dlp"
 )
 
-// DLPBuiltins are the builtin detector names a dlp entry may use.
-var DLPBuiltins = []string{dlp.BuiltinCardNumber, dlp.BuiltinIBAN}
+// dlpBuiltins are the builtin detector names a dlp entry may use (read-only).
+var dlpBuiltins = []string{dlp.BuiltinCardNumber, dlp.BuiltinIBAN}
 
 // maxPatternLen keeps regular expressions small enough that compiling them
 // (once per bundle load, on every node) stays cheap.
