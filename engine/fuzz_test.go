@@ -77,7 +77,34 @@ decision := {
 	"size": count(input.values),
 	"in_range": input.amount > 0.5,
 }
+
+numbers := {
+	"sum": input.a + input.b,
+	"diff": input.a - input.b,
+	"prod": input.a * input.b,
+	"quot": input.a / input.b,
+	"rem": input.a % input.b,
+	"cmp": [input.a < input.b, input.a == input.b, input.a >= input.b],
+	"round": [round(input.a), ceil(input.a), floor(input.a), abs(input.a)],
+	"fmt": sprintf("%v %d %s", [input.a, input.b, input.a]),
+}
+
+strs := {
+	"upper": upper(input.s),
+	"sub": substring(input.s, 1, 3),
+	"idx": indexof(input.s, "a"),
+	"split": split(input.s, ","),
+	"trim": trim(input.s, " x"),
+	"rev": strings.reverse(input.s),
+	"count": count(input.s),
+	"re": regex.find_n("[a-z]+", input.s, -1),
+	"glob": glob.match("*a*", null, input.s),
+	"json": json.marshal(input.v),
+	"cmp": [input.v < input.s, input.v == input.s],
+}
 `
+
+var differentialEntrypoints = []string{"fz/decision", "fz/numbers", "fz/strs"}
 
 var differentialData = map[string]any{"limits": map[string]any{"admin": 10000, "ops": 500.5}}
 
@@ -91,31 +118,40 @@ func FuzzDifferential(f *testing.F) {
 		`{"user": {}, "amount": "12", "tool": 3, "values": {"a": 1}, "tags": "t"}`,
 		`{"amount": 123456789012345678901234567890, "values": [9007199254740993, 1]}`,
 		`[]`, `null`, `"s"`, `{}`,
+		`{"a": 7, "b": 2, "s": "héllo, wörld", "v": [1, {"k": "<x>"}]}`,
+		`{"a": 0.1, "b": 0.2, "s": " xax ", "v": "s"}`,
+		`{"a": -7.5, "b": 0, "s": "", "v": null}`,
+		`{"a": 12345678901234567890, "b": 1e-3, "s": "a,b,,c", "v": 1.0}`,
 	} {
 		f.Add([]byte(seed))
 	}
 	modules := map[string]string{"fz.rego": differentialPolicy}
-	p, err := Load(mustPlan(f, modules, "fz/decision"), mustFromGo(f, differentialData))
+	p, err := Load(mustPlan(f, modules, differentialEntrypoints...), mustFromGo(f, differentialData))
 	if err != nil {
 		f.Fatal(err)
 	}
-	oracle := newOPAOracle(f, modules, differentialData, "fz/decision")
+	oracles := make([]*opaOracle, len(differentialEntrypoints))
+	for i, ep := range differentialEntrypoints {
+		oracles[i] = newOPAOracle(f, modules, differentialData, ep)
+	}
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, in []byte) {
 		input, err := FromJSON(in)
 		if err != nil {
 			return
 		}
-		got := engineOutcome(ctx, p, "fz/decision", input)
-		want := oracle.eval(ctx, ToGo(input))
-		if got.defined {
-			got.result = normalizeJSON(t, got.result)
-		}
-		if want.defined {
-			want.result = normalizeJSON(t, want.result)
-		}
-		if got != want {
-			t.Fatalf("input %s\nengine: %v\nOPA:    %v", in, got, want)
+		for i, ep := range differentialEntrypoints {
+			got := engineOutcome(ctx, p, ep, input)
+			want := oracles[i].eval(ctx, ToGo(input))
+			if got.defined {
+				got.result = normalizeJSON(t, got.result)
+			}
+			if want.defined {
+				want.result = normalizeJSON(t, want.result)
+			}
+			if got != want {
+				t.Fatalf("%s, input %s\nengine: %v\nOPA:    %v", ep, in, got, want)
+			}
 		}
 	})
 }
