@@ -115,6 +115,11 @@ func compileString(t *testing.T, src string) *Compiled {
 func TestDecisionSemantics(t *testing.T) {
 	c := compileString(t, semPolicy)
 	obs := compileString(t, strings.Replace(semPolicy, "require_intent: false", "require_intent: true, mode: observe", 1))
+	open := compileString(t, strings.Replace(semPolicy, "require_intent: false", "require_intent: true, unknown_agent: allow, unknown_tool: allow", 1))
+	withIntent := func(in map[string]any, intent string) map[string]any {
+		in["context"].(map[string]any)["intent"] = intent
+		return in
+	}
 	order := func(p map[string]any) map[string]any { return semInput("a1", nil, "POST", "/orders", nil, p) }
 	tests := []struct {
 		name    string
@@ -195,6 +200,17 @@ func TestDecisionSemantics(t *testing.T) {
 			in["request"].(map[string]any)["host"] = "mcp.internal"
 			return in
 		}(), action: "deny", reasons: []string{"mcp: request to the endpoint of MCP server k8s without a JSON-RPC message", "tool: no tool matches POST mcp.internal/mcp"}},
+		{name: "unknown_tool allow", c: open, input: withIntent(semInput("a1", nil, "PUT", "/elsewhere", nil, nil), "x"), action: "allow",
+			check: func(t *testing.T, d map[string]any) {
+				if _, ok := d["tool"]; ok || d["fail"] != "closed" {
+					t.Errorf("decision = %v", d)
+				}
+			}},
+		{name: "unknown_agent allow skips agent checks", c: open, input: withIntent(semInput("stranger", nil, "POST", "/orders", nil, map[string]any{}), "x"), action: "allow"},
+		{name: "require_intent enforced", c: open, input: semInput("a1", nil, "POST", "/orders", nil, map[string]any{}), action: "deny",
+			reasons: []string{"intent: the x-aegis-intent header is required"}},
+		{name: "unknown agent denied by default", input: semInput("stranger", nil, "POST", "/orders", nil, map[string]any{}), action: "deny",
+			reasons: []string{`agent: unknown agent "stranger"`}},
 		{name: "global observe mode", c: obs, input: order(map[string]any{"qty": 50}), action: "allow",
 			check: func(t *testing.T, d map[string]any) {
 				want := []any{"intent: the x-aegis-intent header is required", "params.qty: 50 is above the maximum 10", "params.qty: 50 is at or above the approval threshold 5"}
@@ -203,7 +219,7 @@ func TestDecisionSemantics(t *testing.T) {
 				}
 			}},
 	}
-	evs := map[*Compiled]*evaluator{c: newEvaluator(t, c), obs: newEvaluator(t, obs)}
+	evs := map[*Compiled]*evaluator{c: newEvaluator(t, c), obs: newEvaluator(t, obs), open: newEvaluator(t, open)}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			comp := tt.c
