@@ -103,6 +103,7 @@ var builtinTable = map[string]*builtinSpec{
 	// encodings
 	"json.marshal": {arity: 1, fn: bJSONMarshal}, "json.unmarshal": {arity: 1, fn: bJSONUnmarshal},
 	"json.is_valid": {arity: 1, fn: bJSONIsValid},
+	"json.remove":   {arity: 2, fn: bJSONRemove}, "json.filter": {arity: 2, fn: bJSONFilter},
 	"base64.encode": {arity: 1, fn: bBase64Encode}, "base64.decode": {arity: 1, fn: bBase64Decode},
 	"base64.is_valid":  {arity: 1, fn: bBase64IsValid},
 	"base64url.encode": {arity: 1, fn: bBase64URLEncode}, "base64url.decode": {arity: 1, fn: bBase64URLDecode},

@@ -144,6 +144,9 @@ p := [object.subset({"a": {"b": 1, "c": 2}, "d": [1, 2, 3]}, {"a": {"b": 1}, "d"
 p := [net.cidr_is_valid("10.0.0.0/33"), net.cidr_is_valid("fd00::/8"), net.cidr_intersects("10.0.0.0/8", "10.1.0.0/16"), net.cidr_intersects("10.0.0.0/16", "11.0.0.0/8")]`, want: `[false,true,true,false]`},
 	{name: "semver", module: `package x
 p := [semver.is_valid("v1.2.3-rc.1+build.5"), semver.is_valid("1.02.3"), semver.compare("1.2.3", "1.10.0"), semver.compare("1.0.0-alpha.10", "1.0.0-alpha.9"), semver.compare("1.0.0", "1.0.0-rc.1"), semver.compare("1.0.0-alpha", "1.0.0-alpha.1")]`, want: `[true,false,-1,1,1,-1]`},
+	{name: "json.remove and json.filter", module: `package x
+doc := {"a": {"b": 1, "c": [10, 20, 30]}, "d": "x", "e~f": true}
+p := [json.remove(doc, ["a/c/1", "d"]), json.filter(doc, {"a/b", "e~0f"}), json.filter(doc, [["a", "c"]]), json.remove(doc, ["a", "a/b"])]`, want: `[{"a":{"b":1,"c":[10,30]},"e~f":true},{"a":{"b":1},"e~f":true},{"a":{"c":[10,20,30]}},{"d":"x","e~f":true}]`},
 }
 
 func TestSharedCases(t *testing.T) {
