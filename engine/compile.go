@@ -53,6 +53,7 @@ type compiler struct {
 	p       *Policy
 	plan    *planPolicy
 	funcIdx map[string]int
+	use     localUse // of the function or plan being compiled
 }
 
 func (c *compiler) operand(o operand) getter {
@@ -78,8 +79,18 @@ func (c *compiler) loc(l *location) *Location {
 
 func (c *compiler) block(b *block) instr {
 	stmts := make([]instr, 0, len(b.Stmts))
-	for _, s := range b.Stmts {
+	for i := 0; i < len(b.Stmts); i++ {
+		s := b.Stmts[i]
 		if _, ok := s.(*nopStmt); ok {
+			continue
+		}
+		if v, target, n := c.hoistLiteral(b.Stmts[i:]); n > 0 {
+			t := int(target)
+			stmts = append(stmts, func(_ *evalState, f []Value) int {
+				f[t] = v
+				return cont
+			})
+			i += n - 1
 			continue
 		}
 		stmts = append(stmts, c.stmt(s))

@@ -109,9 +109,11 @@ func Load(planJSON []byte, data Value, opts ...Option) (*Policy, error) {
 	// Bodies are compiled after every function header exists, because
 	// call sites refer to callees by index.
 	for i, f := range raw.Funcs.Funcs {
+		c.use = countLocalUse(f.Blocks)
 		p.funcs[i].blocks = c.blocks(f.Blocks)
 	}
 	for i, pl := range raw.Plans.Plans {
+		c.use = countLocalUse(pl.Blocks)
 		p.plans[pl.Name] = &compiledPlan{name: pl.Name, nlocals: planFrames[i], blocks: c.blocks(pl.Blocks)}
 		p.names = append(p.names, pl.Name)
 	}
