@@ -109,6 +109,14 @@ func TestLoadErrors(t *testing.T) {
 		{"rego deny not a set", header + "rego:\n  - name: r\n    source: |\n      package aegis.custom.r\n      deny := true\n", []string{
 			"p.yaml:8:7: rego[0].source: rule \"deny\" must be a set of reason strings\n\thint: write: deny contains reason if { ... }",
 		}},
+		{"schema and reference errors in one pass", header + "agents:\n  - {id: a, tools: [pay.crate]}\ntools:\n  - {name: pay.create, http: {host: h, method: POST, path: /p}, params: {n: {type: number, min: 5, max: 1}}}\n", []string{
+			"p.yaml:5:21: agents[0].tools[0]: tool pattern \"pay.crate\" matches no declared tool\n\thint: did you mean \"pay.create\"?",
+			"p.yaml:7:97: tools[0].params.n.min: min 5 is greater than max 1",
+		}},
+		{"no cascade from an invalid element", header + "agents:\n  - {id: a, tools: [pay.create], may_delegate_to: [b]}\n  - {id: 'b c'}\ntools:\n  - {name: 'pay create', http: {host: h, method: POST, path: /p}}\n", []string{
+			"p.yaml:6:10: agents[1].id: \"b c\" is not a valid agent id\n\thint: letters, digits, '.', '_' and '-'",
+			"p.yaml:8:12: tools[0].name: \"pay create\" is not a valid tool name (segments of letters, digits, '_' and '-' separated by '.')",
+		}},
 		{"all errors reported", header + "defaults: {mode: x, unknown_agent: y}\nagents:\n  - {id: a, rate: {per_minute: 0}}\n", []string{
 			`p.yaml:4:18: defaults.mode: "x" is not one of enforce, observe`,
 			`p.yaml:4:36: defaults.unknown_agent: "y" is not one of deny, allow`,

@@ -76,6 +76,8 @@ func (d *decoder) decodePolicySet(root *yaml.Node, ps *PolicySet) {
 			for i, it := range items {
 				if v := d.decodeDetector(it, index(f.key, i)); v != nil {
 					ps.DLP = append(ps.DLP, v)
+				} else {
+					ps.dropped.dlp = true
 				}
 			}
 		case "agents":
@@ -83,6 +85,8 @@ func (d *decoder) decodePolicySet(root *yaml.Node, ps *PolicySet) {
 			for i, it := range items {
 				if v := d.decodeAgent(it, index(f.key, i)); v != nil {
 					ps.Agents = append(ps.Agents, v)
+				} else {
+					ps.dropped.agents = true
 				}
 			}
 		case "tools":
@@ -90,6 +94,8 @@ func (d *decoder) decodePolicySet(root *yaml.Node, ps *PolicySet) {
 			for i, it := range items {
 				if v := d.decodeTool(it, index(f.key, i)); v != nil {
 					ps.Tools = append(ps.Tools, v)
+				} else {
+					ps.dropped.tools = true
 				}
 			}
 		case "mcp_servers":
@@ -97,6 +103,8 @@ func (d *decoder) decodePolicySet(root *yaml.Node, ps *PolicySet) {
 			for i, it := range items {
 				if v := d.decodeMCPServer(it, index(f.key, i)); v != nil {
 					ps.MCPServers = append(ps.MCPServers, v)
+				} else {
+					ps.dropped.servers = true
 				}
 			}
 		case "rego":
@@ -371,10 +379,13 @@ func (d *decoder) decodeTool(n *yaml.Node, path string) *Tool {
 				pp := join(p, pf.key)
 				if !reParam.MatchString(pf.key) {
 					d.errs.add(CodeEnum, pf.kpos, pp, "letters, digits, '_' and '-'", "%q is not a valid parameter name", pf.key)
+					t.droppedParams = true
 					continue
 				}
 				if prm := d.decodeParam(pf.val, pp, pf.key, pf.kpos); prm != nil {
 					t.Params = append(t.Params, prm)
+				} else {
+					t.droppedParams = true
 				}
 			}
 		case "additional_params":

@@ -30,6 +30,10 @@ type PolicySet struct {
 	Rego       []*RegoModule
 
 	lines []string // the source, for mapping custom Rego positions
+	// dropped records which lists lost an element to a schema error, so the
+	// reference stage does not report names as dangling when their target
+	// was merely invalid.
+	dropped struct{ dlp, agents, tools, servers bool }
 }
 
 // Metadata names the policy set and the tenant it belongs to.
@@ -106,6 +110,8 @@ type Tool struct {
 	Sanitize         *Sanitize
 	Mode             string // enforce | observe (default: defaults.mode)
 	Fail             string // open | closed (default: defaults.fail by kind)
+
+	droppedParams bool // a parameter failed the schema stage
 }
 
 // HTTPRoute matches a plain HTTP tool call.

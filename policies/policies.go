@@ -77,10 +77,11 @@ func LoadWithOptions(name string, src []byte, opts LoadOptions) (*PolicySet, []T
 	d.decodePolicySet(root, ps)
 	stage(StageSchema, start)
 
+	// References run even after schema errors, so one pass reports as much
+	// as possible; names whose target failed the schema are not reported
+	// again as dangling.
 	start = time.Now()
-	if len(errs.errs) == 0 {
-		validate(ps, opts, errs)
-	}
+	validate(ps, opts, errs)
 	stage(StageReferences, start)
 	if len(errs.errs) > 0 {
 		errs.errs.Sort()

@@ -90,7 +90,7 @@ func checkReferences(ps *PolicySet, errs *errList) {
 			specs = append(specs, dlp.Spec{Name: d.Name, Pattern: d.Pattern, Builtin: d.Builtin, Replace: d.Replace})
 		}
 	}
-	if len(errs.errs) == 0 {
+	if len(errs.errs) == 0 && !ps.dropped.dlp {
 		if _, err := dlp.Compile(specs); err != nil {
 			p := pos{1, 1}
 			path := "dlp"
@@ -129,7 +129,7 @@ func checkReferences(ps *PolicySet, errs *errList) {
 			continue
 		}
 		tools[t.Name] = t
-		checkTool(t, detectors, servers, endpoints, errs)
+		checkTool(t, ps, detectors, servers, endpoints, errs)
 		if h := t.HTTP; h != nil && h.Host != "" && h.Method != "" && (h.Path != "" || h.PathPrefix != "") {
 			key := h.Method + " " + h.Host + " path=" + h.Path
 			if h.PathPrefix != "" {
@@ -171,6 +171,9 @@ func checkReferences(ps *PolicySet, errs *errList) {
 	sort.Strings(agentIDs)
 	for _, a := range ps.Agents {
 		for _, p := range a.Tools {
+			if ps.dropped.tools {
+				break
+			}
 			matched := false
 			for _, n := range toolNames {
 				if matchToolPattern(p.Text, n) {
@@ -191,7 +194,7 @@ func checkReferences(ps *PolicySet, errs *errList) {
 				errs.add(CodeReference, r.Src.pos(), r.Src.Path, "", "agent %q cannot delegate to itself", a.ID)
 				continue
 			}
-			if _, ok := agents[r.Name]; !ok {
+			if _, ok := agents[r.Name]; !ok && !ps.dropped.agents {
 				hint := ""
 				if c := closest(r.Name, agentIDs); c != "" {
 					hint = fmt.Sprintf("did you mean %q?", c)
@@ -211,9 +214,9 @@ func checkReferences(ps *PolicySet, errs *errList) {
 	}
 }
 
-func checkTool(t *Tool, detectors map[string]*Detector, servers, endpoints map[string]*MCPServer, errs *errList) {
+func checkTool(t *Tool, ps *PolicySet, detectors map[string]*Detector, servers, endpoints map[string]*MCPServer, errs *errList) {
 	if m := t.MCP; m != nil && m.Server.Name != "" {
-		if _, ok := servers[m.Server.Name]; !ok {
+		if _, ok := servers[m.Server.Name]; !ok && !ps.dropped.servers {
 			names := make([]string, 0, len(servers))
 			for n := range servers {
 				names = append(names, n)
@@ -241,7 +244,7 @@ func checkTool(t *Tool, detectors map[string]*Detector, servers, endpoints map[s
 	}
 	refParam := func(r Ref) *Param {
 		p := t.param(r.Name)
-		if p == nil {
+		if p == nil && !t.droppedParams {
 			hint := "declare it under params"
 			if c := closest(r.Name, paramNames); c != "" {
 				hint = fmt.Sprintf("did you mean %q?", c)
@@ -256,7 +259,7 @@ func checkTool(t *Tool, detectors map[string]*Detector, servers, endpoints map[s
 			continue
 		}
 		p := refParam(c.Param)
-		if p == nil {
+		if p == nil || p.Type == "" {
 			continue
 		}
 		numeric := p.Type == TypeNumber || p.Type == TypeInteger
@@ -286,7 +289,7 @@ func checkTool(t *Tool, detectors map[string]*Detector, servers, endpoints map[s
 			if len(t.Params) == 0 {
 				continue // no schema: any body field may be sanitized
 			}
-			if p := refParam(r); p != nil && p.Type != TypeString {
+			if p := refParam(r); p != nil && p.Type != "" && p.Type != TypeString {
 				errs.add(CodeType, r.Src.pos(), r.Src.Path, "", "sanitize applies to string parameters; %q is %s", r.Name, p.Type)
 			}
 		}
@@ -295,7 +298,7 @@ func checkTool(t *Tool, detectors map[string]*Detector, servers, endpoints map[s
 			names = append(names, n)
 		}
 		for _, r := range s.DLP {
-			if _, ok := detectors[r.Name]; !ok {
+			if _, ok := detectors[r.Name]; !ok && !ps.dropped.dlp {
 				hint := "declare it under dlp"
 				if c := closest(r.Name, names); c != "" {
 					hint = fmt.Sprintf("did you mean %q?", c)
