@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -33,6 +32,10 @@ const maxModuleBytes = 6 << 20
 func TestMain(m *testing.M) {
 	if err := ensureModule(); err != nil {
 		fmt.Fprintln(os.Stderr, "building the filter module:", err)
+		os.Exit(1)
+	}
+	if err := buildFixtures(); err != nil {
+		fmt.Fprintln(os.Stderr, "building test bundles and keys:", err)
 		os.Exit(1)
 	}
 	os.Exit(m.Run())
@@ -109,51 +112,6 @@ func vmTest(t *testing.T, body func(t *testing.T, vm types.VMContext)) {
 		}
 		defer vm.Close()
 		body(t, vm)
-	})
-}
-
-func TestDeniesEveryRequestWithoutBundle(t *testing.T) {
-	requests := []struct {
-		name    string
-		headers [][2]string
-	}{
-		{"GET", [][2]string{{":method", "GET"}, {":path", "/"}, {":authority", "tool.example"}}},
-		{"POST with token", [][2]string{{":method", "POST"}, {":path", "/mcp"}, {":authority", "tool.example"}, {"authorization", "Bearer x.y.z"}}},
-		{"OPTIONS", [][2]string{{":method", "OPTIONS"}, {":path", "*"}}},
-	}
-	vmTest(t, func(t *testing.T, vm types.VMContext) {
-		host, reset := proxytest.NewHostEmulator(proxytest.NewEmulatorOption().WithVMContext(vm))
-		defer reset()
-		if got := host.StartPlugin(); got != types.OnPluginStartStatusOK {
-			t.Fatalf("StartPlugin = %v", got)
-		}
-		if logs := host.GetWarnLogs(); len(logs) != 1 || !strings.Contains(logs[0], "no policy bundle") {
-			t.Errorf("warn logs = %q", logs)
-		}
-		for _, r := range requests {
-			id := host.InitializeHttpContext()
-			if got := host.CallOnRequestHeaders(id, r.headers, false); got != types.ActionPause {
-				t.Errorf("%s: action %v, want pause", r.name, got)
-			}
-			resp := host.GetSentLocalResponse(id)
-			if resp == nil {
-				t.Fatalf("%s: no local reply", r.name)
-			}
-			if resp.StatusCode != 403 {
-				t.Errorf("%s: status %d, want 403", r.name, resp.StatusCode)
-			}
-			var body map[string]string
-			if err := json.Unmarshal(resp.Data, &body); err != nil {
-				t.Fatalf("%s: body %q: %v", r.name, resp.Data, err)
-			}
-			if body["error"] != "no_bundle" || body["message"] == "" {
-				t.Errorf("%s: body %q", r.name, resp.Data)
-			}
-			if !hasHeader(resp.Headers, "content-type", "application/json") {
-				t.Errorf("%s: headers %q", r.name, resp.Headers)
-			}
-			host.CompleteHttpContext(id)
-		}
 	})
 }
 

@@ -1,64 +1,695 @@
 // Package plugin holds the filter's proxy-wasm contexts (VM → plugin →
 // HTTP stream, see the SDK's types package) and turns host callbacks into
-// decisions.
+// decisions: it is the only package of the filter that makes host calls.
 //
-// For now no policy bundle can be loaded, so every request is refused with
-// a 403 "no_bundle" JSON reply: failing closed is the filter's default when
-// it has no good bundle. Policy evaluation replaces this in the filter
-// issue.
+// Per request: the agent token is verified (401 when it is missing or
+// invalid), the token's tenant picks the policy, the token header and every
+// inbound x-aegis-* header are stripped, the body is buffered when there is
+// one (bounded by limits.max_body_bytes), and package decide evaluates the
+// policy in-process. The decision is enforced here: allow continues with
+// x-aegis-decision-id, sanitize forwards the rewritten body, deny and
+// approval_needed answer locally (as JSON-RPC results on MCP endpoints).
+// Rate limits and spend are kept in shared data with compare-and-swap so
+// that all worker VMs of a node agree.
 package plugin
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
+
+	"github.com/aegis-mesh/aegis/bundle"
+	"github.com/aegis-mesh/aegis/decide"
+	"github.com/aegis-mesh/aegis/engine"
+	"github.com/aegis-mesh/aegis/filter/internal/config"
+	"github.com/aegis-mesh/aegis/filter/internal/quota"
+	"github.com/aegis-mesh/aegis/filter/internal/reply"
+	"github.com/aegis-mesh/aegis/filter/internal/trust"
+	"github.com/aegis-mesh/aegis/input"
+	"github.com/aegis-mesh/aegis/token"
 )
 
-// NoBundleBody is the local reply body sent while no bundle is loaded. The
-// error code follows the control-plane API's {"error","message"} shape.
+// NoBundleBody is the local reply body sent when the tenant has no good
+// bundle and the no_bundle setting does not let the method through.
 const NoBundleBody = `{"error":"no_bundle","message":"no policy bundle is loaded; the request is denied"}`
 
-// NewVMContext returns the filter's root context. It holds no state yet.
-func NewVMContext() types.VMContext { return &vmContext{} }
+// Headers the filter sets on forwarded requests.
+const (
+	HeaderDecisionID     = "x-aegis-decision-id"
+	HeaderShadowDecision = "x-aegis-shadow-decision"
+	headerPrefix         = "x-aegis-"
+)
+
+// PropertyDecision is the filter-state key the decision summary is written
+// to, so that Envoy access logs can carry it.
+const PropertyDecision = "aegis.decision"
+
+// runtimeLimits bound what a runtime bundle (plan + data + manifest) may
+// take: much less than an archive bundle with its OPA wasm module.
+var runtimeLimits = bundle.Limits{MaxArchiveBytes: 8 << 20, MaxTotalBytes: 32 << 20, MaxFileBytes: 16 << 20, MaxEntries: 64}
+
+// NewVMContext returns the filter's root context.
+func NewVMContext() types.VMContext {
+	return &vmContext{good: map[string]*policy{}}
+}
 
 type vmContext struct {
 	types.DefaultVMContext
+	root trust.Root
+	// good keeps the last good policy per tenant across plugin
+	// reconfigurations of this VM: a rejected bundle in a new
+	// configuration leaves the previous one in force.
+	good map[string]*policy
 }
 
 var _ types.VMContext = (*vmContext)(nil)
 
+// OnVMStart implements types.VMContext. The trust root is read here: from
+// the VM's environment (vm_config.environment_variables), or, for a
+// variable the environment does not set, from the VM configuration
+// (vm_config.configuration, a JSON object with the same variable names).
+// Both belong to the operator's deployment, not to the plugin
+// configuration.
+func (v *vmContext) OnVMStart(int) types.OnVMStartStatus {
+	vmConf, err := proxywasm.GetVMConfiguration()
+	if err != nil && !errors.Is(err, types.ErrorStatusNotFound) {
+		proxywasm.LogCriticalf("aegis: reading the VM configuration: %v", err)
+		return false
+	}
+	fromConf := map[string]string{}
+	if len(strings.TrimSpace(string(vmConf))) > 0 {
+		dec := json.NewDecoder(strings.NewReader(string(vmConf)))
+		var raw struct {
+			Bundle string `json:"AEGIS_BUNDLE_PUBLIC_KEY"`
+			State  string `json:"AEGIS_STATE_PUBLIC_KEY"`
+			Node   string `json:"AEGIS_NODE_SIGNING_KEY"`
+		}
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&raw); err != nil {
+			proxywasm.LogCriticalf("aegis: VM configuration: %v", err)
+			return false
+		}
+		for k, val := range map[string]string{trust.EnvBundleKey: raw.Bundle, trust.EnvStateKey: raw.State, trust.EnvNodeKey: raw.Node} {
+			if val != "" {
+				fromConf[k] = val
+			}
+		}
+	}
+	root, err := trust.Load(func(name string) (string, bool) {
+		if val, ok := syscall.Getenv(name); ok {
+			return val, true
+		}
+		val, ok := fromConf[name]
+		return val, ok
+	})
+	if err != nil {
+		proxywasm.LogCriticalf("aegis: trust root: %v", err)
+		return false
+	}
+	if root.BundleKey == nil {
+		proxywasm.LogWarnf("aegis: %s is not set: no bundle can be verified, no_bundle applies to every tenant", trust.EnvBundleKey)
+	}
+	v.root = root
+	return true
+}
+
 // NewPluginContext implements types.VMContext.
-func (*vmContext) NewPluginContext(uint32) types.PluginContext { return &pluginContext{} }
+func (v *vmContext) NewPluginContext(uint32) types.PluginContext {
+	return &pluginContext{vm: v}
+}
+
+// policy is one tenant's loaded bundle.
+type policy struct {
+	decider  *decide.Decider
+	manifest *bundle.Manifest
+	version  string // name@revision, reported to clients
+}
 
 type pluginContext struct {
 	types.DefaultPluginContext
+	vm       *vmContext
+	cfg      config.Config
+	verifier *token.Verifier
+	policies map[string]*policy
+	m        metrics
+	started  bool
 }
 
 var _ types.PluginContext = (*pluginContext)(nil)
 
-// OnPluginStart implements types.PluginContext. Host calls are allowed
-// here (unlike in init); the plugin configuration can only be read here.
-func (*pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
-	proxywasm.LogWarn("aegis: no policy bundle loaded, denying every request")
-	return types.OnPluginStartStatusOK
+// OnPluginStart implements types.PluginContext. A configuration that does
+// not parse fails the start (Envoy then refuses the filter config); a bundle
+// that does not verify is logged and counted, and the tenant keeps its last
+// good bundle or falls back to no_bundle.
+func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
+	data, err := proxywasm.GetPluginConfiguration()
+	if err != nil && !errors.Is(err, types.ErrorStatusNotFound) {
+		proxywasm.LogCriticalf("aegis: reading the plugin configuration: %v", err)
+		return false
+	}
+	cfg, err := config.Parse(data)
+	if err != nil {
+		proxywasm.LogCriticalf("aegis: %v", err)
+		return false
+	}
+	ks, err := token.ParseJWKS(cfg.JWKS)
+	if err != nil {
+		proxywasm.LogCriticalf("aegis: configuration: jwks: %v", err)
+		return false
+	}
+	p.cfg = cfg
+	p.verifier = token.NewVerifier(ks, token.VerifyOptions{
+		Skew:     time.Duration(cfg.Token.SkewSeconds) * time.Second,
+		Issuer:   cfg.Token.Issuer,
+		Audience: cfg.Token.Audience,
+	}, cfg.Token.CacheEntries)
+	p.m = defineMetrics()
+	p.policies = map[string]*policy{}
+	now := time.Now()
+	for tenant, data := range cfg.Bundles {
+		pol, err := loadPolicy(data, tenant, p.vm.root, p.vm.good[tenant], now)
+		if err != nil {
+			p.m.bundleRejected.Increment(1)
+			if prev := p.vm.good[tenant]; prev != nil {
+				proxywasm.LogErrorf("aegis: tenant %s: bundle rejected, keeping %s: %v", tenant, prev.version, err)
+			} else {
+				proxywasm.LogErrorf("aegis: tenant %s: bundle rejected, no_bundle applies: %v", tenant, err)
+			}
+			continue
+		}
+		p.vm.good[tenant] = pol
+		proxywasm.LogInfof("aegis: tenant %s: loaded %s", tenant, pol.version)
+	}
+	// Tenants whose bundle was rejected now, or that a previous
+	// configuration of this VM loaded, run on their last good bundle.
+	for tenant, pol := range p.vm.good {
+		if _, listed := cfg.Bundles[tenant]; listed {
+			p.policies[tenant] = pol
+			g := proxywasm.DefineGaugeMetric("aegis.bundle_revision.tenant." + tenant)
+			g.Add(pol.manifest.Revision - g.Value())
+		}
+	}
+	if len(p.policies) == 0 {
+		proxywasm.LogWarn("aegis: no policy bundle loaded, no_bundle applies to every request")
+	}
+	p.started = true
+	return true
+}
+
+// loadPolicy opens and verifies one tenant's runtime bundle: signature
+// first (nothing in the manifest is trusted before it), then validity
+// window, kind, tenant, builtins and no downgrade against the current one.
+func loadPolicy(data []byte, tenant string, root trust.Root, current *policy, now time.Time) (*policy, error) {
+	if root.BundleKey == nil {
+		return nil, fmt.Errorf("no %s in the trust root", trust.EnvBundleKey)
+	}
+	b, err := bundle.Open(data, runtimeLimits)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Verify(root.BundleKey, now); err != nil {
+		return nil, err
+	}
+	if b.Manifest.Kind != bundle.KindRuntime {
+		return nil, fmt.Errorf("bundle kind %q, want %q", b.Manifest.Kind, bundle.KindRuntime)
+	}
+	if err := bundle.CheckTenant(&b.Manifest, tenant); err != nil {
+		return nil, err
+	}
+	supported := map[string]bool{}
+	for _, name := range engine.SupportedBuiltins() {
+		supported[name] = true
+	}
+	if err := bundle.CheckBuiltins(&b.Manifest, func(n string) bool { return supported[n] }); err != nil {
+		return nil, err
+	}
+	var cur *bundle.Manifest
+	if current != nil {
+		cur = current.manifest
+	}
+	if err := bundle.CheckUpgrade(cur, &b.Manifest); err != nil {
+		return nil, err
+	}
+	if current != nil && current.manifest.Revision == b.Manifest.Revision {
+		return current, nil // a re-delivery of the same bundle
+	}
+	d, err := decide.FromBundle(b)
+	if err != nil {
+		return nil, err
+	}
+	m := b.Manifest
+	return &policy{decider: d, manifest: &m, version: m.Name + "@" + strconv.FormatInt(m.Revision, 10)}, nil
 }
 
 // NewHttpContext implements types.PluginContext.
-func (*pluginContext) NewHttpContext(uint32) types.HttpContext { return &httpContext{} }
+func (p *pluginContext) NewHttpContext(uint32) types.HttpContext {
+	return &httpContext{p: p}
+}
 
+type metrics struct {
+	allow, deny, sanitize, approval proxywasm.MetricCounter
+	unauthorized, noBundle, errors  proxywasm.MetricCounter
+	rateLimited, bundleRejected     proxywasm.MetricCounter
+}
+
+// defineMetrics defines every metric once per plugin start, as Envoy wants,
+// never on first use.
+func defineMetrics() metrics {
+	return metrics{
+		allow:          proxywasm.DefineCounterMetric("aegis.decisions.allow"),
+		deny:           proxywasm.DefineCounterMetric("aegis.decisions.deny"),
+		sanitize:       proxywasm.DefineCounterMetric("aegis.decisions.sanitize"),
+		approval:       proxywasm.DefineCounterMetric("aegis.decisions.approval_needed"),
+		unauthorized:   proxywasm.DefineCounterMetric("aegis.requests.unauthorized"),
+		noBundle:       proxywasm.DefineCounterMetric("aegis.requests.no_bundle"),
+		errors:         proxywasm.DefineCounterMetric("aegis.errors"),
+		rateLimited:    proxywasm.DefineCounterMetric("aegis.requests.rate_limited"),
+		bundleRejected: proxywasm.DefineCounterMetric("aegis.bundles.rejected"),
+	}
+}
+
+func (m *metrics) count(a decide.Action) {
+	switch a {
+	case decide.Allow:
+		m.allow.Increment(1)
+	case decide.Sanitize:
+		m.sanitize.Increment(1)
+	case decide.ApprovalNeeded:
+		m.approval.Increment(1)
+	default:
+		m.deny.Increment(1)
+	}
+}
+
+// httpContext is one request. It decides once: in OnHttpRequestHeaders
+// when there is no body, otherwise when the body is complete (or over the
+// limit).
 type httpContext struct {
 	types.DefaultHttpContext
+	p       *pluginContext
+	pol     *policy
+	req     input.Request
+	id      input.Identity
+	pending bool // waiting for the body
+	done    bool // decided (or answered locally)
 }
 
 var _ types.HttpContext = (*httpContext)(nil)
 
-// OnHttpRequestHeaders implements types.HttpContext: deny before anything
-// reaches the upstream.
-func (*httpContext) OnHttpRequestHeaders(int, bool) types.Action {
+// OnHttpRequestHeaders implements types.HttpContext.
+func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action {
+	p := h.p
+	if !p.started {
+		// No configuration: nothing can be checked.
+		return h.localReply(503, reply.Error(reply.CodeInternal, "the filter is not configured"))
+	}
+	hs, err := proxywasm.GetHttpRequestHeaders()
+	if err != nil {
+		p.m.errors.Increment(1)
+		return h.localReply(500, reply.Error(reply.CodeInternal, "reading request headers failed"))
+	}
+	now := time.Now()
+	claims, why := h.verify(hs, now)
+	if claims == nil {
+		p.m.unauthorized.Increment(1)
+		return h.localReply(401, reply.Error(reply.CodeUnauthorized, why))
+	}
+	// The request goes upstream without the credential and without any
+	// header that claims to come from Aegis; only the values read above
+	// (intent, override) reach the decision.
+	kept := hs[:0:0]
+	for _, kv := range hs {
+		name := strings.ToLower(kv[0])
+		if name == p.cfg.Token.Header || strings.HasPrefix(name, headerPrefix) {
+			if err := proxywasm.RemoveHttpRequestHeader(kv[0]); err != nil {
+				p.m.errors.Increment(1)
+				return h.localReply(500, reply.Error(reply.CodeInternal, "stripping request headers failed"))
+			}
+			if name == p.cfg.Token.Header {
+				continue
+			}
+		}
+		kept = append(kept, kv)
+	}
+	h.req = requestFrom(kept)
+	h.id = identityFrom(claims)
+
+	pol := p.policies[claims.Tenant]
+	if pol == nil {
+		p.m.noBundle.Increment(1)
+		m := h.req.Method
+		if p.cfg.NoBundle.Read == config.Open && (m == "GET" || m == "HEAD" || m == "OPTIONS") {
+			proxywasm.LogWarnf("aegis: tenant %s has no bundle; %s let through by no_bundle.read=open (agent %s)", claims.Tenant, m, h.id.Agent)
+			h.setState(stateRecord{Action: "allow", Reasons: []string{"no_bundle: read open"}, Tenant: claims.Tenant, Agent: h.id.Agent})
+			h.done = true
+			return types.ActionContinue
+		}
+		return h.localReply(403, []byte(NoBundleBody))
+	}
+	h.pol = pol
+	if endOfStream {
+		return h.decide(nil, false, now)
+	}
+	h.pending = true
+	// Hold the headers too: the decision may add or change them.
+	return types.ActionPause
+}
+
+// OnHttpRequestBody implements types.HttpContext. The host buffers while
+// this returns pause; bodySize is everything buffered so far, so a chunked
+// body arrives here reassembled.
+func (h *httpContext) OnHttpRequestBody(bodySize int, endOfStream bool) types.Action {
+	if h.done || !h.pending {
+		return types.ActionContinue
+	}
+	limit := h.p.cfg.Limits.MaxBodyBytes
+	if bodySize > limit {
+		// Deciding now, on what is known, is a deny (body_too_large): the
+		// rest is never buffered.
+		body, err := proxywasm.GetHttpRequestBody(0, limit)
+		if err != nil {
+			return h.fail("reading the request body failed")
+		}
+		return h.decide(body, true, time.Now())
+	}
+	if !endOfStream {
+		return types.ActionPause
+	}
+	return h.decideBuffered(bodySize)
+}
+
+// OnHttpRequestTrailers implements types.HttpContext: with trailers, the
+// last body chunk does not carry end of stream; the trailers do.
+func (h *httpContext) OnHttpRequestTrailers(int) types.Action {
+	if h.done || !h.pending {
+		return types.ActionContinue
+	}
+	return h.decideBuffered(-1)
+}
+
+func (h *httpContext) decideBuffered(size int) types.Action {
+	var body []byte
+	if size != 0 {
+		if size < 0 {
+			size = h.p.cfg.Limits.MaxBodyBytes + 1
+		}
+		b, err := proxywasm.GetHttpRequestBody(0, size)
+		switch {
+		case errors.Is(err, types.ErrorStatusNotFound):
+		case err != nil:
+			return h.fail("reading the request body failed")
+		default:
+			body = b
+		}
+	}
+	truncated := len(body) > h.p.cfg.Limits.MaxBodyBytes
+	if truncated {
+		body = body[:h.p.cfg.Limits.MaxBodyBytes]
+	}
+	return h.decide(body, truncated, time.Now())
+}
+
+// decide evaluates the policy and enforces the decision.
+func (h *httpContext) decide(body []byte, truncated bool, now time.Time) types.Action {
+	h.done = true
+	h.pending = false
+	p := h.p
+	h.req.Body = body
+	h.req.BodyTruncated = truncated
+	tenant := h.id.Tenant
+	spent, err := quota.Read(sharedData{}, quota.SpendKey(tenant, h.id.Agent), quota.Day(now))
+	if err != nil {
+		proxywasm.LogErrorf("aegis: %v", err)
+		return h.fail("reading the spend counter failed")
+	}
+	start := time.Now()
+	out, err := h.pol.decider.Decide(context.Background(), h.req, h.id, input.Context{
+		Region:        p.cfg.Node.Region,
+		Time:          now,
+		SpentMicroUSD: spent,
+	})
+	if err != nil {
+		proxywasm.LogErrorf("aegis: deciding: %v", err)
+		return h.fail("the policy could not be evaluated")
+	}
+	elapsed := time.Since(start)
+	d := out.Decision
+	id := newDecisionID()
+	action, shadow := d.Action, d.ShadowAction
+	if d.Mode == "observe" && action != decide.Allow {
+		// Observe mode: record what would have happened, let it through.
+		action, shadow = decide.Allow, d.Action
+	}
+	var status uint32
+	reasons := d.Reasons
+	through := action == decide.Allow || action == decide.Sanitize
+	if through && d.Obligations.Rate != nil && d.Obligations.Rate.PerMinute > 0 {
+		r := d.Obligations.Rate
+		_, ok, err := quota.Add(sharedData{}, quota.RateKey(tenant, r.Key), quota.Minute(now), 1, r.PerMinute)
+		if err != nil {
+			proxywasm.LogErrorf("aegis: %v", err)
+			return h.fail("the rate limit could not be checked")
+		}
+		if !ok {
+			p.m.rateLimited.Increment(1)
+			action, status, through = decide.Deny, 429, false
+			reasons = []string{fmt.Sprintf("rate: %s allows %d calls per minute", r.Key, r.PerMinute)}
+		}
+	}
+	if through && d.Obligations.CostMicroUSD > 0 {
+		if _, _, err := quota.Add(sharedData{}, quota.SpendKey(tenant, h.id.Agent), quota.Day(now), d.Obligations.CostMicroUSD, 0); err != nil {
+			proxywasm.LogErrorf("aegis: %v", err)
+			return h.fail("the spend could not be recorded")
+		}
+	}
+	p.m.count(action)
+	rec := stateRecord{
+		ID: id, Action: string(action), ShadowAction: string(shadow), Reasons: reasons,
+		RuleIDs: d.RuleIDs, Tenant: tenant, Agent: h.id.Agent, Policy: h.pol.version, DecisionNS: elapsed.Nanoseconds(),
+	}
+	if d.Tool != nil {
+		rec.Tool = d.Tool.Name
+	}
+	h.setState(rec)
+
+	switch action {
+	case decide.Allow, decide.Sanitize:
+		if action == decide.Sanitize {
+			if err := proxywasm.ReplaceHttpRequestBody(out.Body); err != nil {
+				return h.fail("rewriting the request body failed")
+			}
+			if cl, err := proxywasm.GetHttpRequestHeader("content-length"); err == nil && cl != "" {
+				if err := proxywasm.ReplaceHttpRequestHeader("content-length", strconv.Itoa(len(out.Body))); err != nil {
+					return h.fail("fixing content-length failed")
+				}
+			}
+		}
+		if err := proxywasm.ReplaceHttpRequestHeader(HeaderDecisionID, id); err != nil {
+			return h.fail("setting the decision id failed")
+		}
+		if shadow != "" && shadow != action {
+			if err := proxywasm.ReplaceHttpRequestHeader(HeaderShadowDecision, string(shadow)); err != nil {
+				return h.fail("setting the shadow decision failed")
+			}
+		}
+		return types.ActionContinue
+	}
+
+	// deny or approval_needed: answered locally.
+	if body, ok := h.mcpReply(out, action, reasons, id); ok {
+		return h.localReply(200, body)
+	}
+	rd := reply.Decision{Error: reply.CodePolicyViolation, DecisionID: id, Reasons: reasons, PolicyVersion: h.pol.version}
+	switch {
+	case status == 429:
+		rd.Error = reply.CodeRateLimited
+	case action == decide.ApprovalNeeded:
+		rd.Error = reply.CodeApprovalNeeded
+		rd.RetryWith = "x-aegis-override"
+		rd.Message = "approval required; approvals are not requested by this node yet"
+		status = 403
+	default:
+		status = 403
+	}
+	return h.localReply(status, rd.JSON())
+}
+
+// mcpReply answers a refused MCP request the way MCP clients surface it to
+// the model: HTTP 200 with an isError result per JSON-RPC request id.
+func (h *httpContext) mcpReply(out decide.Outcome, action decide.Action, reasons []string, id string) ([]byte, bool) {
+	if len(out.Calls) == 0 || out.Calls[0].MCP == nil {
+		return nil, false
+	}
+	rpcs := make([]reply.RPC, 0, len(out.Calls))
+	for _, c := range out.Calls {
+		if c.MCP.Kind != input.KindRequest {
+			continue
+		}
+		rs := c.Decision.Reasons
+		a := string(c.Decision.Action)
+		if c.Decision.Action == decide.Allow || len(rs) == 0 {
+			// This element was fine; the batch is refused for another.
+			rs, a = reasons, string(action)
+		}
+		rpcs = append(rpcs, reply.RPC{ID: c.MCP.ID, Text: reply.Reasons(a, rs)})
+	}
+	batch := false
+	for _, b := range h.req.Body {
+		if b != ' ' && b != '\t' && b != '\r' && b != '\n' {
+			batch = b == '['
+			break
+		}
+	}
+	return reply.MCP(rpcs, batch, reply.Meta{DecisionID: id, Action: string(action)})
+}
+
+// fail answers a request the filter could not decide: fail closed.
+func (h *httpContext) fail(msg string) types.Action {
+	h.p.m.errors.Increment(1)
+	h.done = true
+	return h.localReply(503, reply.Error(reply.CodeInternal, msg))
+}
+
+func (h *httpContext) localReply(status uint32, body []byte) types.Action {
+	h.done = true
 	headers := [][2]string{{"content-type", "application/json"}, {"cache-control", "no-store"}}
-	if err := proxywasm.SendHttpResponse(403, headers, []byte(NoBundleBody), -1); err != nil {
+	if err := proxywasm.SendHttpResponse(status, headers, body, -1); err != nil {
 		// The local reply failed; pausing still keeps the request from the
 		// upstream, so the failure stays closed.
-		proxywasm.LogCriticalf("aegis: sending the no_bundle reply: %v", err)
+		proxywasm.LogCriticalf("aegis: sending a %d reply: %v", status, err)
 	}
 	return types.ActionPause
+}
+
+// verify finds and verifies the agent token. It returns the claims, or nil
+// and why.
+func (h *httpContext) verify(hs [][2]string, now time.Time) (*token.Claims, string) {
+	header := h.p.cfg.Token.Header
+	var tok string
+	n := 0
+	for _, kv := range hs {
+		if strings.EqualFold(kv[0], header) {
+			tok = kv[1]
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return nil, "missing agent token (" + header + ")"
+	case n > 1:
+		return nil, "agent token header given more than once"
+	}
+	if header == "authorization" {
+		scheme, rest, ok := strings.Cut(tok, " ")
+		if !ok || !strings.EqualFold(scheme, "bearer") {
+			return nil, "authorization header is not a Bearer token"
+		}
+		tok = strings.TrimLeft(rest, " ")
+	}
+	c, err := h.p.verifier.Verify(tok, now)
+	if err != nil {
+		return nil, "invalid agent token: " + err.Error()
+	}
+	if c.Tenant == "" {
+		return nil, "invalid agent token: no tenant"
+	}
+	return c, ""
+}
+
+func requestFrom(hs [][2]string) input.Request {
+	r := input.Request{Headers: hs}
+	for _, kv := range hs {
+		switch kv[0] {
+		case ":method":
+			r.Method = kv[1]
+		case ":scheme":
+			r.Scheme = kv[1]
+		case ":authority":
+			r.Authority = kv[1]
+		case ":path":
+			r.Path = kv[1]
+		}
+	}
+	return r
+}
+
+func identityFrom(c *token.Claims) input.Identity {
+	id := input.Identity{
+		Agent:  token.Agent(c),
+		Tenant: c.Tenant,
+		Chain:  token.Chain(c),
+		Region: c.Region,
+		Scope:  c.Scopes(),
+	}
+	// Claims reach custom Rego as the token carried them.
+	if raw, err := json.Marshal(c); err == nil {
+		if v, err := engine.FromJSON(raw); err == nil {
+			id.Claims = v
+		}
+	}
+	return id
+}
+
+func newDecisionID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		// crypto/rand does not fail on wasip1 (random_get) or any host we
+		// run on; an id is still needed, so fall back to the clock.
+		return strconv.FormatInt(time.Now().UnixNano(), 16)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// stateRecord is the decision summary written to filter state for access
+// logs (and, later, the audit event).
+type stateRecord struct {
+	ID           string   `json:"id,omitempty"`
+	Action       string   `json:"action"`
+	ShadowAction string   `json:"shadow_action,omitempty"`
+	Reasons      []string `json:"reasons,omitempty"`
+	RuleIDs      []string `json:"rule_ids,omitempty"`
+	Tenant       string   `json:"tenant"`
+	Agent        string   `json:"agent"`
+	Tool         string   `json:"tool,omitempty"`
+	Policy       string   `json:"policy_version,omitempty"`
+	DecisionNS   int64    `json:"decision_ns,omitempty"`
+}
+
+func (h *httpContext) setState(r stateRecord) {
+	b, err := json.Marshal(r)
+	if err == nil {
+		err = proxywasm.SetProperty([]string{PropertyDecision}, b)
+	}
+	if err != nil {
+		proxywasm.LogWarnf("aegis: setting filter state: %v", err)
+	}
+}
+
+// sharedData is quota.Store over proxy-wasm shared data.
+type sharedData struct{}
+
+func (sharedData) Get(key string) ([]byte, uint32, error) {
+	v, cas, err := proxywasm.GetSharedData(key)
+	if errors.Is(err, types.ErrorStatusNotFound) {
+		return nil, 0, quota.ErrNotFound
+	}
+	return v, cas, err
+}
+
+func (sharedData) Set(key string, value []byte, cas uint32) error {
+	err := proxywasm.SetSharedData(key, value, cas)
+	if errors.Is(err, types.ErrorStatusCasMismatch) {
+		return quota.ErrCasMismatch
+	}
+	return err
 }
