@@ -1,0 +1,135 @@
+package audit
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func newKey(t *testing.T) ed25519.PrivateKey {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv
+}
+
+func event(i int, tenant string) Event {
+	return Event{ID: fmt.Sprintf("d%d", i), Time: "2026-11-24T10:00:00Z", Tenant: tenant, Agent: "a", Action: "allow"}
+}
+
+func TestChainBatches(t *testing.T) {
+	key := newKey(t)
+	pub := key.Public().(ed25519.PublicKey)
+	c := NewChain("node-1", "node-1/vm-1", 100, key)
+	for i := range 5 {
+		if _, err := c.Append(event(i, "acme")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Append(event(5, "platform"))
+
+	b, ok := c.Next(3)
+	if !ok || b.SeqFirst != 1 || b.SeqLast != 3 || len(b.Events) != 3 || b.PrevHash != strings.Repeat("0", 64) || b.Tenant != "acme" {
+		t.Fatalf("first batch %+v", b)
+	}
+	if err := VerifyBatch(b, pub); err != nil {
+		t.Fatal(err)
+	}
+	c.Ack(b.SeqLast)
+	b2, _ := c.Next(10)
+	if b2.SeqFirst != 4 || b2.SeqLast != 5 || b2.PrevHash != b.BatchHash {
+		t.Fatalf("second batch %+v (does not chain from %s)", b2, b.BatchHash)
+	}
+	if err := VerifyBatch(b2, pub); err != nil {
+		t.Fatal(err)
+	}
+	c.Ack(b2.SeqLast)
+	b3, _ := c.Next(10)
+	if b3.Tenant != "platform" || b3.SeqFirst != 6 {
+		t.Errorf("tenant batch %+v", b3)
+	}
+
+	// Tampering anywhere is caught.
+	tamper := []func(*Batch){
+		func(b *Batch) { b.Events[1].Action = "deny" },
+		func(b *Batch) { b.Events[0].Seq = 9 },
+		func(b *Batch) { b.PrevHash = strings.Repeat("1", 64) },
+		func(b *Batch) { b.Signature = b.Signature[:len(b.Signature)-2] + "00" },
+		func(b *Batch) { b.Events = b.Events[:2] },
+	}
+	for i, f := range tamper {
+		bb, _ := c2Batch(t, key)
+		f(&bb)
+		if err := VerifyBatch(bb, pub); err == nil {
+			t.Errorf("tamper %d not detected", i)
+		}
+	}
+}
+
+func c2Batch(t *testing.T, key ed25519.PrivateKey) (Batch, *Chain) {
+	c := NewChain("n", "n/1", 10, key)
+	for i := range 3 {
+		c.Append(event(i, "acme"))
+	}
+	b, _ := c.Next(10)
+	return b, c
+}
+
+func TestOverflowAndResume(t *testing.T) {
+	c := NewChain("n", "n/1", 3, newKey(t))
+	for i := range 3 {
+		if _, err := c.Append(event(i, "acme")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Append(event(3, "acme")); !errors.Is(err, ErrFull) || !c.Full() {
+		t.Fatalf("append to a full queue: %v", err)
+	}
+	// 409 expected_seq 3: 1 and 2 were accepted; resend from 3.
+	if err := c.Resume(3); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := c.Next(10); b.SeqFirst != 3 || c.Len() != 1 {
+		t.Errorf("after resume: %+v, len %d", b, c.Len())
+	}
+	if err := c.Resume(10); err == nil {
+		t.Error("resume ahead of the chain accepted")
+	}
+	if err := c.Resume(1); err == nil {
+		t.Error("resume before the kept events accepted")
+	}
+	c.Ack(3)
+	if _, ok := c.Next(10); ok || c.Len() != 0 {
+		t.Error("queue not empty after the last ack")
+	}
+	if ev, err := c.Append(event(9, "acme")); err != nil || ev.Seq != 4 {
+		t.Errorf("seq after acks: %d, %v", ev.Seq, err)
+	}
+}
+
+func TestCanonical(t *testing.T) {
+	ev := Event{ID: "x", Tenant: "t\u2028<&>\"\\\n\x01é", Status: 403, DecisionNS: 12345, Chain: []string{"a", "b"}}
+	got, err := Canonical(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(got)
+	for _, want := range []string{`"tenant":"t` + "\u2028" + `<&>\"\\\n\u0001é"`, `"status":403`, `"chain":["a","b"]`, `{"action":"","agent":""`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("canonical form %s lacks %s", s, want)
+		}
+	}
+	if strings.ContainsAny(s, " \n") {
+		t.Errorf("whitespace in %s", s)
+	}
+	// Invalid UTF-8 becomes U+FFFD (as encoding/json does), the same bytes
+	// every time.
+	if got, err := Canonical(Event{ID: "\xff"}); err != nil || !strings.Contains(string(got), "\"id\":\"\ufffd\"") {
+		t.Errorf("invalid UTF-8: %s, %v", got, err)
+	}
+}
