@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 )
@@ -273,17 +272,21 @@ func (ev *evalState) regex(pattern string) (*regexp.Regexp, error) {
 // pattern keeps the dynamic implementation, which reports the error at
 // evaluation time as OPA does.
 func prepareRegex(pos int, with func(re *regexp.Regexp) builtinImpl) func(*Policy, []Value) builtinImpl {
-	return func(_ *Policy, consts []Value) builtinImpl {
+	return func(p *Policy, consts []Value) builtinImpl {
 		s, ok := consts[pos].(stringValue)
 		if !ok {
 			return nil
 		}
-		re, err := regexp.Compile(string(s))
-		if err != nil {
-			return nil
+		re, ok := p.constRegexes[string(s)]
+		if !ok {
+			var err error
+			if re, err = regexp.Compile(string(s)); err != nil {
+				return nil
+			}
+			// Shared by every call site with the same pattern; only Load
+			// writes this map.
+			p.constRegexes[string(s)] = re
 		}
 		return with(re)
 	}
 }
-
-var _ = strconv.Itoa

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"math/big"
 	"time"
 )
 
@@ -106,8 +105,6 @@ func timeArg(args []Value, i int) (time.Time, error) {
 	}
 	return time.Unix(0, ns).In(loc), nil
 }
-
-var _ = big.NewInt
 
 func bTimeWeekday(_ *evalState, args []Value) (Value, error) {
 	t, err := timeArg(args, 0)

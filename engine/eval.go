@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -24,10 +25,11 @@ type Policy struct {
 	now    func() time.Time
 	strict bool
 
-	regexes *regexCache
-	dlp     *dlpCache
-	gen     atomic.Uint64
-	pool    sync.Pool // *evalState
+	regexes      *regexCache
+	constRegexes map[string]*regexp.Regexp // constant patterns, compiled at Load
+	dlp          *dlpCache
+	gen          atomic.Uint64
+	pool         sync.Pool // *evalState
 }
 
 // Option configures Load.
@@ -78,12 +80,13 @@ func Load(planJSON []byte, data Value, opts ...Option) (*Policy, error) {
 		return nil, err
 	}
 	p := &Policy{
-		data:    data,
-		plans:   make(map[string]*compiledPlan, len(raw.Plans.Plans)),
-		now:     o.now,
-		strict:  o.strict,
-		regexes: newRegexCache(o.regexCacheSize),
-		dlp:     newDLPCache(),
+		data:         data,
+		plans:        make(map[string]*compiledPlan, len(raw.Plans.Plans)),
+		now:          o.now,
+		strict:       o.strict,
+		regexes:      newRegexCache(o.regexCacheSize),
+		constRegexes: map[string]*regexp.Regexp{},
+		dlp:          newDLPCache(),
 	}
 	p.strings = make([]Value, len(raw.Static.Strings))
 	for i, s := range raw.Static.Strings {

@@ -185,17 +185,6 @@ func parsedNumber(text string) *numberValue {
 	return n
 }
 
-// numberFromFloat formats f the way OPA's FloatNumberTerm does.
-func numberFromFloat(f float64) (*numberValue, bool) {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return nil, false
-	}
-	if f == math.Trunc(f) && math.Abs(f) < 1e15 {
-		return intNumber(int64(f)), true
-	}
-	return parseNumber(strconv.FormatFloat(f, 'g', -1, 64))
-}
-
 func significantDigits(s string) int {
 	if i := strings.IndexAny(s, "eE"); i >= 0 {
 		s = s[:i]
@@ -273,19 +262,6 @@ func (n *numberValue) rat() *big.Rat {
 		return new(big.Rat)
 	}
 	return r
-}
-
-// bigFloat returns the literal as a big.Float with OPA's arithmetic
-// precision (topdown uses big.Float's default from SetString).
-func (n *numberValue) bigFloat() *big.Float {
-	if n.isInt {
-		return new(big.Float).SetInt64(n.i)
-	}
-	f, _, err := big.ParseFloat(n.lit, 10, 53, big.ToNearestEven)
-	if err != nil {
-		return new(big.Float)
-	}
-	return f
 }
 
 func compareNumbers(a, b *numberValue) int {
