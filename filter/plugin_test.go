@@ -18,6 +18,7 @@ import (
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/proxytest"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 
+	"github.com/aegis-mesh/aegis/filter/internal/audit"
 	"github.com/aegis-mesh/aegis/filter/internal/plugin"
 	"github.com/aegis-mesh/aegis/filter/internal/quota"
 	"github.com/aegis-mesh/aegis/keys"
@@ -827,6 +828,98 @@ func TestBudget(t *testing.T) {
 		v, _, err := proxywasm.GetSharedData(key)
 		if err != nil || string(v) != day+" 20000000" {
 			t.Errorf("spend counter %q (%v), want %q", v, err, day+" 20000000")
+		}
+	})
+}
+
+// TestAudit: every decision is an event on this VM's hash chain; batches
+// go to the control plane on tick, signed by the node key; a 409 resends
+// from expected_seq; a full queue refuses writes (deny_writes).
+func TestAudit(t *testing.T) {
+	nodeKey, err := keys.Generate(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodePEM, _ := keys.MarshalPrivatePEM(nodeKey)
+	vmConf, _ := json.Marshal(map[string]string{"AEGIS_BUNDLE_PUBLIC_KEY": fx.bundlePubPEM, "AEGIS_NODE_SIGNING_KEY": string(nodePEM)})
+	conf := pluginConfig(allBundles(), `"control_plane":{"cluster":"aegis-cp"},"audit":{"max_queue":3,"batch_size":2,"flush_interval_ms":100}`)
+	vmTest(t, func(t *testing.T, vm types.VMContext) {
+		host, reset := start(t, vm, vmConf, conf)
+		defer reset()
+		if host.StartPlugin() != types.OnPluginStartStatusOK {
+			t.Fatalf("StartPlugin: %q", host.GetCriticalLogs())
+		}
+		if host.GetTickPeriod() != 100 {
+			t.Errorf("tick period %d", host.GetTickPeriod())
+		}
+		tok := mint(t, tokenOpts{agent: "billing-agent", tenant: "acme"})
+		pay := payment(tok, `{"amount":10,"currency":"EUR","beneficiary_iban":"DE89370400440532013000"}`,
+			[2]string{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+		read := request{method: "GET", authority: "billing.acme.internal", path: "/v1/invoices/1", headers: [][2]string{bearer(tok)}}
+		var ids []string
+		for range 3 {
+			res := send(t, host, pay)
+			if res.local != nil {
+				t.Fatalf("payment refused: %s", res.local.Data)
+			}
+			ids = append(ids, res.decision["id"].(string))
+		}
+		// The queue holds 3: a fourth write is refused, a read goes
+		// through with its event dropped and counted.
+		if res := send(t, host, pay); res.local == nil || !reasonsContain(res.localJSON(t), "audit") {
+			t.Errorf("write with a full audit queue: %+v", res.local)
+		}
+		if res := send(t, host, read); res.local != nil {
+			t.Errorf("read with a full audit queue refused: %s", res.local.Data)
+		}
+		if got := counter(t, host, "aegis.audit.dropped"); got != 2 {
+			t.Errorf("dropped %d, want 2 (the refused write's event and the read's)", got)
+		}
+
+		callouts := func() []proxytest.HttpCalloutAttribute { return host.GetCalloutAttributesFromContext(proxytest.PluginContextID) }
+		host.Tick()
+		cs := callouts()
+		if len(cs) != 1 {
+			t.Fatalf("%d callouts after a tick", len(cs))
+		}
+		c := cs[0]
+		if c.Upstream != "aegis-cp" || !hasHeader(c.Headers, ":path", plugin.AuditPath) || !hasHeader(c.Headers, ":method", "POST") {
+			t.Errorf("callout %s %q", c.Upstream, c.Headers)
+		}
+		var b audit.Batch
+		if err := json.Unmarshal(c.Body, &b); err != nil {
+			t.Fatal(err)
+		}
+		if err := audit.VerifyBatch(b, nodeKey.Public().(ed25519.PublicKey)); err != nil {
+			t.Errorf("batch does not verify: %v", err)
+		}
+		if b.SeqFirst != 1 || b.SeqLast != 2 || b.Events[0].ID != ids[0] || b.Events[0].Action != "allow" ||
+			b.Events[0].Tool != "payments.create" || b.Events[0].TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" ||
+			b.Events[0].PolicyRevision != 1 || len(b.Events[0].InputDigest) != 64 || b.Tenant != "acme" || b.NodeID != "node-1" {
+			t.Errorf("batch %+v", b)
+		}
+		host.Tick() // one batch in flight at a time
+		if len(callouts()) != 1 {
+			t.Fatal("second batch sent before the first was answered")
+		}
+
+		// The control plane has seq 1 only: resend from 2.
+		host.CallOnHttpCallResponse(c.CalloutID, [][2]string{{":status", "409"}}, nil, []byte(`{"error":"gap","expected_seq":2}`))
+		host.Tick()
+		cs = callouts()
+		var b2 audit.Batch
+		if err := json.Unmarshal(cs[len(cs)-1].Body, &b2); err != nil || b2.SeqFirst != 2 || b2.SeqLast != 3 {
+			t.Fatalf("batch after 409: %+v (%v)", b2, err)
+		}
+		host.CallOnHttpCallResponse(cs[len(cs)-1].CalloutID, [][2]string{{":status", "200"}}, nil, []byte(`{"accepted":2,"duplicates":0}`))
+		n := len(callouts())
+		host.Tick()
+		if len(callouts()) != n {
+			t.Error("a batch was sent with nothing queued")
+		}
+		// Drained: writes go through again.
+		if res := send(t, host, pay); res.local != nil {
+			t.Errorf("write after the queue drained: %s", res.local.Data)
 		}
 	})
 }

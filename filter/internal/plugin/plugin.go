@@ -16,6 +16,7 @@ package plugin
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -31,6 +32,7 @@ import (
 	"github.com/aegis-mesh/aegis/bundle"
 	"github.com/aegis-mesh/aegis/decide"
 	"github.com/aegis-mesh/aegis/engine"
+	"github.com/aegis-mesh/aegis/filter/internal/audit"
 	"github.com/aegis-mesh/aegis/filter/internal/config"
 	"github.com/aegis-mesh/aegis/filter/internal/quota"
 	"github.com/aegis-mesh/aegis/filter/internal/reply"
@@ -54,6 +56,9 @@ const (
 // to, so that Envoy access logs can carry it.
 const PropertyDecision = "aegis.decision"
 
+// AuditPath is the control-plane endpoint audit batches are posted to.
+const AuditPath = "/v1/audit/batches"
+
 // runtimeLimits bound what a runtime bundle (plan + data + manifest) may
 // take: much less than an archive bundle with its OPA wasm module.
 var runtimeLimits = bundle.Limits{MaxArchiveBytes: 8 << 20, MaxTotalBytes: 32 << 20, MaxFileBytes: 16 << 20, MaxEntries: 64}
@@ -70,6 +75,9 @@ type vmContext struct {
 	// reconfigurations of this VM: a rejected bundle in a new
 	// configuration leaves the previous one in force.
 	good map[string]*policy
+	// chain is this VM's audit chain; it outlives plugin reconfigurations
+	// so that seq keeps running.
+	chain *audit.Chain
 }
 
 var _ types.VMContext = (*vmContext)(nil)
@@ -143,6 +151,7 @@ type pluginContext struct {
 	policies map[string]*policy
 	m        metrics
 	started  bool
+	inFlight bool // an audit batch is on its way to the control plane
 }
 
 var _ types.PluginContext = (*pluginContext)(nil)
@@ -202,8 +211,85 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 	if len(p.policies) == 0 {
 		proxywasm.LogWarn("aegis: no policy bundle loaded, no_bundle applies to every request")
 	}
+	if p.vm.chain == nil {
+		// One chain per VM: the node id plus a random VM id, since Envoy
+		// gives worker VMs no stable name of their own.
+		p.vm.chain = audit.NewChain(cfg.Node.ID, cfg.Node.ID+"/"+newDecisionID()[:16], cfg.Audit.MaxQueue, p.vm.root.NodeKey)
+	}
+	if cfg.ControlPlane.Cluster != "" {
+		if p.vm.root.NodeKey == nil {
+			proxywasm.LogWarnf("aegis: %s is not set: audit batches go unsigned and the control plane will refuse them", trust.EnvNodeKey)
+		}
+		if err := proxywasm.SetTickPeriodMilliSeconds(uint32(cfg.Audit.FlushIntervalMs)); err != nil {
+			proxywasm.LogCriticalf("aegis: setting the audit tick: %v", err)
+			return false
+		}
+	}
 	p.started = true
 	return true
+}
+
+// OnTick implements types.PluginContext: ship the oldest audit batch.
+// One batch is in flight at a time, so the control plane sees seq in
+// order.
+func (p *pluginContext) OnTick() {
+	p.m.auditQueue.Add(int64(p.vm.chain.Len()) - p.m.auditQueue.Value())
+	if p.inFlight || p.cfg.ControlPlane.Cluster == "" {
+		return
+	}
+	b, ok := p.vm.chain.Next(p.cfg.Audit.BatchSize)
+	if !ok {
+		return
+	}
+	body, err := json.Marshal(b)
+	if err != nil {
+		p.m.errors.Increment(1)
+		proxywasm.LogErrorf("aegis: encoding an audit batch: %v", err)
+		return
+	}
+	headers := [][2]string{
+		{":method", "POST"}, {":path", AuditPath}, {":authority", p.cfg.ControlPlane.Authority},
+		{"content-type", "application/json"},
+	}
+	chain := p.vm.chain
+	_, err = proxywasm.DispatchHttpCall(p.cfg.ControlPlane.Cluster, headers, body, nil, uint32(p.cfg.ControlPlane.TimeoutMs),
+		func(_, bodySize, _ int) {
+			p.inFlight = false
+			status := ""
+			if hs, err := proxywasm.GetHttpCallResponseHeaders(); err == nil {
+				for _, h := range hs {
+					if h[0] == ":status" {
+						status = h[1]
+					}
+				}
+			}
+			switch status {
+			case "200":
+				chain.Ack(b.SeqLast)
+			case "409":
+				var r struct {
+					ExpectedSeq int64 `json:"expected_seq"`
+				}
+				raw, _ := proxywasm.GetHttpCallResponseBody(0, min(bodySize, 4096))
+				if err := json.Unmarshal(raw, &r); err != nil || r.ExpectedSeq < 1 {
+					proxywasm.LogErrorf("aegis: audit batch %d-%d: 409 without expected_seq: %q", b.SeqFirst, b.SeqLast, raw)
+					return
+				}
+				if err := chain.Resume(r.ExpectedSeq); err != nil {
+					p.m.errors.Increment(1)
+					proxywasm.LogCriticalf("aegis: audit: %v", err)
+				}
+			default:
+				// Kept for the next tick.
+				proxywasm.LogWarnf("aegis: audit batch %d-%d: control plane answered %q", b.SeqFirst, b.SeqLast, status)
+			}
+		})
+	if err != nil {
+		p.m.errors.Increment(1)
+		proxywasm.LogErrorf("aegis: dispatching an audit batch: %v", err)
+		return
+	}
+	p.inFlight = true
 }
 
 // loadPolicy opens and verifies one tenant's runtime bundle: signature
@@ -260,6 +346,8 @@ type metrics struct {
 	allow, deny, sanitize, approval proxywasm.MetricCounter
 	unauthorized, noBundle, errors  proxywasm.MetricCounter
 	rateLimited, bundleRejected     proxywasm.MetricCounter
+	auditDropped                    proxywasm.MetricCounter
+	auditQueue                      proxywasm.MetricGauge
 }
 
 // defineMetrics defines every metric once per plugin start, as Envoy wants,
@@ -275,6 +363,8 @@ func defineMetrics() metrics {
 		errors:         proxywasm.DefineCounterMetric("aegis.errors"),
 		rateLimited:    proxywasm.DefineCounterMetric("aegis.requests.rate_limited"),
 		bundleRejected: proxywasm.DefineCounterMetric("aegis.bundles.rejected"),
+		auditDropped:   proxywasm.DefineCounterMetric("aegis.audit.dropped"),
+		auditQueue:     proxywasm.DefineGaugeMetric("aegis.audit.queue_depth"),
 	}
 }
 
@@ -350,7 +440,11 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 		m := h.req.Method
 		if p.cfg.NoBundle.Read == config.Open && (m == "GET" || m == "HEAD" || m == "OPTIONS") {
 			proxywasm.LogWarnf("aegis: tenant %s has no bundle; %s let through by no_bundle.read=open (agent %s)", claims.Tenant, m, h.id.Agent)
-			h.setState(stateRecord{Action: "allow", Reasons: []string{"no_bundle: read open"}, Tenant: claims.Tenant, Agent: h.id.Agent})
+			id := newDecisionID()
+			reasons := []string{"no_bundle: read open"}
+			h.setState(stateRecord{ID: id, Action: "allow", Reasons: reasons, Tenant: claims.Tenant, Agent: h.id.Agent})
+			h.record(audit.Event{ID: id, Time: now.UTC().Format(time.RFC3339Nano), Tenant: claims.Tenant, Agent: h.id.Agent,
+				Chain: h.id.Chain, Action: "allow", Reasons: reasons})
 			h.done = true
 			return types.ActionContinue
 		}
@@ -453,6 +547,11 @@ func (h *httpContext) decide(body []byte, truncated bool, now time.Time) types.A
 	var status uint32
 	reasons := d.Reasons
 	through := action == decide.Allow || action == decide.Sanitize
+	if through && p.vm.chain.Full() && p.cfg.OnAuditOverflow == config.OverflowDenyWrites && isWrite(d.Tool, h.req.Method) {
+		// A write whose evidence cannot be kept is refused.
+		action, through = decide.Deny, false
+		reasons = []string{"audit: the audit queue is full; writes are refused until it drains"}
+	}
 	if through && d.Obligations.Rate != nil && d.Obligations.Rate.PerMinute > 0 {
 		r := d.Obligations.Rate
 		_, ok, err := quota.Add(sharedData{}, quota.RateKey(tenant, r.Key), quota.Minute(now), 1, r.PerMinute)
@@ -481,6 +580,17 @@ func (h *httpContext) decide(body []byte, truncated bool, now time.Time) types.A
 		rec.Tool = d.Tool.Name
 	}
 	h.setState(rec)
+	if action == decide.Deny || action == decide.ApprovalNeeded {
+		if status == 0 {
+			status = 403
+		}
+	}
+	h.record(audit.Event{
+		ID: id, Time: now.UTC().Format(time.RFC3339Nano), Tenant: tenant, Agent: h.id.Agent, Chain: h.id.Chain,
+		Tool: rec.Tool, Action: string(action), ShadowAction: string(shadow), Reasons: reasons, RuleIDs: d.RuleIDs,
+		PolicyRevision: h.pol.manifest.Revision, InputDigest: inputDigest(out), Redactions: redactions(d),
+		DecisionNS: elapsed.Nanoseconds(), Status: int(status),
+	})
 
 	switch action {
 	case decide.Allow, decide.Sanitize:
@@ -522,6 +632,57 @@ func (h *httpContext) decide(body []byte, truncated bool, now time.Time) types.A
 		status = 403
 	}
 	return h.localReply(status, rd.JSON())
+}
+
+// record queues the audit event; when the queue is full the event is
+// dropped and counted (writes were refused above under deny_writes).
+func (h *httpContext) record(ev audit.Event) {
+	for _, kv := range h.req.Headers {
+		if kv[0] == "traceparent" {
+			// version-traceid-spanid-flags (W3C Trace Context)
+			if parts := strings.Split(kv[1], "-"); len(parts) == 4 && len(parts[1]) == 32 && len(parts[2]) == 16 {
+				ev.TraceID, ev.SpanID = parts[1], parts[2]
+			}
+		}
+	}
+	if _, err := h.p.vm.chain.Append(ev); err != nil {
+		h.p.m.auditDropped.Increment(1)
+		if !errors.Is(err, audit.ErrFull) {
+			proxywasm.LogErrorf("aegis: %v", err)
+		}
+	}
+}
+
+// isWrite reports whether a call changes something: the tool's kind when
+// the policy matched one, else the HTTP method.
+func isWrite(t *decide.Tool, method string) bool {
+	if t != nil && t.Kind != "" {
+		return t.Kind != "read"
+	}
+	return method != "GET" && method != "HEAD" && method != "OPTIONS"
+}
+
+// inputDigest is the hex SHA-256 of the input documents the policy saw,
+// so an event can be matched to a replayed input without storing it.
+func inputDigest(out decide.Outcome) string {
+	h := sha256.New()
+	for _, c := range out.Calls {
+		if c.Input == nil {
+			continue
+		}
+		if b, err := engine.ToJSON(c.Input); err == nil {
+			h.Write(b)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func redactions(d decide.Decision) []audit.Redaction {
+	var rs []audit.Redaction
+	for _, r := range d.Redactions {
+		rs = append(rs, audit.Redaction{Path: r.Path, Detectors: r.Detectors})
+	}
+	return rs
 }
 
 // mcpReply answers a refused MCP request the way MCP clients surface it to
