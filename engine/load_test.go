@@ -28,7 +28,7 @@ func TestLoadRejects(t *testing.T) {
 		{"huge local", planJSON(`{"type":"MakeNullStmt","stmt":{"target":100000000}}`, ""), CodeInvalidPlan, "out of range"},
 		{"break out of plan", planJSON(`{"type":"BreakStmt","stmt":{"index":1}}`, ""), CodeInvalidPlan, "BreakStmt"},
 		{"return in plan", planJSON(`{"type":"ReturnLocalStmt","stmt":{"source":2}}`, ""), CodeInvalidPlan, "outside a function"},
-		{"unsupported builtin", planJSON(`{"type":"CallStmt","stmt":{"func":"http.send","args":[{"type":"local","value":0}],"result":2}}`, ""), CodeUnsupported, `"http.send"`},
+		{"unsupported builtin", planJSON(`{"type":"CallStmt","stmt":{"func":"http.send","args":[{"type":"local","value":0}],"result":2,"file":0,"row":7,"col":3}}`, `,"files":[{"value":"policy.rego"}]`), CodeUnsupported, `"http.send"`},
 		{"builtin arity", planJSON(`{"type":"CallStmt","stmt":{"func":"upper","args":[],"result":2}}`, ""), CodeInvalidPlan, "want 1"},
 		{"number constant not a number", planJSON(`{"type":"MakeNumberRefStmt","stmt":{"index":1,"target":2}}`, ""), CodeInvalidPlan, "not a number"},
 		{"number ref without index", planJSON(`{"type":"MakeNumberRefStmt","stmt":{"target":2}}`, ""), CodeInvalidPlan, "without index"},
@@ -47,6 +47,9 @@ func TestLoadRejects(t *testing.T) {
 			}
 			if e.Code != tc.code || !strings.Contains(e.Message, tc.msg) {
 				t.Fatalf("Load error = %v, want code %s containing %q", err, tc.code, tc.msg)
+			}
+			if tc.code == CodeUnsupported && (e.Location == nil || e.Location.String() != "policy.rego:7") {
+				t.Fatalf("unsupported builtin error location = %v, want policy.rego:7", e.Location)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Limits that keep a hostile plan from making Load or Eval allocate without
@@ -19,18 +20,26 @@ type validator struct {
 	p        *planPolicy
 	funcs    map[string]int
 	builtins map[string]*builtinSpec
-	errs     []string
+	errs     []validationError
 	maxLocal local // of the frame being validated
 	calls    map[int][]int
 	cur      int // index of the function being validated, -1 for plans
 }
 
+type validationError struct {
+	msg string
+	loc *Location
+}
+
 func (v *validator) errorf(loc *location, format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
+	e := validationError{msg: fmt.Sprintf(format, args...)}
 	if loc != nil && loc.Row > 0 {
-		msg = fmt.Sprintf("%s (row %d, col %d)", msg, loc.Row, loc.Col)
+		e.loc = &Location{Row: loc.Row, Col: loc.Col}
+		if files := v.p.Static.Files; loc.File >= 0 && loc.File < len(files) && files[loc.File] != nil {
+			e.loc.File = files[loc.File].Value
+		}
 	}
-	v.errs = append(v.errs, msg)
+	v.errs = append(v.errs, e)
 }
 
 // validate reports every problem it finds. frames receives, per function
@@ -115,20 +124,20 @@ func (v *validator) result() error {
 	if len(v.errs) == 0 {
 		return nil
 	}
-	sort.Strings(v.errs)
-	msg := v.errs[0]
+	sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].msg < v.errs[j].msg })
+	first := v.errs[0]
+	msg := first.msg
 	if len(v.errs) > 1 {
 		msg = fmt.Sprintf("%s (and %d more)", msg, len(v.errs)-1)
 	}
-	code := CodeInvalidPlan
+	// An unsupported builtin is the error a policy author can act on, so
+	// it wins over structural problems.
 	for _, e := range v.errs {
-		if len(e) > 11 && e[:11] == "unsupported" {
-			code = CodeUnsupported
-			msg = e
-			break
+		if strings.HasPrefix(e.msg, "unsupported builtin") {
+			return &Error{Code: CodeUnsupported, Message: e.msg, Location: e.loc}
 		}
 	}
-	return &Error{Code: code, Message: msg}
+	return &Error{Code: CodeInvalidPlan, Message: msg, Location: first.loc}
 }
 
 func (v *validator) local(loc *location, l local) {
