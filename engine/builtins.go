@@ -54,8 +54,9 @@ var builtinTable = map[string]*builtinSpec{
 	"object.get": {arity: 3, fn: bObjectGet}, "object.keys": {arity: 1, fn: bObjectKeys},
 	"object.remove": {arity: 2, fn: bObjectRemove}, "object.union": {arity: 2, fn: bObjectUnion},
 	"object.union_n": {arity: 1, fn: bObjectUnionN}, "object.filter": {arity: 2, fn: bObjectFilter},
-	"object.subset": {arity: 2, fn: bObjectSubset},
-	"walk":          {arity: 1, fn: bWalk},
+	"object.subset":   {arity: 2, fn: bObjectSubset},
+	"walk":            {arity: 1, fn: bWalk},
+	"graph.reachable": {arity: 2, fn: bGraphReachable}, "graph.reachable_paths": {arity: 2, fn: bGraphReachablePaths},
 
 	// types
 	"is_number": {arity: 1, fn: isRank(rankNumber)}, "is_string": {arity: 1, fn: isRank(rankString)},
