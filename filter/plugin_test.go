@@ -37,6 +37,7 @@ var fx struct {
 	acmeRogue           []byte // signed by a key outside the trust root
 	platform            []byte // mcp-devops.yaml
 	shadow              []byte // testdata/observe.yaml
+	bench               []byte // testdata/bench.yaml
 }
 
 func buildFixtures() error {
@@ -87,6 +88,7 @@ func buildFixtures() error {
 		{&fx.acmeRogue, "../policies/examples/payments.yaml", 4, from, now.Add(day), fx.otherKey},
 		{&fx.platform, "../policies/examples/mcp-devops.yaml", 1, from, now.Add(day), fx.bundleKey},
 		{&fx.shadow, "testdata/observe.yaml", 1, from, now.Add(day), fx.bundleKey},
+		{&fx.bench, "testdata/bench.yaml", 1, from, now.Add(day), fx.bundleKey},
 	}
 	for _, s := range steps {
 		if *s.dst, err = build(s.path, s.rev, s.c, s.e, s.key); err != nil {
