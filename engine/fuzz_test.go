@@ -2,7 +2,9 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -163,4 +165,39 @@ func mustFromGo(t testing.TB, x any) Value {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// FuzzJSON checks the value codec: FromJSON accepts exactly the valid JSON
+// documents (minus numbers beyond OPA's exponent range), and ToJSON output
+// decodes back to an equal value with the same text.
+func FuzzJSON(f *testing.F) {
+	for _, s := range []string{`{"b":[1,2.50,"x"],"a":null}`, `[true,false,{"k":{}}]`, `1e5`, `"\u00e9\ud83d\ude00"`, `{"a":1,"a":2}`, `-0.0`, `[`, `1e99999`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := FromJSON(data)
+		if err != nil {
+			if json.Valid(data) && !strings.ContainsAny(string(data), "eE") {
+				t.Fatalf("valid JSON rejected: %q: %v", data, err)
+			}
+			return
+		}
+		if !json.Valid(data) {
+			t.Fatalf("invalid JSON accepted: %q", data)
+		}
+		out, err := ToJSON(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v2, err := FromJSON(out)
+		if err != nil {
+			t.Fatalf("ToJSON output %q does not decode: %v", out, err)
+		}
+		if !Equal(v, v2) || Compare(v, v2) != 0 {
+			t.Fatalf("round trip changed the value: %q -> %q", data, out)
+		}
+		if out2, _ := ToJSON(v2); string(out2) != string(out) {
+			t.Fatalf("ToJSON not deterministic: %q vs %q", out, out2)
+		}
+	})
 }
