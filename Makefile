@@ -9,7 +9,7 @@ FUZZTIME      ?= 60s
 # Packages that are compiled into the wasm filter and must stay wasip1-clean.
 WASM_PKGS     := ./engine/... ./dlp/... ./input/... ./decide/... ./bundle/... ./keys/... ./token/... ./filter/...
 
-.PHONY: all build filter cli test test-go check lint fmt demo fuzz bench clean help
+.PHONY: all build filter cli test check lint fmt demo fuzz bench interop clean help
 
 all: build
 
@@ -48,6 +48,9 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 60s)
 
 bench: ## engine and filter micro-benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/... ./policies/...
+
+interop: cli ## verify a signed bundle with openssl and cosign (builds cosign into .cache/ once)
+	./scripts/interop.sh
 
 clean:
 	rm -rf $(BUILD)
