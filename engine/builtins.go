@@ -111,6 +111,7 @@ var builtinTable = map[string]*builtinSpec{
 	"hex.encode":              {arity: 1, fn: bHexEncode}, "hex.decode": {arity: 1, fn: bHexDecode},
 	"urlquery.encode": {arity: 1, fn: bURLQueryEncode}, "urlquery.decode": {arity: 1, fn: bURLQueryDecode},
 	"urlquery.encode_object": {arity: 1, fn: bURLQueryEncodeObject},
+	"urlquery.decode_object": {arity: 1, fn: bURLQueryDecodeObject},
 
 	// net, time, semver
 	"net.cidr_contains": {arity: 2, fn: bCIDRContains}, "net.cidr_is_valid": {arity: 1, fn: bCIDRIsValid},

@@ -129,3 +129,23 @@ func bURLQueryEncodeObject(_ *evalState, args []Value) (Value, error) {
 	}
 	return stringValue(q.Encode()), nil
 }
+
+func bURLQueryDecodeObject(_ *evalState, args []Value) (Value, error) {
+	s, err := argString(args, 0)
+	if err != nil {
+		return nil, err
+	}
+	q, err := url.ParseQuery(s)
+	if err != nil {
+		return nil, &Error{Code: CodeBuiltinError, Message: err.Error()}
+	}
+	out := NewObject(len(q))
+	for k, vs := range q {
+		arr := make([]Value, len(vs))
+		for i, v := range vs {
+			arr[i] = stringValue(v)
+		}
+		out.Set(k, arrayOf(arr))
+	}
+	return out, nil
+}

@@ -147,6 +147,8 @@ p := [semver.is_valid("v1.2.3-rc.1+build.5"), semver.is_valid("1.02.3"), semver.
 	{name: "json.remove and json.filter", module: `package x
 doc := {"a": {"b": 1, "c": [10, 20, 30]}, "d": "x", "e~f": true}
 p := [json.remove(doc, ["a/c/1", "d"]), json.filter(doc, {"a/b", "e~0f"}), json.filter(doc, [["a", "c"]]), json.remove(doc, ["a", "a/b"])]`, want: `[{"a":{"b":1,"c":[10,30]},"e~f":true},{"a":{"b":1},"e~f":true},{"a":{"c":[10,20,30]}},{"d":"x","e~f":true}]`},
+	{name: "urlquery.decode_object", module: `package x
+p := urlquery.decode_object("a=1&b=x+y&a=2&c")`, want: `{"a":["1","2"],"b":["x y"],"c":[""]}`},
 }
 
 func TestSharedCases(t *testing.T) {
