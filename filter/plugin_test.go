@@ -878,7 +878,9 @@ func TestAudit(t *testing.T) {
 			t.Errorf("dropped %d, want 2 (the refused write's event and the read's)", got)
 		}
 
-		callouts := func() []proxytest.HttpCalloutAttribute { return host.GetCalloutAttributesFromContext(proxytest.PluginContextID) }
+		callouts := func() []proxytest.HttpCalloutAttribute {
+			return host.GetCalloutAttributesFromContext(proxytest.PluginContextID)
+		}
 		host.Tick()
 		cs := callouts()
 		if len(cs) != 1 {

@@ -11,11 +11,9 @@
 package audit
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -222,80 +220,98 @@ func VerifyBatch(b Batch, pub ed25519.PublicKey) error {
 
 // Canonical renders ev in RFC 8785 (JCS) form: keys sorted by UTF-16 code
 // units (all ASCII here, so bytewise), no insignificant whitespace, strings
-// with only the mandatory escapes, integers in plain decimal.
+// with only the mandatory escapes, integers in plain decimal. It writes the
+// fields directly, in sorted order, because it runs once per request;
+// TestCanonicalMatchesGeneric checks it against a generic encoder.
 func Canonical(ev Event) ([]byte, error) {
-	// encoding/json gives the field set; re-encoding it canonically keeps
-	// the struct tags the single source of field names.
-	raw, err := json.Marshal(ev)
-	if err != nil {
-		return nil, err
-	}
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	return appendJCS(nil, v)
+	return AppendCanonical(make([]byte, 0, 512), &ev)
 }
 
-func appendJCS(b []byte, v any) ([]byte, error) {
-	switch x := v.(type) {
-	case nil:
-		return append(b, "null"...), nil
-	case bool:
-		return strconv.AppendBool(b, x), nil
-	case string:
-		return appendJCSString(b, x)
-	case json.Number:
-		// Only integers occur in events; JCS renders them as ES6 numbers,
-		// which for integers within ±2^53 is their plain decimal form.
-		n, err := strconv.ParseInt(string(x), 10, 64)
-		if err != nil || n > 1<<53 || n < -(1<<53) {
-			return nil, fmt.Errorf("number %s is not a safe integer", x)
+// AppendCanonical appends the canonical form of ev to b.
+func AppendCanonical(b []byte, ev *Event) ([]byte, error) {
+	for _, n := range [...]int64{ev.Seq, ev.PolicyRevision, ev.DecisionNS, int64(ev.Status)} {
+		if n > 1<<53 || n < -(1<<53) {
+			return nil, fmt.Errorf("number %d is not a safe integer", n)
 		}
-		return strconv.AppendInt(b, n, 10), nil
-	case []any:
+	}
+	b = append(b, `{"action":`...)
+	b = appendJCSString(b, ev.Action)
+	b = append(b, `,"agent":`...)
+	b = appendJCSString(b, ev.Agent)
+	b = append(b, `,"approval_id":`...)
+	b = appendJCSString(b, ev.ApprovalID)
+	b = append(b, `,"chain":`...)
+	b = appendStrings(b, ev.Chain)
+	b = append(b, `,"decision_ns":`...)
+	b = strconv.AppendInt(b, ev.DecisionNS, 10)
+	b = append(b, `,"id":`...)
+	b = appendJCSString(b, ev.ID)
+	b = append(b, `,"input_digest":`...)
+	b = appendJCSString(b, ev.InputDigest)
+	b = append(b, `,"node_id":`...)
+	b = appendJCSString(b, ev.NodeID)
+	b = append(b, `,"override_jti":`...)
+	b = appendJCSString(b, ev.OverrideJTI)
+	b = append(b, `,"policy_revision":`...)
+	b = strconv.AppendInt(b, ev.PolicyRevision, 10)
+	b = append(b, `,"reasons":`...)
+	b = appendStrings(b, ev.Reasons)
+	b = append(b, `,"redactions":`...)
+	if ev.Redactions == nil {
+		b = append(b, "null"...)
+	} else {
 		b = append(b, '[')
-		for i, e := range x {
+		for i, r := range ev.Redactions {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			var err error
-			if b, err = appendJCS(b, e); err != nil {
-				return nil, err
-			}
+			b = append(b, `{"detectors":`...)
+			b = appendStrings(b, r.Detectors)
+			b = append(b, `,"path":`...)
+			b = appendStrings(b, r.Path)
+			b = append(b, '}')
 		}
-		return append(b, ']'), nil
-	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		b = append(b, '{')
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			var err error
-			if b, err = appendJCSString(b, k); err != nil {
-				return nil, err
-			}
-			b = append(b, ':')
-			if b, err = appendJCS(b, x[k]); err != nil {
-				return nil, err
-			}
-		}
-		return append(b, '}'), nil
+		b = append(b, ']')
 	}
-	return nil, fmt.Errorf("unexpected %T", v)
+	b = append(b, `,"rule_ids":`...)
+	b = appendStrings(b, ev.RuleIDs)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendInt(b, ev.Seq, 10)
+	b = append(b, `,"shadow_action":`...)
+	b = appendJCSString(b, ev.ShadowAction)
+	b = append(b, `,"span_id":`...)
+	b = appendJCSString(b, ev.SpanID)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(ev.Status), 10)
+	b = append(b, `,"tenant":`...)
+	b = appendJCSString(b, ev.Tenant)
+	b = append(b, `,"time":`...)
+	b = appendJCSString(b, ev.Time)
+	b = append(b, `,"tool":`...)
+	b = appendJCSString(b, ev.Tool)
+	b = append(b, `,"trace_id":`...)
+	b = appendJCSString(b, ev.TraceID)
+	return append(b, '}'), nil
 }
 
-func appendJCSString(b []byte, s string) ([]byte, error) {
-	if !utf8.ValidString(s) {
-		return nil, errors.New("invalid UTF-8 in a string")
+func appendStrings(b []byte, ss []string) []byte {
+	if ss == nil {
+		return append(b, "null"...)
 	}
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJCSString(b, s)
+	}
+	return append(b, ']')
+}
+
+// appendJCSString writes s as a JSON string with only the escapes JCS
+// requires; invalid UTF-8 becomes U+FFFD, as encoding/json does, so the
+// control plane re-encoding the event gets the same bytes.
+func appendJCSString(b []byte, s string) []byte {
 	b = append(b, '"')
 	for _, r := range s {
 		switch {
@@ -314,10 +330,11 @@ func appendJCSString(b []byte, s string) ([]byte, error) {
 		case r == '\t':
 			b = append(b, '\\', 't')
 		case r < 0x20:
-			b = append(b, fmt.Sprintf(`\u%04x`, r)...)
+			const hexDigits = "0123456789abcdef"
+			b = append(b, '\\', 'u', '0', '0', hexDigits[r>>4], hexDigits[r&0xf])
 		default:
 			b = utf8.AppendRune(b, r)
 		}
 	}
-	return append(b, '"'), nil
+	return append(b, '"')
 }

@@ -1,10 +1,13 @@
 package audit
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -132,4 +135,100 @@ func TestCanonical(t *testing.T) {
 	if got, err := Canonical(Event{ID: "\xff"}); err != nil || !strings.Contains(string(got), "\"id\":\"\ufffd\"") {
 		t.Errorf("invalid UTF-8: %s, %v", got, err)
 	}
+}
+
+// generic is the obvious JCS encoder: encoding/json for the field set,
+// then keys sorted and re-encoded. Canonical must agree with it.
+func generic(t *testing.T, ev Event) []byte {
+	t.Helper()
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	var enc func(b []byte, v any) []byte
+	enc = func(b []byte, v any) []byte {
+		switch x := v.(type) {
+		case nil:
+			return append(b, "null"...)
+		case string:
+			return appendJCSString(b, x)
+		case json.Number:
+			return append(b, x...)
+		case []any:
+			b = append(b, '[')
+			for i, e := range x {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = enc(b, e)
+			}
+			return append(b, ']')
+		case map[string]any:
+			keys := make([]string, 0, len(x))
+			for k := range x {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			b = append(b, '{')
+			for i, k := range keys {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendJCSString(b, k)
+				b = append(b, ':')
+				b = enc(b, x[k])
+			}
+			return append(b, '}')
+		}
+		t.Fatalf("unexpected %T", v)
+		return nil
+	}
+	return enc(nil, v)
+}
+
+func TestCanonicalMatchesGeneric(t *testing.T) {
+	events := []Event{
+		{},
+		{ID: "a", Seq: 3, Time: "t", Tenant: "x", NodeID: "n", Agent: "a", Chain: []string{"a", "p"}, Tool: "k.x",
+			Action: "sanitize", ShadowAction: "deny", Reasons: []string{"r1", "r\"2"}, RuleIDs: []string{"x"},
+			PolicyRevision: 7, InputDigest: "ab", Redactions: []Redaction{{Path: []string{"memo"}, Detectors: []string{"card"}}, {}},
+			DecisionNS: -5, TraceID: "t", SpanID: "s", Status: 403, ApprovalID: "ap", OverrideJTI: "j"},
+		{Reasons: []string{}, Chain: []string{"\x00\x1f\u2028é"}},
+	}
+	for i, ev := range events {
+		got, err := Canonical(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := generic(t, ev); !bytes.Equal(got, want) {
+			t.Errorf("event %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+	if _, err := Canonical(Event{Seq: 1 << 60}); err == nil {
+		t.Error("unsafe integer accepted")
+	}
+}
+
+func FuzzCanonical(f *testing.F) {
+	f.Add("id", "agent", "reason", int64(1), 200)
+	f.Add("\xff\x00", "\u2028", "\"\\", int64(-1), -1)
+	f.Fuzz(func(t *testing.T, id, agent, reason string, rev int64, status int) {
+		if rev > 1<<53 || rev < -(1<<53) {
+			return
+		}
+		ev := Event{ID: id, Agent: agent, Reasons: []string{reason}, PolicyRevision: rev, Status: status % (1 << 30)}
+		got, err := Canonical(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := generic(t, ev); !bytes.Equal(got, want) {
+			t.Fatalf("got %s\nwant %s", got, want)
+		}
+	})
 }

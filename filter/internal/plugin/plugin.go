@@ -152,6 +152,11 @@ type pluginContext struct {
 	m        metrics
 	started  bool
 	inFlight bool // an audit batch is on its way to the control plane
+	// ids caches the identity built from each accepted token: agents send
+	// the same token on every call, and building the claims document is
+	// the costliest part of identity after the (cached) signature check.
+	// Entries are used only after the Verifier accepted the token again.
+	ids map[string]input.Identity
 }
 
 var _ types.PluginContext = (*pluginContext)(nil)
@@ -184,6 +189,7 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 	}, cfg.Token.CacheEntries)
 	p.m = defineMetrics()
 	p.policies = map[string]*policy{}
+	p.ids = map[string]input.Identity{}
 	now := time.Now()
 	for tenant, data := range cfg.Bundles {
 		pol, err := loadPolicy(data, tenant, p.vm.root, p.vm.good[tenant], now)
@@ -390,8 +396,9 @@ type httpContext struct {
 	pol     *policy
 	req     input.Request
 	id      input.Identity
-	pending bool // waiting for the body
-	done    bool // decided (or answered locally)
+	tok     string // the verified token, key of pluginContext.ids
+	pending bool   // waiting for the body
+	done    bool   // decided (or answered locally)
 }
 
 var _ types.HttpContext = (*httpContext)(nil)
@@ -432,7 +439,7 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 		kept = append(kept, kv)
 	}
 	h.req = requestFrom(kept)
-	h.id = identityFrom(claims)
+	h.id = p.identity(claims, h.tok)
 
 	pol := p.policies[claims.Tenant]
 	if pol == nil {
@@ -761,6 +768,7 @@ func (h *httpContext) verify(hs [][2]string, now time.Time) (*token.Claims, stri
 	if err != nil {
 		return nil, "invalid agent token: " + err.Error()
 	}
+	h.tok = tok
 	if c.Tenant == "" {
 		return nil, "invalid agent token: no tenant"
 	}
@@ -782,6 +790,20 @@ func requestFrom(hs [][2]string) input.Request {
 		}
 	}
 	return r
+}
+
+// identity returns the identity for the token just verified, from the
+// cache when possible.
+func (p *pluginContext) identity(c *token.Claims, tok string) input.Identity {
+	if id, ok := p.ids[tok]; ok {
+		return id
+	}
+	if len(p.ids) >= p.cfg.Token.CacheEntries {
+		clear(p.ids)
+	}
+	id := identityFrom(c)
+	p.ids[tok] = id
+	return id
 }
 
 func identityFrom(c *token.Claims) input.Identity {
