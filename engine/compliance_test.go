@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -39,20 +40,15 @@ func opaCaseDir(t *testing.T) string {
 	return dir
 }
 
-// opaModuleDir locates the OPA module in the module cache via the source
-// file of a package we import.
+// opaModuleDir asks the go tool where the OPA module (the version in
+// go.mod) lives, so the cases always match the OPA we plan with.
 func opaModuleDir(t *testing.T) string {
 	t.Helper()
-	gomodcache := os.Getenv("GOMODCACHE")
-	if gomodcache == "" {
-		gopath := os.Getenv("GOPATH")
-		if gopath == "" {
-			home, _ := os.UserHomeDir()
-			gopath = filepath.Join(home, "go")
-		}
-		gomodcache = filepath.Join(gopath, "pkg", "mod")
+	out, err := exec.Command(goTool(t), "list", "-m", "-f", "{{.Dir}}", "github.com/open-policy-agent/opa").Output()
+	if err != nil {
+		t.Fatalf("locating the OPA module: %v", err)
 	}
-	return filepath.Join(gomodcache, "github.com", "open-policy-agent", "opa@v1.22.2")
+	return strings.TrimSpace(string(out))
 }
 
 type caseOutcome struct {
