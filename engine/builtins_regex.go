@@ -225,34 +225,12 @@ func globToRegexp(pattern string, delims []rune) (string, error) {
 		case r == '?':
 			b.WriteString(notDelim)
 		case r == '[':
-			j := i + 1
-			neg := false
-			if j < len(runes) && runes[j] == '!' {
-				neg = true
-				j++
+			cls, next, err := globClass(runes, i+1)
+			if err != nil {
+				return "", err
 			}
-			var cls strings.Builder
-			closed := false
-			for ; j < len(runes); j++ {
-				if runes[j] == ']' {
-					closed = true
-					break
-				}
-				if runes[j] == '-' {
-					cls.WriteByte('-')
-					continue
-				}
-				cls.WriteString(regexp.QuoteMeta(string(runes[j])))
-			}
-			if !closed || cls.Len() == 0 {
-				return "", &Error{Code: CodeBuiltinError, Message: "glob: unterminated character class"}
-			}
-			if neg {
-				b.WriteString("[^" + cls.String() + "]")
-			} else {
-				b.WriteString("[" + cls.String() + "]")
-			}
-			i = j
+			b.WriteString(cls)
+			i = next
 		case r == '{':
 			depth++
 			b.WriteString("(?:")
@@ -270,4 +248,59 @@ func globToRegexp(pattern string, delims []rune) (string, error) {
 	}
 	b.WriteString(`\z`)
 	return b.String(), nil
+}
+
+// globClass translates a character class starting after its '['. As in
+// gobwas/glob's lexer, a class is an optional '!' followed either by exactly
+// "lo-hi" (a range; no escapes) or by literal characters up to an unescaped
+// ']' ("-" is then literal). It returns the RE2 class and the index of the
+// closing ']'.
+func globClass(runes []rune, i int) (string, int, error) {
+	bad := func(msg string) (string, int, error) {
+		return "", 0, &Error{Code: CodeBuiltinError, Message: "glob: " + msg}
+	}
+	neg := ""
+	if i < len(runes) && runes[i] == '!' {
+		neg = "^"
+		i++
+	}
+	if i >= len(runes) {
+		return bad("unexpected end of input")
+	}
+	if i+1 < len(runes) && runes[i+1] == '-' {
+		if i+3 >= len(runes) {
+			return bad("unexpected end of input")
+		}
+		lo, hi := runes[i], runes[i+2]
+		if runes[i+3] != ']' {
+			return bad("expected close range character")
+		}
+		if hi < lo {
+			return bad("range hi character is less than lo")
+		}
+		return "[" + neg + regexp.QuoteMeta(string(lo)) + "-" + regexp.QuoteMeta(string(hi)) + "]", i + 3, nil
+	}
+	var chars strings.Builder
+	escaped := false
+	for ; i < len(runes); i++ {
+		r := runes[i]
+		if !escaped && r == '\\' {
+			escaped = true
+			continue
+		}
+		if !escaped && r == ']' {
+			if chars.Len() == 0 {
+				return bad("could not parse range")
+			}
+			return "[" + neg + chars.String() + "]", i, nil
+		}
+		escaped = false
+		if r == '-' || r == '^' || r == '[' || r == ']' || r == '\\' {
+			chars.WriteByte('\\')
+			chars.WriteRune(r)
+		} else {
+			chars.WriteString(regexp.QuoteMeta(string(r)))
+		}
+	}
+	return bad("unexpected end of input")
 }

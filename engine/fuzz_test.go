@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // FuzzLoad feeds arbitrary bytes to Load. It must return a policy or an
@@ -198,6 +199,46 @@ func FuzzJSON(f *testing.F) {
 		}
 		if out2, _ := ToJSON(v2); string(out2) != string(out) {
 			t.Fatalf("ToJSON not deterministic: %q vs %q", out, out2)
+		}
+	})
+}
+
+// FuzzGlob compares glob.match (pattern translated to RE2 by the engine)
+// with OPA's gobwas/glob on fuzzed patterns, delimiters and subjects.
+func FuzzGlob(f *testing.F) {
+	for _, s := range [][3]string{
+		{"*.example.com", ".", "api.example.com"}, {"**.b", ".", "a.x.b"}, {"a?c", "", "abc"},
+		{"[a-c]x", ".", "bx"}, {"[!a-c]x", ".", "dx"}, {"{a,b*}.c", ".", "bzz.c"}, {`\*x`, ".", "*x"},
+		{"[", ".", "["}, {"{a,b", ".", "a"}, {"a,b", ":", "a,b"}, {"*/*", "/", "a/b"},
+	} {
+		f.Add(s[0], s[1], s[2])
+	}
+	modules := map[string]string{"g.rego": `package g
+p := glob.match(input.p, input.d, input.s)`}
+	p, err := Load(mustPlan(f, modules, "g/p"), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	oracle := newOPAOracle(f, modules, map[string]any{}, "g/p")
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, pattern, delims, subject string) {
+		// Inputs arrive as JSON, which cannot carry invalid UTF-8.
+		if !utf8.ValidString(pattern) || !utf8.ValidString(delims) || !utf8.ValidString(subject) {
+			return
+		}
+		ds := []any{}
+		for _, r := range delims {
+			ds = append(ds, string(r))
+		}
+		in := map[string]any{"p": pattern, "d": ds, "s": subject}
+		v, err := FromGo(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := engineOutcome(ctx, p, "g/p", v)
+		want := oracle.eval(ctx, in)
+		if got != want {
+			t.Fatalf("glob.match(%q, %q, %q): engine %v, OPA %v", pattern, ds, subject, got, want)
 		}
 	})
 }
