@@ -927,3 +927,102 @@ func TestAudit(t *testing.T) {
 		}
 	})
 }
+
+// TestApprovals: approval_needed asks the control plane for an approval
+// and holds the request; the reply carries the approval id. A control
+// plane that fails applies the tool's fail mode (payments.create is a
+// write: closed, 503).
+func TestApprovals(t *testing.T) {
+	conf := pluginConfig(allBundles(), `"control_plane":{"cluster":"aegis-cp","timeout_ms":300}`)
+	vmTest(t, func(t *testing.T, vm types.VMContext) {
+		host, reset := startPlugin(t, vm, conf)
+		defer reset()
+		tok := mint(t, tokenOpts{agent: "billing-agent", tenant: "acme"})
+		big := payment(tok, `{"amount":7500,"currency":"EUR","beneficiary_iban":"DE89370400440532013000"}`)
+
+		pending := func(r request) (uint32, proxytest.HttpCalloutAttribute) {
+			t.Helper()
+			id := host.InitializeHttpContext()
+			host.CallOnRequestHeaders(id, r.headerList(), !r.hasBody)
+			action := types.ActionPause
+			if r.hasBody {
+				action = host.CallOnRequestBody(id, []byte(r.body), true)
+			}
+			if action != types.ActionPause || host.GetSentLocalResponse(id) != nil {
+				t.Fatalf("request not held for the approval: %v", action)
+			}
+			cs := host.GetCalloutAttributesFromContext(id)
+			if len(cs) != 1 {
+				t.Fatalf("%d callouts", len(cs))
+			}
+			return id, cs[0]
+		}
+
+		t.Run("created", func(t *testing.T) {
+			id, c := pending(big)
+			var ar map[string]any
+			if err := json.Unmarshal(c.Body, &ar); err != nil {
+				t.Fatal(err)
+			}
+			if c.Upstream != "aegis-cp" || !hasHeader(c.Headers, ":path", plugin.ApprovalsPath) || ar["tool"] != "payments.create" ||
+				ar["agent"] != "billing-agent" || ar["tenant"] != "acme" || len(ar["params_digest"].(string)) != 64 ||
+				fmt.Sprint(ar["approvers"]) != "[payments-leads]" || ar["expires_in"] != 900.0 || ar["policy_revision"] != 1.0 {
+				t.Errorf("approval request %s %q: %s", c.Upstream, c.Headers, c.Body)
+			}
+			host.CallOnHttpCallResponse(c.CalloutID, [][2]string{{":status", "201"}}, nil, []byte(`{"approval_id":"ap-1","status":"pending"}`))
+			r := host.GetSentLocalResponse(id)
+			if r == nil || r.StatusCode != 403 {
+				t.Fatalf("reply %+v", r)
+			}
+			var m map[string]any
+			json.Unmarshal(r.Data, &m)
+			if m["error"] != "approval_needed" || m["approval_id"] != "ap-1" || m["decision_id"] != ar["decision_id"] {
+				t.Errorf("reply %s", r.Data)
+			}
+			host.CompleteHttpContext(id)
+		})
+
+		t.Run("same call, same digest", func(t *testing.T) {
+			_, c1 := pending(big)
+			_, c2 := pending(big)
+			var a1, a2 map[string]any
+			json.Unmarshal(c1.Body, &a1)
+			json.Unmarshal(c2.Body, &a2)
+			if a1["params_digest"] != a2["params_digest"] || a1["decision_id"] == a2["decision_id"] {
+				t.Errorf("digests %v %v, ids %v %v", a1["params_digest"], a2["params_digest"], a1["decision_id"], a2["decision_id"])
+			}
+			_, c3 := pending(payment(tok, `{"amount":7501,"currency":"EUR","beneficiary_iban":"DE89370400440532013000"}`))
+			var a3 map[string]any
+			json.Unmarshal(c3.Body, &a3)
+			if a3["params_digest"] == a1["params_digest"] {
+				t.Error("different parameters, same digest")
+			}
+		})
+
+		t.Run("control plane fails, write closed", func(t *testing.T) {
+			id, c := pending(big)
+			host.CallOnHttpCallResponse(c.CalloutID, [][2]string{{":status", "503"}}, nil, []byte(`{"error":"unavailable"}`))
+			if r := host.GetSentLocalResponse(id); r == nil || r.StatusCode != 503 {
+				t.Errorf("reply %+v", r)
+			}
+		})
+
+		t.Run("MCP", func(t *testing.T) {
+			bot := mint(t, tokenOpts{agent: "deploy-bot", tenant: "platform"})
+			img := "registry.platform.internal/web@sha256:" + strings.Repeat("b", 64)
+			id, c := pending(request{method: "POST", authority: "mcp-k8s.platform.internal", path: "/mcp", hasBody: true, headers: [][2]string{bearer(bot)},
+				body: `{"jsonrpc":"2.0","id":"x1","method":"tools/call","params":{"name":"deploy","arguments":{"namespace":"production","image":"` + img + `"}}}`})
+			host.CallOnHttpCallResponse(c.CalloutID, [][2]string{{":status", "200"}}, nil, []byte(`{"approval_id":"ap-9","status":"pending"}`))
+			r := host.GetSentLocalResponse(id)
+			if r == nil || r.StatusCode != 200 {
+				t.Fatalf("reply %+v", r)
+			}
+			var m map[string]any
+			json.Unmarshal(r.Data, &m)
+			meta := m["result"].(map[string]any)["_meta"].(map[string]any)
+			if m["id"] != "x1" || meta["approval_id"] != "ap-9" || meta["action"] != "approval_needed" {
+				t.Errorf("reply %s", r.Data)
+			}
+		})
+	})
+}

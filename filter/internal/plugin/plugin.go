@@ -261,14 +261,7 @@ func (p *pluginContext) OnTick() {
 	_, err = proxywasm.DispatchHttpCall(p.cfg.ControlPlane.Cluster, headers, body, nil, uint32(p.cfg.ControlPlane.TimeoutMs),
 		func(_, bodySize, _ int) {
 			p.inFlight = false
-			status := ""
-			if hs, err := proxywasm.GetHttpCallResponseHeaders(); err == nil {
-				for _, h := range hs {
-					if h[0] == ":status" {
-						status = h[1]
-					}
-				}
-			}
+			status := calloutStatus()
 			switch status {
 			case "200":
 				chain.Ack(b.SeqLast)
@@ -623,7 +616,15 @@ func (h *httpContext) decide(body []byte, truncated bool, now time.Time) types.A
 	}
 
 	// deny or approval_needed: answered locally.
-	if body, ok := h.mcpReply(out, action, reasons, id); ok {
+	if action == decide.ApprovalNeeded && p.cfg.ControlPlane.Cluster != "" {
+		return h.requestApproval(out, d, reasons, id)
+	}
+	return h.refuse(out, action, status, reasons, id, "")
+}
+
+// refuse answers a deny, rate limit or approval_needed locally.
+func (h *httpContext) refuse(out decide.Outcome, action decide.Action, status uint32, reasons []string, id, approvalID string) types.Action {
+	if body, ok := h.mcpReply(out, action, reasons, id, approvalID); ok {
 		return h.localReply(200, body)
 	}
 	rd := reply.Decision{Error: reply.CodePolicyViolation, DecisionID: id, Reasons: reasons, PolicyVersion: h.pol.version}
@@ -633,12 +634,134 @@ func (h *httpContext) decide(body []byte, truncated bool, now time.Time) types.A
 	case action == decide.ApprovalNeeded:
 		rd.Error = reply.CodeApprovalNeeded
 		rd.RetryWith = "x-aegis-override"
-		rd.Message = "approval required; approvals are not requested by this node yet"
+		rd.ApprovalID = approvalID
+		if approvalID == "" {
+			rd.Message = "approval required; this node has no control plane to request it from"
+		}
 		status = 403
 	default:
 		status = 403
 	}
 	return h.localReply(status, rd.JSON())
+}
+
+// ApprovalsPath is the control-plane endpoint approvals are created at.
+const ApprovalsPath = "/v1/approvals"
+
+// approvalRequest is the body of POST /v1/approvals (API.md).
+type approvalRequest struct {
+	DecisionID     string   `json:"decision_id"`
+	Tenant         string   `json:"tenant"`
+	Agent          string   `json:"agent"`
+	Chain          []string `json:"chain"`
+	Tool           string   `json:"tool"`
+	ParamsDigest   string   `json:"params_digest"`
+	Reasons        []string `json:"reasons"`
+	PolicyRevision int64    `json:"policy_revision"`
+	Approvers      []string `json:"approvers"`
+	ExpiresIn      int64    `json:"expires_in"`
+	RequestSummary string   `json:"request_summary"`
+}
+
+// requestApproval asks the control plane to create an approval and holds
+// the request until it answers; the reply then carries the approval id.
+// When the control plane cannot be reached, the tool's fail mode decides:
+// open lets the call through (recorded), closed refuses it with 503.
+func (h *httpContext) requestApproval(out decide.Outcome, d decide.Decision, reasons []string, id string) types.Action {
+	p := h.p
+	ar := approvalRequest{
+		DecisionID: id, Tenant: h.id.Tenant, Agent: h.id.Agent, Chain: h.id.Chain,
+		Reasons: reasons, PolicyRevision: h.pol.manifest.Revision,
+		ParamsDigest:   paramsDigest(h.id.Tenant, h.id.Agent, d.Tool, out),
+		RequestSummary: h.req.Method + " " + h.req.Authority + h.req.Path,
+	}
+	if d.Tool != nil {
+		ar.Tool = d.Tool.Name
+	}
+	if d.Approval != nil {
+		ar.Approvers, ar.ExpiresIn = d.Approval.Approvers, d.Approval.ExpiresInS
+	}
+	body, err := json.Marshal(ar)
+	if err != nil {
+		return h.fail("encoding the approval request failed")
+	}
+	headers := [][2]string{
+		{":method", "POST"}, {":path", ApprovalsPath}, {":authority", p.cfg.ControlPlane.Authority},
+		{"content-type", "application/json"},
+	}
+	_, err = proxywasm.DispatchHttpCall(p.cfg.ControlPlane.Cluster, headers, body, nil, uint32(p.cfg.ControlPlane.TimeoutMs),
+		func(_, bodySize, _ int) {
+			raw, _ := proxywasm.GetHttpCallResponseBody(0, min(bodySize, 4096))
+			var r struct {
+				ApprovalID string `json:"approval_id"`
+			}
+			if st := calloutStatus(); (st == "201" || st == "200") && json.Unmarshal(raw, &r) == nil && r.ApprovalID != "" {
+				h.refuse(out, decide.ApprovalNeeded, 0, reasons, id, r.ApprovalID)
+				return
+			}
+			proxywasm.LogErrorf("aegis: creating an approval for %s: control plane answered %q %q", id, calloutStatus(), raw)
+			if h.controlPlaneDown(d, id) == types.ActionContinue {
+				if err := proxywasm.ResumeHttpRequest(); err != nil {
+					proxywasm.LogErrorf("aegis: resuming %s: %v", id, err)
+				}
+			}
+		})
+	if err != nil {
+		proxywasm.LogErrorf("aegis: creating an approval for %s: %v", id, err)
+		return h.controlPlaneDown(d, id)
+	}
+	h.done = true
+	return types.ActionPause
+}
+
+// controlPlaneDown applies the tool's fail mode to a decision that needed
+// the control plane.
+func (h *httpContext) controlPlaneDown(d decide.Decision, id string) types.Action {
+	h.p.m.errors.Increment(1)
+	if d.Fail == "open" {
+		if err := proxywasm.ReplaceHttpRequestHeader(HeaderDecisionID, id); err == nil {
+			proxywasm.LogWarnf("aegis: %s: control plane unreachable, let through by fail mode open", id)
+			return types.ActionContinue
+		}
+	}
+	return h.localReply(503, reply.Error("control_plane_unavailable", "the approval could not be requested; the call is refused (fail mode closed)"))
+}
+
+func calloutStatus() string {
+	hs, err := proxywasm.GetHttpCallResponseHeaders()
+	if err != nil {
+		return ""
+	}
+	for _, h := range hs {
+		if h[0] == ":status" {
+			return h[1]
+		}
+	}
+	return ""
+}
+
+// paramsDigest is the hex SHA-256 of {tenant, agent, tool, params} as
+// JSON with sorted keys, binding an approval to the exact call.
+func paramsDigest(tenant, agent string, tool *decide.Tool, out decide.Outcome) string {
+	o := engine.NewObject(4)
+	o.Set("tenant", engine.String(tenant))
+	o.Set("agent", engine.String(agent))
+	if tool != nil {
+		o.Set("tool", engine.String(tool.Name))
+	}
+	if len(out.Calls) > 0 {
+		if in, ok := out.Calls[0].Input.(*engine.Object); ok {
+			if v, ok := in.Get("params"); ok {
+				o.Set("params", v)
+			}
+		}
+	}
+	b, err := engine.ToJSON(o)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // record queues the audit event; when the queue is full the event is
@@ -694,7 +817,7 @@ func redactions(d decide.Decision) []audit.Redaction {
 
 // mcpReply answers a refused MCP request the way MCP clients surface it to
 // the model: HTTP 200 with an isError result per JSON-RPC request id.
-func (h *httpContext) mcpReply(out decide.Outcome, action decide.Action, reasons []string, id string) ([]byte, bool) {
+func (h *httpContext) mcpReply(out decide.Outcome, action decide.Action, reasons []string, id, approvalID string) ([]byte, bool) {
 	if len(out.Calls) == 0 || out.Calls[0].MCP == nil {
 		return nil, false
 	}
@@ -718,7 +841,7 @@ func (h *httpContext) mcpReply(out decide.Outcome, action decide.Action, reasons
 			break
 		}
 	}
-	return reply.MCP(rpcs, batch, reply.Meta{DecisionID: id, Action: string(action)})
+	return reply.MCP(rpcs, batch, reply.Meta{DecisionID: id, Action: string(action), ApprovalID: approvalID})
 }
 
 // fail answers a request the filter could not decide: fail closed.
