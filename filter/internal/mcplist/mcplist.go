@@ -1,0 +1,186 @@
+// Package mcplist filters MCP tools/list responses down to the tools the
+// calling agent may use, so that a model is never offered a tool whose
+// calls would be refused. It handles a JSON body (one JSON-RPC response or
+// a batch) and a text/event-stream body whose events carry them.
+//
+// Anything it cannot read unambiguously (invalid JSON, duplicate keys, a
+// tools entry without a string name) is an error: the caller then replaces
+// the response instead of passing through a list it could not check.
+package mcplist
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"strings"
+)
+
+// Filter returns body with every tools/list result restricted to visible
+// (MCP tool names). ids are the JSON texts of the tools/list request ids:
+// only responses to those are touched.
+func Filter(body []byte, contentType string, ids map[string]bool, visible map[string]bool) ([]byte, error) {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	switch mt {
+	case "text/event-stream":
+		return filterStream(body, ids, visible)
+	case "application/json", "":
+		return filterJSON(body, ids, visible)
+	}
+	return nil, fmt.Errorf("content type %q cannot be filtered", contentType)
+}
+
+func filterJSON(body []byte, ids map[string]bool, visible map[string]bool) ([]byte, error) {
+	if err := checkDuplicates(body); err != nil {
+		return nil, err
+	}
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, errors.New("data after the JSON value")
+	}
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			if err := filterResponse(e, ids, visible); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		if err := filterResponse(x, ids, visible); err != nil {
+			return nil, err
+		}
+	}
+	return json.Marshal(v)
+}
+
+func filterResponse(v any, ids map[string]bool, visible map[string]bool) error {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return errors.New("JSON-RPC message is not an object")
+	}
+	rawID, err := json.Marshal(m["id"])
+	if err != nil || !ids[string(rawID)] {
+		return nil
+	}
+	res, ok := m["result"].(map[string]any)
+	if !ok {
+		return nil // an error response lists no tools
+	}
+	tools, ok := res["tools"].([]any)
+	if !ok {
+		return errors.New("tools/list result without a tools array")
+	}
+	kept := make([]any, 0, len(tools))
+	for i, t := range tools {
+		tm, ok := t.(map[string]any)
+		name, _ := tm["name"].(string)
+		if !ok || name == "" {
+			return fmt.Errorf("tools[%d] has no name", i)
+		}
+		if visible[name] {
+			kept = append(kept, t)
+		}
+	}
+	res["tools"] = kept
+	return nil
+}
+
+// filterStream rewrites each event's data (the lines after "data:" joined
+// by newlines, per the SSE spec) and re-emits it on one data line.
+func filterStream(body []byte, ids map[string]bool, visible map[string]bool) ([]byte, error) {
+	text := strings.ReplaceAll(string(body), "\r\n", "\n")
+	var out strings.Builder
+	for _, ev := range strings.SplitAfter(text, "\n\n") {
+		if ev == "" {
+			continue
+		}
+		var data []string
+		var other []string
+		for _, line := range strings.Split(strings.TrimRight(ev, "\n"), "\n") {
+			if d, ok := strings.CutPrefix(line, "data:"); ok {
+				data = append(data, strings.TrimPrefix(d, " "))
+				continue
+			}
+			field, _, _ := strings.Cut(line, ":")
+			switch field {
+			case "", "event", "id", "retry":
+				// comments (":..."), blank lines and the other SSE fields
+				other = append(other, line)
+			default:
+				// A client may read an unknown line differently; only
+				// what the filter understood goes through.
+				return nil, fmt.Errorf("event-stream line %.40q is not an SSE field", line)
+			}
+		}
+		for _, l := range other {
+			out.WriteString(l)
+			out.WriteByte('\n')
+		}
+		if len(data) > 0 {
+			filtered, err := filterJSON([]byte(strings.Join(data, "\n")), ids, visible)
+			if err != nil {
+				return nil, fmt.Errorf("event-stream event: %w", err)
+			}
+			out.WriteString("data: ")
+			out.Write(filtered)
+			out.WriteByte('\n')
+		}
+		if strings.HasSuffix(ev, "\n\n") {
+			out.WriteByte('\n')
+		}
+	}
+	return []byte(out.String()), nil
+}
+
+// checkDuplicates refuses an object with a repeated key: the client's JSON
+// parser might keep the other one.
+func checkDuplicates(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var walk func(depth int) error
+	walk = func(depth int) error {
+		if depth > 64 {
+			return errors.New("nested too deeply")
+		}
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		d, ok := tok.(json.Delim)
+		if !ok {
+			return nil
+		}
+		if d == '{' {
+			seen := map[string]bool{}
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				k, _ := kt.(string)
+				if seen[k] {
+					return fmt.Errorf("duplicate key %q", k)
+				}
+				seen[k] = true
+				if err := walk(depth + 1); err != nil {
+					return err
+				}
+			}
+		} else {
+			for dec.More() {
+				if err := walk(depth + 1); err != nil {
+					return err
+				}
+			}
+		}
+		_, err = dec.Token()
+		return err
+	}
+	return walk(0)
+}
