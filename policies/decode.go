@@ -361,6 +361,3 @@ func sorted(list []string) []string {
 	sort.Strings(out)
 	return out
 }
-
-// maxInt53 keeps integers in the range every JSON consumer represents exactly.
-const maxInt53 = 1<<53 - 1
