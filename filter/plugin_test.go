@@ -567,6 +567,53 @@ func TestMCP(t *testing.T) {
 				t.Errorf("reply %d %s", res.local.StatusCode, res.local.Data)
 			}
 		})
+		t.Run("tools/list filtered", func(t *testing.T) {
+			oncall := mint(t, tokenOpts{agent: "oncall-assistant", tenant: "platform"})
+			tools := `{"jsonrpc":"2.0","id":10,"result":{"tools":[{"name":"get_pods"},{"name":"deploy"},{"name":"get_logs"},{"name":"undeclared"}]}}`
+			responses := []struct {
+				name, ct, body string
+				want           []string // substrings of the forwarded body
+				absent         []string
+			}{
+				{"json", "application/json", tools, []string{`"get_pods"`, `"get_logs"`}, []string{"deploy", "undeclared"}},
+				{"event stream", "text/event-stream", "event: message\ndata: " + tools + "\n\n", []string{"data: ", `"get_logs"`}, []string{"deploy"}},
+				{"hostile", "application/json", `{"jsonrpc":"2.0","id":10,"result":{"tools":[]},"result":{"tools":[{"name":"deploy"}]}}`,
+					[]string{`"error"`, "could not be checked"}, []string{"deploy"}},
+			}
+			for _, rc := range responses {
+				t.Run(rc.name, func(t *testing.T) {
+					r := request{method: "POST", authority: k8s, path: "/mcp", hasBody: true, headers: [][2]string{bearer(oncall)},
+						body: `{"jsonrpc":"2.0","id":10,"method":"tools/list"}`}
+					id := host.InitializeHttpContext()
+					defer host.CompleteHttpContext(id)
+					host.CallOnRequestHeaders(id, r.headerList(), false)
+					if a := host.CallOnRequestBody(id, []byte(r.body), true); a != types.ActionContinue {
+						t.Fatalf("tools/list request: %v %+v", a, host.GetSentLocalResponse(id))
+					}
+					rh := [][2]string{{":status", "200"}, {"content-type", rc.ct}, {"content-length", strconv.Itoa(len(rc.body))}}
+					if a := host.CallOnResponseHeaders(id, rh, false); a != types.ActionPause {
+						t.Fatalf("response headers not held: %v", a)
+					}
+					if _, ok := header(host.GetCurrentResponseHeaders(id), "content-length"); ok {
+						t.Error("stale content-length kept")
+					}
+					if a := host.CallOnResponseBody(id, []byte(rc.body), true); a != types.ActionContinue {
+						t.Fatalf("response body: %v", a)
+					}
+					got := string(host.GetCurrentResponseBody(id))
+					for _, w := range rc.want {
+						if !strings.Contains(got, w) {
+							t.Errorf("forwarded %s lacks %s", got, w)
+						}
+					}
+					for _, a := range rc.absent {
+						if strings.Contains(got, a) {
+							t.Errorf("forwarded %s contains %s", got, a)
+						}
+					}
+				})
+			}
+		})
 		t.Run("not JSON-RPC", func(t *testing.T) {
 			res := post(`{"hello":"world"}`)
 			if res.local == nil || res.local.StatusCode != 403 {

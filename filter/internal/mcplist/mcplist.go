@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"mime"
 	"strings"
 )
 
@@ -21,8 +20,10 @@ import (
 // (MCP tool names). ids are the JSON texts of the tools/list request ids:
 // only responses to those are touched.
 func Filter(body []byte, contentType string, ids map[string]bool, visible map[string]bool) ([]byte, error) {
-	mt, _, _ := mime.ParseMediaType(contentType)
-	switch mt {
+	// Cut by hand: package mime links file-system lookups (its type
+	// tables) that Envoy's WASI does not provide.
+	mt, _, _ := strings.Cut(contentType, ";")
+	switch strings.ToLower(strings.TrimSpace(mt)) {
 	case "text/event-stream":
 		return filterStream(body, ids, visible)
 	case "application/json", "":

@@ -34,6 +34,7 @@ import (
 	"github.com/aegis-mesh/aegis/engine"
 	"github.com/aegis-mesh/aegis/filter/internal/audit"
 	"github.com/aegis-mesh/aegis/filter/internal/config"
+	"github.com/aegis-mesh/aegis/filter/internal/mcplist"
 	"github.com/aegis-mesh/aegis/filter/internal/quota"
 	"github.com/aegis-mesh/aegis/filter/internal/reply"
 	"github.com/aegis-mesh/aegis/filter/internal/trust"
@@ -139,6 +140,7 @@ func (v *vmContext) NewPluginContext(uint32) types.PluginContext {
 // policy is one tenant's loaded bundle.
 type policy struct {
 	decider  *decide.Decider
+	eval     *engine.Policy
 	manifest *bundle.Manifest
 	version  string // name@revision, reported to clients
 }
@@ -328,12 +330,56 @@ func loadPolicy(data []byte, tenant string, root trust.Root, current *policy, no
 	if current != nil && current.manifest.Revision == b.Manifest.Revision {
 		return current, nil // a re-delivery of the same bundle
 	}
-	d, err := decide.FromBundle(b)
+	// What decide.FromBundle does, keeping the evaluator: tools/list
+	// filtering evaluates a second entrypoint of the same plan.
+	plan, data := b.Files[decide.PlanPath], b.Files[decide.DataPath]
+	if plan == nil || data == nil {
+		return nil, fmt.Errorf("bundle %s: no %s or %s", b.Manifest.Name, decide.PlanPath, decide.DataPath)
+	}
+	dv, err := engine.FromJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", decide.DataPath, err)
+	}
+	ev, err := engine.Load(plan, dv)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", decide.PlanPath, err)
+	}
+	info, err := decide.ReadPolicyInfo(&b.Manifest)
 	if err != nil {
 		return nil, err
 	}
+	d := decide.New(ev, input.Options{MCPEndpoints: info.MCPEndpoints, MaxBodyBytes: info.MaxBodyBytes})
 	m := b.Manifest
-	return &policy{decider: d, manifest: &m, version: m.Name + "@" + strconv.FormatInt(m.Revision, 10)}, nil
+	return &policy{decider: d, eval: ev, manifest: &m, version: m.Name + "@" + strconv.FormatInt(m.Revision, 10)}, nil
+}
+
+// EntrypointVisibleTools is the plan entrypoint listing the MCP tools of a
+// server every agent in the chain may call.
+const EntrypointVisibleTools = "aegis/mcp_visible_tools"
+
+// visibleTools evaluates EntrypointVisibleTools for a tools/list request.
+func (pol *policy) visibleTools(doc engine.Value) (map[string]bool, error) {
+	v, ok, err := pol.eval.EvalOne(context.Background(), EntrypointVisibleTools, doc)
+	if err != nil {
+		return nil, err
+	}
+	vis := map[string]bool{}
+	if !ok {
+		return vis, nil
+	}
+	arr, isArr := v.(*engine.Array)
+	if !isArr {
+		return nil, fmt.Errorf("%s: %s, want an array", EntrypointVisibleTools, engine.TypeName(v))
+	}
+	for i := range arr.Len() {
+		e := arr.Index(i)
+		str, ok := engine.AsString(e)
+		if !ok {
+			return nil, fmt.Errorf("%s: element %s, want a string", EntrypointVisibleTools, engine.TypeName(e))
+		}
+		vis[str] = true
+	}
+	return vis, nil
 }
 
 // NewHttpContext implements types.PluginContext.
@@ -385,13 +431,19 @@ func (m *metrics) count(a decide.Action) {
 // limit).
 type httpContext struct {
 	types.DefaultHttpContext
-	p       *pluginContext
-	pol     *policy
-	req     input.Request
-	id      input.Identity
-	tok     string // the verified token, key of pluginContext.ids
-	pending bool   // waiting for the body
-	done    bool   // decided (or answered locally)
+	p   *pluginContext
+	pol *policy
+	req input.Request
+	id  input.Identity
+	tok string // the verified token, key of pluginContext.ids
+	// tools/list response filtering: request ids (JSON text) and the
+	// tools the agent may see.
+	listIDs   map[string]bool
+	visible   map[string]bool
+	respCT    string
+	filtering bool
+	pending   bool // waiting for the body
+	done      bool // decided (or answered locally)
 }
 
 var _ types.HttpContext = (*httpContext)(nil)
@@ -594,6 +646,10 @@ func (h *httpContext) decide(body []byte, truncated bool, now time.Time) types.A
 
 	switch action {
 	case decide.Allow, decide.Sanitize:
+		if err := h.prepareListFilter(out); err != nil {
+			proxywasm.LogErrorf("aegis: %s: %v", id, err)
+			return h.fail("the visible tools could not be computed")
+		}
 		if action == decide.Sanitize {
 			if err := proxywasm.ReplaceHttpRequestBody(out.Body); err != nil {
 				return h.fail("rewriting the request body failed")
@@ -762,6 +818,87 @@ func paramsDigest(tenant, agent string, tool *decide.Tool, out decide.Outcome) s
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// prepareListFilter remembers the tools/list requests of an MCP call that
+// goes through, and which tools the agent may see, for the response.
+func (h *httpContext) prepareListFilter(out decide.Outcome) error {
+	for _, c := range out.Calls {
+		if c.MCP == nil || c.MCP.Kind != input.KindRequest || c.MCP.Method != "tools/list" || c.MCP.ID == nil {
+			continue
+		}
+		if h.listIDs == nil {
+			vis, err := h.pol.visibleTools(c.Input)
+			if err != nil {
+				return err
+			}
+			h.visible, h.listIDs = vis, map[string]bool{}
+		}
+		h.listIDs[string(c.MCP.ID)] = true
+	}
+	return nil
+}
+
+// OnHttpResponseHeaders implements types.HttpContext: a response to a
+// tools/list request is held until its body is filtered.
+func (h *httpContext) OnHttpResponseHeaders(_ int, endOfStream bool) types.Action {
+	if h.listIDs == nil || endOfStream {
+		return types.ActionContinue
+	}
+	h.respCT, _ = proxywasm.GetHttpResponseHeader("content-type")
+	if err := proxywasm.RemoveHttpResponseHeader("content-length"); err != nil {
+		proxywasm.LogWarnf("aegis: removing the response content-length: %v", err)
+	}
+	h.filtering = true
+	return types.ActionPause
+}
+
+// OnHttpResponseBody implements types.HttpContext.
+func (h *httpContext) OnHttpResponseBody(bodySize int, endOfStream bool) types.Action {
+	if !h.filtering {
+		return types.ActionContinue
+	}
+	limit := h.p.cfg.Limits.MaxBodyBytes
+	if !endOfStream && bodySize <= limit {
+		return types.ActionPause
+	}
+	h.filtering = false
+	var filtered []byte
+	body, err := proxywasm.GetHttpResponseBody(0, bodySize)
+	if err == nil && bodySize <= limit {
+		filtered, err = mcplist.Filter(body, h.respCT, h.listIDs, h.visible)
+	} else if err == nil {
+		err = fmt.Errorf("response larger than %d bytes", limit)
+	}
+	if err != nil {
+		// Nothing unchecked reaches the agent: the list becomes an error.
+		h.p.m.errors.Increment(1)
+		proxywasm.LogErrorf("aegis: filtering a tools/list response: %v", err)
+		filtered = listError(h.listIDs, h.respCT)
+	}
+	if err := proxywasm.ReplaceHttpResponseBody(filtered); err != nil {
+		proxywasm.LogCriticalf("aegis: replacing a tools/list response: %v", err)
+		// Not forwarding is the only closed option left.
+		return types.ActionPause
+	}
+	return types.ActionContinue
+}
+
+// listError is the JSON-RPC error that replaces a tools/list response the
+// filter could not check.
+func listError(ids map[string]bool, contentType string) []byte {
+	var msgs []string
+	for id := range ids {
+		msgs = append(msgs, `{"jsonrpc":"2.0","id":`+id+`,"error":{"code":-32603,"message":"aegis: the tools/list response could not be checked"}}`)
+	}
+	body := msgs[0]
+	if len(msgs) > 1 {
+		body = "[" + strings.Join(msgs, ",") + "]"
+	}
+	if strings.HasPrefix(contentType, "text/event-stream") {
+		return []byte("data: " + body + "\n\n")
+	}
+	return []byte(body)
 }
 
 // record queues the audit event; when the queue is full the event is
