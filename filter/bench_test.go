@@ -31,13 +31,17 @@ func BenchmarkWasmRequest(b *testing.B) {
 		b.Fatal(err)
 	}
 	paths := []struct {
-		name string
-		body string
-		want func(*proxytest.LocalHttpResponse) bool
+		name    string
+		body    string
+		want    func(*proxytest.LocalHttpResponse) bool
+		noToken bool
 	}{
-		{"allow", `{"title":"weekly","body":"all good","priority":2}`, func(r *proxytest.LocalHttpResponse) bool { return r == nil }},
-		{"sanitize", `{"title":"weekly","body":"card 4111 1111 1111 1111","priority":2}`, func(r *proxytest.LocalHttpResponse) bool { return r == nil }},
-		{"deny", `{"title":"weekly","body":"x","priority":9,"extra":1}`, func(r *proxytest.LocalHttpResponse) bool { return r != nil && r.StatusCode == 403 }},
+		{"allow", `{"title":"weekly","body":"all good","priority":2}`, func(r *proxytest.LocalHttpResponse) bool { return r == nil }, false},
+		{"sanitize", `{"title":"weekly","body":"card 4111 1111 1111 1111","priority":2}`, func(r *proxytest.LocalHttpResponse) bool { return r == nil }, false},
+		{"deny", `{"title":"weekly","body":"x","priority":9,"extra":1}`, func(r *proxytest.LocalHttpResponse) bool { return r != nil && r.StatusCode == 403 }, false},
+		// The floor: refused before any policy work, so this is the cost of
+		// the emulator, the wasm boundary and a local reply.
+		{"unauthorized", `{}`, func(r *proxytest.LocalHttpResponse) bool { return r != nil && r.StatusCode == 401 }, true},
 	}
 	for _, p := range paths {
 		for _, runtime := range []string{"wasm", "go"} {
@@ -60,6 +64,9 @@ func BenchmarkWasmRequest(b *testing.B) {
 				tok := mintB(b)
 				headers := [][2]string{{":method", "POST"}, {":scheme", "https"}, {":authority", "notes.bench.internal"},
 					{":path", "/v1/notes"}, {"content-type", "application/json"}, {"authorization", "Bearer " + tok}}
+				if p.noToken {
+					headers = headers[:len(headers)-1]
+				}
 				body := []byte(p.body)
 				one := func() *proxytest.LocalHttpResponse {
 					id := host.InitializeHttpContext()
