@@ -17,6 +17,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -159,6 +160,8 @@ type pluginContext struct {
 	// the costliest part of identity after the (cached) signature check.
 	// Entries are used only after the Verifier accepted the token again.
 	ids map[string]input.Identity
+	// digestBuf is reused by inputDigest.
+	digestBuf []byte
 }
 
 var _ types.PluginContext = (*pluginContext)(nil)
@@ -640,7 +643,7 @@ func (h *httpContext) decide(body []byte, truncated bool, now time.Time) types.A
 	h.record(audit.Event{
 		ID: id, Time: now.UTC().Format(time.RFC3339Nano), Tenant: tenant, Agent: h.id.Agent, Chain: h.id.Chain,
 		Tool: rec.Tool, Action: string(action), ShadowAction: string(shadow), Reasons: reasons, RuleIDs: d.RuleIDs,
-		PolicyRevision: h.pol.manifest.Revision, InputDigest: inputDigest(out), Redactions: redactions(d),
+		PolicyRevision: h.pol.manifest.Revision, InputDigest: p.inputDigest(out), Redactions: redactions(d),
 		DecisionNS: elapsed.Nanoseconds(), Status: int(status),
 	})
 
@@ -930,18 +933,70 @@ func isWrite(t *decide.Tool, method string) bool {
 }
 
 // inputDigest is the hex SHA-256 of the input documents the policy saw,
-// so an event can be matched to a replayed input without storing it.
-func inputDigest(out decide.Outcome) string {
-	h := sha256.New()
+// in a length-prefixed canonical binary form (see appendCanon) rather than
+// JSON: rendering the document as JSON cost as much as evaluating the
+// policy. The buffer is the plugin's, reused across requests.
+func (p *pluginContext) inputDigest(out decide.Outcome) string {
+	buf := p.digestBuf[:0]
 	for _, c := range out.Calls {
-		if c.Input == nil {
-			continue
-		}
-		if b, err := engine.ToJSON(c.Input); err == nil {
-			h.Write(b)
+		if c.Input != nil {
+			buf = appendCanon(buf, c.Input)
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	p.digestBuf = buf
+	sum := sha256.Sum256(buf)
+	return hex.EncodeToString(sum[:])
+}
+
+// appendCanon encodes v unambiguously: a type tag, then for scalars the
+// length-prefixed text (numbers keep their literal), for collections the
+// element count and the elements in the engine's order (sorted keys).
+func appendCanon(b []byte, v engine.Value) []byte {
+	switch engine.TypeName(v) {
+	case "null":
+		return append(b, 'z')
+	case "boolean":
+		x, _ := engine.AsBool(v)
+		if x {
+			return append(b, 't')
+		}
+		return append(b, 'f')
+	case "number":
+		n, _ := engine.AsNumber(v)
+		return appendLenString(append(b, 'n'), n)
+	case "string":
+		str, _ := engine.AsString(v)
+		return appendLenString(append(b, 's'), str)
+	case "array":
+		a := v.(*engine.Array)
+		b = binary.AppendUvarint(append(b, 'a'), uint64(a.Len()))
+		for i := range a.Len() {
+			b = appendCanon(b, a.Index(i))
+		}
+		return b
+	case "object":
+		o := v.(*engine.Object)
+		b = binary.AppendUvarint(append(b, 'o'), uint64(o.Len()))
+		o.Range(func(k, val engine.Value) bool {
+			b = appendCanon(b, k)
+			b = appendCanon(b, val)
+			return true
+		})
+		return b
+	case "set":
+		st := v.(*engine.Set)
+		b = binary.AppendUvarint(append(b, 'e'), uint64(st.Len()))
+		st.Range(func(e engine.Value) bool {
+			b = appendCanon(b, e)
+			return true
+		})
+		return b
+	}
+	return append(b, '?')
+}
+
+func appendLenString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 }
 
 func redactions(d decide.Decision) []audit.Redaction {
