@@ -85,7 +85,6 @@ type Chain struct {
 	seq             int64              // last appended
 	head            [32]byte           // hash of the last appended event
 	queue           []entry            // unacknowledged, in seq order
-	dropped         uint64
 }
 
 // NewChain starts a chain at seq 1 with an all-zero previous hash.
