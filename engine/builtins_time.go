@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -76,14 +77,12 @@ func timeArg(args []Value, i int) (time.Time, error) {
 		if !ok {
 			return time.Time{}, typeErr(i+1, arr.elems[1], "string")
 		}
-		switch tz {
-		case "", "UTC":
-		default:
-			l, err := time.LoadLocation(string(tz))
-			if err != nil {
-				return time.Time{}, &Error{Code: CodeBuiltinError, Message: err.Error()}
-			}
-			loc = l
+		// Only UTC: named zones need zoneinfo from the file system, which the
+		// wasm filter does not have (and Envoy does not grant the WASI calls
+		// that would read it). One answer everywhere beats a policy that
+		// decides differently in the CLI and in the proxy.
+		if tz != "" && tz != "UTC" {
+			return time.Time{}, &Error{Code: CodeBuiltinError, Message: fmt.Sprintf("time zone %q is not available: the engine knows only UTC", string(tz))}
 		}
 		v = arr.elems[0]
 	}
