@@ -1,7 +1,6 @@
 package bundle
 
 import (
-	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
@@ -102,7 +101,7 @@ func Open(data []byte, lim Limits) (*Bundle, error) {
 	// possibly a PAX header pair; the end marker is two blocks.
 	budget := lim.MaxTotalBytes + int64(lim.MaxEntries+1)*4*tarBlock + 2*tarBlock
 	lr := &limitedReader{r: zr, n: budget}
-	tr := tar.NewReader(lr)
+	tr := &ustarReader{r: lr}
 
 	b := &Bundle{Files: map[string][]byte{}}
 	var total int64
@@ -121,7 +120,7 @@ func Open(data []byte, lim Limits) (*Bundle, error) {
 			return nil, fmt.Errorf("%w: more than %d entries", ErrTooLarge, lim.MaxEntries)
 		}
 		name := hdr.Name
-		if hdr.Typeflag != tar.TypeReg {
+		if hdr.Typeflag != ustarTypeReg && hdr.Typeflag != ustarTypeRegA {
 			return nil, fmt.Errorf("%w: entry %q: type %q is not a regular file", ErrInvalid, name, hdr.Typeflag)
 		}
 		if sawSig {
