@@ -68,8 +68,8 @@ lifted(f) if {
 }
 
 approval_doc := {
-	"approvers": sort({a | some f in enforced; f.effect == "approval"; some a in f.approvers}),
-	"expires_in_s": min({f.expires_in_s | some f in enforced; f.effect == "approval"}),
+	"approvers": sort({a | some f in enforced; f.effect == "approval"; some a in object.get(f, "approvers", [])}),
+	"expires_in_s": min({e | some f in enforced; f.effect == "approval"; e := object.get(f, "expires_in_s", null); is_number(e)}),
 }
 
 finding(effect, rule_id, reason, mode) := {"effect": effect, "rule_id": rule_id, "reason": reason, "mode": mode}
