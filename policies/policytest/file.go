@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/aegis-mesh/aegis/engine"
 	"github.com/aegis-mesh/aegis/policies"
 )
 
@@ -488,7 +489,7 @@ func (d *dec) appendJSON(b *bytes.Buffer, n *yaml.Node, path string, depth int) 
 			}
 			b.WriteString(strconv.FormatBool(v))
 		case "!!int", "!!float":
-			if !isJSONNumber(n.Value) {
+			if _, err := engine.Number(n.Value); err != nil { // RFC 8259 grammar, as the engine reads numbers
 				d.add(n, path, policies.CodeType, "write numbers in JSON form (no hex, octal, .inf or .nan)", "%q is not a JSON number", n.Value)
 				return false
 			}
@@ -506,48 +507,6 @@ func (d *dec) appendJSON(b *bytes.Buffer, n *yaml.Node, path string, depth int) 
 func writeJSONString(b *bytes.Buffer, s string) {
 	q, _ := json.Marshal(s) // a Go string always marshals
 	b.Write(q)
-}
-
-// isJSONNumber checks the RFC 8259 number grammar.
-func isJSONNumber(s string) bool {
-	i := 0
-	if i < len(s) && s[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(s) && s[i] == '0':
-		i++
-	case i < len(s) && s[i] >= '1' && s[i] <= '9':
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-	default:
-		return false
-	}
-	if i < len(s) && s[i] == '.' {
-		i++
-		start := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == start {
-			return false
-		}
-	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			i++
-		}
-		start := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == start {
-			return false
-		}
-	}
-	return i == len(s)
 }
 
 func contains(list []string, s string) bool {
