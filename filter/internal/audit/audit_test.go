@@ -62,7 +62,14 @@ func TestChainBatches(t *testing.T) {
 		func(b *Batch) { b.Events[1].Action = "deny" },
 		func(b *Batch) { b.Events[0].Seq = 9 },
 		func(b *Batch) { b.PrevHash = strings.Repeat("1", 64) },
-		func(b *Batch) { b.Signature = b.Signature[:len(b.Signature)-2] + "00" },
+		func(b *Batch) { // flip one character, so the bytes always change
+			i := len(b.Signature) - 2
+			c := byte('0')
+			if b.Signature[i] == '0' {
+				c = '1'
+			}
+			b.Signature = b.Signature[:i] + string(c) + b.Signature[i+1:]
+		},
 		func(b *Batch) { b.Events = b.Events[:2] },
 	}
 	for i, f := range tamper {
