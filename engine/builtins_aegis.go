@@ -61,12 +61,8 @@ func bDLPRedact(ev *evalState, args []Value) (Value, error) {
 		return nil, err
 	}
 	out, hits := set.Redact(text)
-	hv := make([]Value, len(hits))
-	for i, h := range hits {
-		hv[i] = stringValue(h)
-	}
 	obj := NewObject(2)
-	obj.Set("hits", arrayOf(hv))
+	obj.Set("hits", stringArray(hits))
 	if out == text {
 		obj.Set("text", args[0])
 	} else {

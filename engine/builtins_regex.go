@@ -58,12 +58,7 @@ func bRegexFindNWith(re *regexp.Regexp) builtinImpl {
 		if err != nil {
 			return nil, err
 		}
-		found := re.FindAllString(s, n)
-		out := make([]Value, len(found))
-		for i, f := range found {
-			out[i] = stringValue(f)
-		}
-		return arrayOf(out), nil
+		return stringArray(re.FindAllString(s, n)), nil
 	}
 }
 
@@ -88,11 +83,7 @@ func bRegexSubmatchWith(re *regexp.Regexp) builtinImpl {
 		found := re.FindAllStringSubmatch(s, n)
 		out := make([]Value, len(found))
 		for i, m := range found {
-			inner := make([]Value, len(m))
-			for j, g := range m {
-				inner[j] = stringValue(g)
-			}
-			out[i] = arrayOf(inner)
+			out[i] = stringArray(m)
 		}
 		return arrayOf(out), nil
 	}
@@ -112,12 +103,7 @@ func bRegexSplitWith(re *regexp.Regexp) builtinImpl {
 		if err != nil {
 			return nil, err
 		}
-		parts := re.Split(s, -1)
-		out := make([]Value, len(parts))
-		for i, p := range parts {
-			out[i] = stringValue(p)
-		}
-		return arrayOf(out), nil
+		return stringArray(re.Split(s, -1)), nil
 	}
 }
 

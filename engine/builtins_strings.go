@@ -114,11 +114,7 @@ func bSplit(_ *evalState, args []Value) (Value, error) {
 		return nil, err
 	}
 	parts := strings.Split(s, sep)
-	out := make([]Value, len(parts))
-	for i, p := range parts {
-		out[i] = stringValue(p)
-	}
-	return arrayOf(out), nil
+	return stringArray(parts), nil
 }
 
 func bReplace(_ *evalState, args []Value) (Value, error) {
@@ -445,9 +441,5 @@ func bSplitN(_ *evalState, args []Value) (Value, error) {
 		all := strings.Split(s, delim)
 		parts = all[max(len(all)+n, 0):]
 	}
-	out := make([]Value, len(parts))
-	for i, p := range parts {
-		out[i] = stringValue(p)
-	}
-	return arrayOf(out), nil
+	return stringArray(parts), nil
 }

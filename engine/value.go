@@ -310,6 +310,16 @@ func NewArray(capacity int) *Array {
 
 func arrayOf(elems []Value) *Array { return &Array{elems: elems} }
 
+// stringArray builds an array of strings, as the string and regex builtins
+// return them.
+func stringArray(ss []string) *Array {
+	out := make([]Value, len(ss))
+	for i, s := range ss {
+		out[i] = stringValue(s)
+	}
+	return arrayOf(out)
+}
+
 // Append adds v at the end. Only for arrays under construction.
 func (a *Array) Append(v Value) { a.elems = append(a.elems, v) }
 
