@@ -27,11 +27,13 @@ type command struct {
 	run     func(ctx context.Context, args []string, io stdio) int
 }
 
-// group is a command with subcommands, such as "policy" or "token".
+// group is a command with subcommands, such as "policy" or "token", or a
+// command that takes flags directly, such as "edge" (run set, no commands).
 type group struct {
 	name     string
 	summary  string
 	commands []command
+	run      func(ctx context.Context, args []string, io stdio) int
 }
 
 const (
@@ -46,6 +48,10 @@ func groups() []group {
 		{name: "bundle", summary: "verify and inspect policy bundles", commands: bundleCommands()},
 		{name: "keys", summary: "generate Ed25519 signing keys", commands: keysCommands()},
 		{name: "token", summary: "mint agent tokens and print JWKS", commands: tokenCommands()},
+		{name: "audit", summary: "verify audit WALs and evidence packs, export evidence", commands: auditCommands()},
+		{name: "edge", summary: "run the edge data plane (proxy hosting the filter)", run: runEdge},
+		{name: "controlplane", summary: "run the control plane (API, xDS, approvals, audit)", run: runControlplane},
+		{name: "bench", summary: "measure decision latency and throughput against baselines", commands: benchCommands()},
 	}
 }
 
@@ -61,6 +67,9 @@ func run(ctx context.Context, args []string, io stdio) int {
 	for _, g := range gs {
 		if g.name != args[0] {
 			continue
+		}
+		if g.run != nil {
+			return g.run(ctx, args[1:], io)
 		}
 		if len(args) == 1 || isHelp(args[1]) {
 			printGroupUsage(io.out, g)
@@ -89,7 +98,7 @@ func printTopUsage(w goio.Writer, gs []group) {
 	fmt.Fprintln(w, "aegis — runtime policy, identity and evidence for AI agent tool calls")
 	fmt.Fprintln(w, "\nUsage:\n  aegis <command> <subcommand> [flags] [args]\n\nCommands:")
 	for _, g := range gs {
-		fmt.Fprintf(w, "  %-8s %s\n", g.name, g.summary)
+		fmt.Fprintf(w, "  %-13s %s\n", g.name, g.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'aegis <command> --help' for its subcommands, and 'aegis <command> <subcommand> --help' for flags.")
 }
