@@ -1,0 +1,55 @@
+// Package auth says who is calling the control plane and what they may do.
+// Every API call carries a principal: a human or service with roles, or an
+// enrolled node. Handlers read it from the request context; they never trust
+// a tenant or node id the caller merely claims in a body or in xDS metadata.
+package auth
+
+import (
+	"context"
+	"slices"
+)
+
+// Role is one of the fixed roles of the control plane API.
+type Role string
+
+const (
+	RoleAdmin     Role = "admin"     // manage tenants, users, keys, enrollment
+	RoleAuthor    Role = "author"    // submit policies
+	RoleApprover  Role = "approver"  // approve policies and approval requests
+	RolePublisher Role = "publisher" // publish, roll out and roll back
+	RoleAuditor   Role = "auditor"   // read audit evidence, export packs
+	RoleNode      Role = "node"      // an enrolled data-plane node
+	RoleAgent     Role = "agent"     // an agent polling its own approvals
+)
+
+// Principal is the authenticated caller of one request.
+type Principal struct {
+	// Subject is the stable id of the caller: a user name, a node id, or the
+	// agent id of an agent token.
+	Subject string
+	// Tenant scopes what the caller may see; empty means every tenant
+	// (only for admins and auditors created without one).
+	Tenant string
+	Roles  []Role
+	// TokenID is the jti of the credential used, for the audit of API calls.
+	TokenID string
+}
+
+// Has reports whether p holds role r.
+func (p Principal) Has(r Role) bool { return slices.Contains(p.Roles, r) }
+
+// CanAccessTenant reports whether p may act on tenant t.
+func (p Principal) CanAccessTenant(t string) bool { return p.Tenant == "" || p.Tenant == t }
+
+type ctxKey struct{}
+
+// WithPrincipal returns a context carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, ctxKey{}, p)
+}
+
+// FromContext returns the principal of the request, if authenticated.
+func FromContext(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(ctxKey{}).(Principal)
+	return p, ok
+}

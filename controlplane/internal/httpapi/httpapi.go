@@ -1,0 +1,94 @@
+// Package httpapi holds the few rules every control-plane JSON endpoint
+// shares: errors as {"error","message","details"} (API.md), strict bounded
+// request decoding, and JSON replies.
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// ErrorBody is the JSON shape of every error reply.
+type ErrorBody struct {
+	Error   string         `json:"error"`
+	Message string         `json:"message,omitempty"`
+	Details map[string]any `json:"details,omitempty"`
+}
+
+// Error writes an error reply. code is a stable machine-readable token
+// (snake_case); message is for humans and must not contain secrets.
+func Error(w http.ResponseWriter, status int, code, message string, details map[string]any) {
+	JSON(w, status, ErrorBody{Error: code, Message: message, Details: details})
+}
+
+// JSON writes v as the reply body with the given status.
+func JSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// DecodeError is a request body that cannot be accepted; Status is 400,
+// 413 or 415.
+type DecodeError struct {
+	Status int
+	Code   string
+	Msg    string
+}
+
+func (e *DecodeError) Error() string { return e.Msg }
+
+// Decode reads a JSON request body into v: at most maxBytes, content type
+// application/json, no unknown fields, exactly one value. A failure is a
+// *DecodeError naming the problem; WriteDecodeError answers it.
+func Decode(r *http.Request, maxBytes int64, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
+		return &DecodeError{http.StatusUnsupportedMediaType, "unsupported_media_type", fmt.Sprintf("content type %q: want application/json", ct)}
+	}
+	body := http.MaxBytesReader(nil, r.Body, maxBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &DecodeError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body larger than %d bytes", maxBytes)}
+		}
+		if errors.Is(err, io.EOF) {
+			return &DecodeError{http.StatusBadRequest, "bad_request", "empty request body: want a JSON object"}
+		}
+		return &DecodeError{http.StatusBadRequest, "bad_request", "request body: " + err.Error()}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return &DecodeError{http.StatusBadRequest, "bad_request", "request body: trailing data after the JSON value"}
+	}
+	return nil
+}
+
+// WriteDecodeError answers a Decode failure (or any other error as 400).
+func WriteDecodeError(w http.ResponseWriter, err error) {
+	var de *DecodeError
+	if errors.As(err, &de) {
+		Error(w, de.Status, de.Code, de.Msg, nil)
+		return
+	}
+	Error(w, http.StatusBadRequest, "bad_request", err.Error(), nil)
+}
+
+func isJSON(ct string) bool {
+	for i := 0; i < len(ct); i++ {
+		if ct[i] == ';' {
+			ct = ct[:i]
+			break
+		}
+	}
+	for len(ct) > 0 && ct[len(ct)-1] == ' ' {
+		ct = ct[:len(ct)-1]
+	}
+	return ct == "application/json"
+}
