@@ -14,6 +14,7 @@ var fieldNames = map[string]bool{
 	"alg": true, "kid": true, "typ": true, "crit": true,
 	"iss": true, "sub": true, "aud": true, "tenant": true, "org": true, "scope": true, "region": true,
 	"exp": true, "nbf": true, "iat": true, "jti": true, "act": true,
+	"tool": true, "params_digest": true, "approval_id": true, // override tokens
 	"keys": true, "kty": true, "crv": true, "x": true, "use": true, "key_ops": true, "d": true,
 }
 
