@@ -41,14 +41,7 @@ type Record struct {
 }
 
 // chainHash is event_hash = sha256(prev_hash || JCS(event)) (API.md).
-func chainHash(prev [32]byte, canon []byte) [32]byte {
-	h := sha256.New()
-	h.Write(prev[:])
-	h.Write(canon)
-	var sum [32]byte
-	h.Sum(sum[:0])
-	return sum
-}
+func chainHash(prev [32]byte, canon []byte) [32]byte { return ChainHash(prev[:], canon) }
 
 // appendFrame appends r as a frame to b.
 func appendFrame(b []byte, r *Record) []byte {
@@ -146,4 +139,15 @@ func decodeHash(s string, out *[32]byte) error {
 		return errors.New("not lower-case hex")
 	}
 	return nil
+}
+
+// ChainHash is event_hash = sha256(prev || canon) for callers that check
+// the filter's per-VM chains with the same encoding.
+func ChainHash(prev []byte, canon []byte) [32]byte {
+	h := sha256.New()
+	h.Write(prev)
+	h.Write(canon)
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
 }
