@@ -1,0 +1,56 @@
+// Package evidence holds what makes audit records provable after the fact:
+// the event hash chain (API.md, "Audit"), checkpoints signed with the
+// control plane's evidence key, and evidence packs — signed tar.gz archives
+// of events, chain proofs, checkpoints, policy bundles and approvals that an
+// auditor verifies offline.
+//
+// Everything is Ed25519 over bytes that carry a domain prefix, so a
+// checkpoint signature can never be replayed as a pack signature or the
+// other way round.
+package evidence
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/aegis-mesh/aegis/jcs"
+)
+
+// ZeroHash is the previous hash of the first event of every chain.
+var ZeroHash = hex.EncodeToString(make([]byte, sha256.Size))
+
+// EventHash returns sha256(prev || JCS(event)) and the canonical form of
+// the event. raw is the event as received; its canonical form is what the
+// producer hashed, so fields this version does not know still count.
+func EventHash(prev [32]byte, raw []byte) ([32]byte, []byte, error) {
+	canon, err := jcs.Canonicalize(raw)
+	if err != nil {
+		return [32]byte{}, nil, fmt.Errorf("canonical event: %w", err)
+	}
+	h := sha256.New()
+	h.Write(prev[:])
+	h.Write(canon)
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum, canon, nil
+}
+
+// ParseHash decodes a lower-case hex sha256.
+func ParseHash(s string) ([32]byte, error) {
+	var out [32]byte
+	if len(s) != 64 {
+		return out, errors.New("not 64 hex digits")
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return out, errors.New("not lower-case hex")
+		}
+	}
+	if _, err := hex.Decode(out[:], []byte(s)); err != nil {
+		return out, err
+	}
+	return out, nil
+}
