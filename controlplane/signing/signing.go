@@ -30,6 +30,7 @@ import (
 const (
 	PurposeBundle = "bundle"
 	PurposeState  = "state"
+	PurposeAPI    = "api"
 )
 
 // ErrUnknownKey is a key id that no trusted key has.
