@@ -1,0 +1,87 @@
+package wasmhost
+
+import (
+	"context"
+	"time"
+
+	"github.com/aegis-mesh/aegis/edge/wasmhost/internal/abi"
+)
+
+// proxy_get_current_time_nanoseconds(time_ptr): wall clock, from the
+// pool's clock.
+func hostGetCurrentTime(_ context.Context, in *instance, s []uint64) abi.Status {
+	if !in.mem.WriteUint64Le(uint32(s[0]), uint64(in.pool.now().UnixNano())) {
+		return abi.StatusInvalidMemoryAccess
+	}
+	return abi.StatusOK
+}
+
+// proxy_set_effective_context(context_id): later host calls in this
+// callback act on that context (the root context, or the instance's
+// in-flight stream). BadArgument for any other id.
+func hostSetEffectiveContext(_ context.Context, in *instance, s []uint64) abi.Status {
+	id := uint32(s[0])
+	if id != rootContextID && (in.stream == nil || in.stream.id != id) {
+		return abi.StatusBadArgument
+	}
+	in.effective = id
+	return abi.StatusOK
+}
+
+// proxy_done(): the root context finished the work it deferred in
+// proxy_on_done. This host calls proxy_on_done only when it retires an
+// instance and does not wait, so there is nothing to complete.
+func hostDone(context.Context, *instance, []uint64) abi.Status { return abi.StatusOK }
+
+// proxy_get_status(code_ptr, msg_ptr_ptr, msg_size_ptr): the status of the
+// http_call response being delivered (0 otherwise), no message.
+func hostGetStatus(_ context.Context, in *instance, s []uint64) abi.Status {
+	var code uint32
+	if in.response == nil {
+		return abi.StatusNotFound
+	}
+	if in.response.failed {
+		code = 1
+	}
+	if !in.mem.WriteUint32Le(uint32(s[0]), code) {
+		return abi.StatusInvalidMemoryAccess
+	}
+	return in.putPtrSize(uint32(s[1]), uint32(s[2]), 0, 0)
+}
+
+// ticker delivers proxy_on_tick to one instance.
+type ticker struct {
+	stopCh chan struct{}
+}
+
+func (t *ticker) stop() {
+	if t.stopCh != nil {
+		close(t.stopCh)
+		t.stopCh = nil
+	}
+}
+
+// proxy_set_tick_period_milliseconds(period): 0 stops ticks. Each
+// instance ticks on its own schedule (each VM has its own timers in Envoy).
+func hostSetTickPeriod(_ context.Context, in *instance, s []uint64) abi.Status {
+	period := time.Duration(uint32(s[0])) * time.Millisecond
+	in.tick.stop()
+	if period == 0 || in.closed.Load() {
+		return abi.StatusOK
+	}
+	stop := make(chan struct{})
+	in.tick.stopCh = stop
+	c, cancel := in.pool.newTicker(period)
+	go func() {
+		defer cancel()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-c:
+				in.pool.deliverTick(in)
+			}
+		}
+	}()
+	return abi.StatusOK
+}
