@@ -40,6 +40,7 @@ import (
 	"github.com/aegis-mesh/aegis/filter/internal/reply"
 	"github.com/aegis-mesh/aegis/filter/internal/trust"
 	"github.com/aegis-mesh/aegis/input"
+	"github.com/aegis-mesh/aegis/jcs"
 	"github.com/aegis-mesh/aegis/token"
 )
 
@@ -103,13 +104,14 @@ func (v *vmContext) OnVMStart(int) types.OnVMStartStatus {
 			Bundle string `json:"AEGIS_BUNDLE_PUBLIC_KEY"`
 			State  string `json:"AEGIS_STATE_PUBLIC_KEY"`
 			Node   string `json:"AEGIS_NODE_SIGNING_KEY"`
+			Token  string `json:"AEGIS_NODE_TOKEN"`
 		}
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&raw); err != nil {
 			proxywasm.LogCriticalf("aegis: VM configuration: %v", err)
 			return false
 		}
-		for k, val := range map[string]string{trust.EnvBundleKey: raw.Bundle, trust.EnvStateKey: raw.State, trust.EnvNodeKey: raw.Node} {
+		for k, val := range map[string]string{trust.EnvBundleKey: raw.Bundle, trust.EnvStateKey: raw.State, trust.EnvNodeKey: raw.Node, trust.EnvNodeToken: raw.Token} {
 			if val != "" {
 				fromConf[k] = val
 			}
@@ -151,6 +153,7 @@ type pluginContext struct {
 	vm       *vmContext
 	cfg      config.Config
 	verifier *token.Verifier
+	keys     *token.KeySet // the tenant token keys, for override tokens
 	policies map[string]*policy
 	m        metrics
 	started  bool
@@ -162,6 +165,11 @@ type pluginContext struct {
 	ids map[string]input.Identity
 	// digestBuf is reused by inputDigest.
 	digestBuf []byte
+	// redeemed maps the override jtis this VM redeemed to their expiry: a
+	// second use is refused without asking the control plane.
+	redeemed map[string]int64
+	// held are the requests waiting for an approval (approval hold).
+	held map[uint32]*heldRequest
 }
 
 var _ types.PluginContext = (*pluginContext)(nil)
@@ -187,6 +195,9 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 		return false
 	}
 	p.cfg = cfg
+	p.keys = ks
+	p.redeemed = map[string]int64{}
+	p.held = map[uint32]*heldRequest{}
 	p.verifier = token.NewVerifier(ks, token.VerifyOptions{
 		Skew:     time.Duration(cfg.Token.SkewSeconds) * time.Second,
 		Issuer:   cfg.Token.Issuer,
@@ -244,6 +255,9 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 // One batch is in flight at a time, so the control plane sees seq in
 // order.
 func (p *pluginContext) OnTick() {
+	if len(p.held) > 0 {
+		p.pollHeld(time.Now())
+	}
 	p.m.auditQueue.Add(int64(p.vm.chain.Len()) - p.m.auditQueue.Value())
 	if p.inFlight || p.cfg.ControlPlane.Cluster == "" {
 		return
@@ -258,12 +272,8 @@ func (p *pluginContext) OnTick() {
 		proxywasm.LogErrorf("aegis: encoding an audit batch: %v", err)
 		return
 	}
-	headers := [][2]string{
-		{":method", "POST"}, {":path", AuditPath}, {":authority", p.cfg.ControlPlane.Authority},
-		{"content-type", "application/json"},
-	}
 	chain := p.vm.chain
-	_, err = proxywasm.DispatchHttpCall(p.cfg.ControlPlane.Cluster, headers, body, nil, uint32(p.cfg.ControlPlane.TimeoutMs),
+	_, err = proxywasm.DispatchHttpCall(p.cfg.ControlPlane.Cluster, p.cpHeaders("POST", AuditPath, true), body, nil, uint32(p.cfg.ControlPlane.TimeoutMs),
 		func(_, bodySize, _ int) {
 			p.inFlight = false
 			status := calloutStatus()
@@ -386,8 +396,8 @@ func (pol *policy) visibleTools(doc engine.Value) (map[string]bool, error) {
 }
 
 // NewHttpContext implements types.PluginContext.
-func (p *pluginContext) NewHttpContext(uint32) types.HttpContext {
-	return &httpContext{p: p}
+func (p *pluginContext) NewHttpContext(contextID uint32) types.HttpContext {
+	return &httpContext{p: p, ctxID: contextID}
 }
 
 type metrics struct {
@@ -434,11 +444,20 @@ func (m *metrics) count(a decide.Action) {
 // limit).
 type httpContext struct {
 	types.DefaultHttpContext
-	p   *pluginContext
-	pol *policy
-	req input.Request
-	id  input.Identity
-	tok string // the verified token, key of pluginContext.ids
+	p     *pluginContext
+	ctxID uint32
+	pol   *policy
+	req   input.Request
+	id    input.Identity
+	ictx  input.Context
+	tok   string // the verified token, key of pluginContext.ids
+	// override is the x-aegis-override token, looked at only when the
+	// decision is approval_needed.
+	override string
+	// event is the audit event of the decision, recorded once the status
+	// is known: the local reply's, or the upstream response's.
+	event *audit.Event
+	held  *heldRequest
 	// tools/list response filtering: request ids (JSON text) and the
 	// tools the agent may see.
 	listIDs   map[string]bool
@@ -485,6 +504,14 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 			}
 		}
 		kept = append(kept, kv)
+	}
+	for _, kv := range hs {
+		if strings.EqualFold(kv[0], HeaderOverride) {
+			if h.override != "" {
+				return h.localReply(400, reply.Error(reply.CodeOverrideInvalid, HeaderOverride+" given more than once"))
+			}
+			h.override = kv[1]
+		}
 	}
 	h.req = requestFrom(kept)
 	h.id = p.identity(claims, h.tok)
@@ -575,23 +602,31 @@ func (h *httpContext) decide(body []byte, truncated bool, now time.Time) types.A
 	p := h.p
 	h.req.Body = body
 	h.req.BodyTruncated = truncated
-	tenant := h.id.Tenant
-	spent, err := quota.Read(sharedData{}, quota.SpendKey(tenant, h.id.Agent), quota.Day(now))
+	spent, err := quota.Read(sharedData{}, quota.SpendKey(h.id.Tenant, h.id.Agent), quota.Day(now))
 	if err != nil {
 		proxywasm.LogErrorf("aegis: %v", err)
 		return h.fail("reading the spend counter failed")
 	}
+	h.ictx = input.Context{Region: p.cfg.Node.Region, Time: now, SpentMicroUSD: spent}
 	start := time.Now()
-	out, err := h.pol.decider.Decide(context.Background(), h.req, h.id, input.Context{
-		Region:        p.cfg.Node.Region,
-		Time:          now,
-		SpentMicroUSD: spent,
-	})
+	out, err := h.pol.decider.Decide(context.Background(), h.req, h.id, h.ictx)
 	if err != nil {
 		proxywasm.LogErrorf("aegis: deciding: %v", err)
 		return h.fail("the policy could not be evaluated")
 	}
 	elapsed := time.Since(start)
+	if h.override != "" && out.Decision.Action == decide.ApprovalNeeded && out.Decision.Mode != "observe" {
+		return h.applyOverride(out, now)
+	}
+	return h.enforce(out, elapsed, now, nil)
+}
+
+// enforce applies a decision: obligations (rate, spend), filter state, the
+// audit event, then the request goes on or is answered locally. ov is the
+// redeemed override that lifted an approval, or nil.
+func (h *httpContext) enforce(out decide.Outcome, elapsed time.Duration, now time.Time, ov *token.OverrideClaims) types.Action {
+	p := h.p
+	tenant := h.id.Tenant
 	d := out.Decision
 	id := newDecisionID()
 	action, shadow := d.Action, d.ShadowAction
@@ -634,18 +669,25 @@ func (h *httpContext) decide(body []byte, truncated bool, now time.Time) types.A
 	if d.Tool != nil {
 		rec.Tool = d.Tool.Name
 	}
-	h.setState(rec)
 	if action == decide.Deny || action == decide.ApprovalNeeded {
 		if status == 0 {
 			status = 403
 		}
 	}
-	h.record(audit.Event{
+	ev := audit.Event{
 		ID: id, Time: now.UTC().Format(time.RFC3339Nano), Tenant: tenant, Agent: h.id.Agent, Chain: h.id.Chain,
 		Tool: rec.Tool, Action: string(action), ShadowAction: string(shadow), Reasons: reasons, RuleIDs: d.RuleIDs,
 		PolicyRevision: h.pol.manifest.Revision, InputDigest: p.inputDigest(out), Redactions: redactions(d),
 		DecisionNS: elapsed.Nanoseconds(), Status: int(status),
-	})
+	}
+	if ov != nil {
+		ev.ApprovalID, ev.OverrideJTI = ov.ApprovalID, ov.ID
+		rec.ApprovalID, rec.OverrideJTI = ov.ApprovalID, ov.ID
+	}
+	h.setState(rec)
+	// Recorded with the local reply's status, or with the upstream's when
+	// the response starts (or the stream ends without one).
+	h.event = &ev
 
 	switch action {
 	case decide.Allow, decide.Sanitize:
@@ -676,7 +718,7 @@ func (h *httpContext) decide(body []byte, truncated bool, now time.Time) types.A
 
 	// deny or approval_needed: answered locally.
 	if action == decide.ApprovalNeeded && p.cfg.ControlPlane.Cluster != "" {
-		return h.requestApproval(out, d, reasons, id)
+		return h.requestApproval(out, reasons, id)
 	}
 	return h.refuse(out, action, status, reasons, id, "")
 }
@@ -726,40 +768,48 @@ type approvalRequest struct {
 // the request until it answers; the reply then carries the approval id.
 // When the control plane cannot be reached, the tool's fail mode decides:
 // open lets the call through (recorded), closed refuses it with 503.
-func (h *httpContext) requestApproval(out decide.Outcome, d decide.Decision, reasons []string, id string) types.Action {
+func (h *httpContext) requestApproval(out decide.Outcome, reasons []string, id string) types.Action {
 	p := h.p
+	d := out.Decision
+	c := approvalCall(out)
+	tool, digest, err := callDigest(h.id.Tenant, h.id.Agent, c)
+	if err != nil {
+		proxywasm.LogErrorf("aegis: %s: params digest: %v", id, err)
+		return h.fail("the call's parameters could not be digested for the approval")
+	}
 	ar := approvalRequest{
-		DecisionID: id, Tenant: h.id.Tenant, Agent: h.id.Agent, Chain: h.id.Chain,
-		Reasons: reasons, PolicyRevision: h.pol.manifest.Revision,
-		ParamsDigest:   paramsDigest(h.id.Tenant, h.id.Agent, d.Tool, out),
+		DecisionID: id, Tenant: h.id.Tenant, Agent: h.id.Agent, Chain: h.id.Chain, Tool: tool,
+		Reasons: reasons, PolicyRevision: h.pol.manifest.Revision, ParamsDigest: digest,
 		RequestSummary: h.req.Method + " " + h.req.Authority + h.req.Path,
 	}
-	if d.Tool != nil {
-		ar.Tool = d.Tool.Name
-	}
-	if d.Approval != nil {
+	if c.Decision.Approval != nil {
+		ar.Approvers, ar.ExpiresIn = c.Decision.Approval.Approvers, c.Decision.Approval.ExpiresInS
+	} else if d.Approval != nil {
 		ar.Approvers, ar.ExpiresIn = d.Approval.Approvers, d.Approval.ExpiresInS
 	}
 	body, err := json.Marshal(ar)
 	if err != nil {
 		return h.fail("encoding the approval request failed")
 	}
-	headers := [][2]string{
-		{":method", "POST"}, {":path", ApprovalsPath}, {":authority", p.cfg.ControlPlane.Authority},
-		{"content-type", "application/json"},
-	}
-	_, err = proxywasm.DispatchHttpCall(p.cfg.ControlPlane.Cluster, headers, body, nil, uint32(p.cfg.ControlPlane.TimeoutMs),
+	_, err = proxywasm.DispatchHttpCall(p.cfg.ControlPlane.Cluster, p.cpHeaders("POST", ApprovalsPath, true), body, nil, uint32(p.cfg.ControlPlane.TimeoutMs),
 		func(_, bodySize, _ int) {
 			raw, _ := proxywasm.GetHttpCallResponseBody(0, min(bodySize, 4096))
 			var r struct {
 				ApprovalID string `json:"approval_id"`
 			}
 			if st := calloutStatus(); (st == "201" || st == "200") && json.Unmarshal(raw, &r) == nil && r.ApprovalID != "" {
+				if h.event != nil {
+					h.event.ApprovalID = r.ApprovalID
+				}
+				if h.p.cfg.Limits.ApprovalHoldMs > 0 {
+					h.hold(out, r.ApprovalID, reasons, id)
+					return
+				}
 				h.refuse(out, decide.ApprovalNeeded, 0, reasons, id, r.ApprovalID)
 				return
 			}
-			proxywasm.LogErrorf("aegis: creating an approval for %s: control plane answered %q %q", id, calloutStatus(), raw)
-			if h.controlPlaneDown(d, id) == types.ActionContinue {
+			proxywasm.LogErrorf("aegis: creating an approval for %s: control plane answered %q", id, calloutStatus())
+			if h.controlPlaneDown(d, id, "the approval could not be requested") == types.ActionContinue {
 				if err := proxywasm.ResumeHttpRequest(); err != nil {
 					proxywasm.LogErrorf("aegis: resuming %s: %v", id, err)
 				}
@@ -767,23 +817,54 @@ func (h *httpContext) requestApproval(out decide.Outcome, d decide.Decision, rea
 		})
 	if err != nil {
 		proxywasm.LogErrorf("aegis: creating an approval for %s: %v", id, err)
-		return h.controlPlaneDown(d, id)
+		return h.controlPlaneDown(d, id, "the approval could not be requested")
 	}
 	h.done = true
 	return types.ActionPause
 }
 
+// approvalCall is the call an approval (and so an override) is for: the
+// first that needs one.
+func approvalCall(out decide.Outcome) decide.Call {
+	for _, c := range out.Calls {
+		if c.Decision.Action == decide.ApprovalNeeded {
+			return c
+		}
+	}
+	if len(out.Calls) > 0 {
+		return out.Calls[0]
+	}
+	return decide.Call{}
+}
+
 // controlPlaneDown applies the tool's fail mode to a decision that needed
-// the control plane.
-func (h *httpContext) controlPlaneDown(d decide.Decision, id string) types.Action {
+// the control plane; what says what could not be done.
+func (h *httpContext) controlPlaneDown(d decide.Decision, id, what string) types.Action {
 	h.p.m.errors.Increment(1)
 	if d.Fail == "open" {
 		if err := proxywasm.ReplaceHttpRequestHeader(HeaderDecisionID, id); err == nil {
 			proxywasm.LogWarnf("aegis: %s: control plane unreachable, let through by fail mode open", id)
+			if h.event != nil {
+				h.event.Reasons = append(h.event.Reasons, "control plane unreachable: let through by fail mode open")
+			}
 			return types.ActionContinue
 		}
 	}
-	return h.localReply(503, reply.Error("control_plane_unavailable", "the approval could not be requested; the call is refused (fail mode closed)"))
+	return h.localReply(503, reply.Error(reply.CodeControlPlaneUnavailable, what+"; the call is refused (fail mode closed)"))
+}
+
+// cpHeaders are the headers of a call to the control plane; every call
+// carries the node credential when the deployment gives one.
+func (p *pluginContext) cpHeaders(method, path string, body bool) [][2]string {
+	hs := make([][2]string, 0, 6)
+	hs = append(hs, [2]string{":method", method}, [2]string{":path", path}, [2]string{":authority", p.cfg.ControlPlane.Authority})
+	if body {
+		hs = append(hs, [2]string{"content-type", "application/json"})
+	}
+	if p.vm.root.NodeToken != "" {
+		hs = append(hs, [2]string{"authorization", "Bearer " + p.vm.root.NodeToken})
+	}
+	return hs
 }
 
 func calloutStatus() string {
@@ -799,28 +880,30 @@ func calloutStatus() string {
 	return ""
 }
 
-// paramsDigest is the hex SHA-256 of {tenant, agent, tool, params} as
-// JSON with sorted keys, binding an approval to the exact call.
-func paramsDigest(tenant, agent string, tool *decide.Tool, out decide.Outcome) string {
-	o := engine.NewObject(4)
-	o.Set("tenant", engine.String(tenant))
-	o.Set("agent", engine.String(agent))
-	if tool != nil {
-		o.Set("tool", engine.String(tool.Name))
-	}
-	if len(out.Calls) > 0 {
-		if in, ok := out.Calls[0].Input.(*engine.Object); ok {
-			if v, ok := in.Get("params"); ok {
-				o.Set("params", v)
+// callDigest returns the tool of a call and the params digest that binds
+// approvals and override tokens to it (jcs.ParamsDigest over the call's
+// params as the policy saw them).
+func callDigest(tenant, agent string, c decide.Call) (tool, digest string, err error) {
+	var params []byte
+	if in, ok := c.Input.(*engine.Object); ok {
+		if t, ok := in.Get("tool"); ok {
+			if to, ok := t.(*engine.Object); ok {
+				if n, ok := to.Get("name"); ok {
+					tool, _ = engine.AsString(n)
+				}
+			}
+		}
+		if v, ok := in.Get("params"); ok {
+			if params, err = engine.ToJSON(v); err != nil {
+				return "", "", err
 			}
 		}
 	}
-	b, err := engine.ToJSON(o)
-	if err != nil {
-		return ""
+	if c.Decision.Tool != nil && c.Decision.Tool.Name != "" {
+		tool = c.Decision.Tool.Name
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	digest, err = jcs.ParamsDigest(tenant, agent, tool, params)
+	return tool, digest, err
 }
 
 // prepareListFilter remembers the tools/list requests of an MCP call that
@@ -845,6 +928,13 @@ func (h *httpContext) prepareListFilter(out decide.Outcome) error {
 // OnHttpResponseHeaders implements types.HttpContext: a response to a
 // tools/list request is held until its body is filtered.
 func (h *httpContext) OnHttpResponseHeaders(_ int, endOfStream bool) types.Action {
+	if h.event != nil {
+		if st, err := proxywasm.GetHttpResponseHeader(":status"); err == nil {
+			h.event.Status, _ = strconv.Atoi(st)
+		}
+		h.record(*h.event)
+		h.event = nil
+	}
 	if h.listIDs == nil || endOfStream {
 		return types.ActionContinue
 	}
@@ -1039,12 +1129,21 @@ func (h *httpContext) mcpReply(out decide.Outcome, action decide.Action, reasons
 // fail answers a request the filter could not decide: fail closed.
 func (h *httpContext) fail(msg string) types.Action {
 	h.p.m.errors.Increment(1)
+	if h.event != nil {
+		h.event.Action = string(decide.Deny)
+		h.event.Reasons = append(h.event.Reasons, "internal: "+msg)
+	}
 	h.done = true
 	return h.localReply(503, reply.Error(reply.CodeInternal, msg))
 }
 
 func (h *httpContext) localReply(status uint32, body []byte) types.Action {
 	h.done = true
+	if h.event != nil {
+		h.event.Status = int(status)
+		h.record(*h.event)
+		h.event = nil
+	}
 	headers := [][2]string{{"content-type", "application/json"}, {"cache-control", "no-store"}}
 	if err := proxywasm.SendHttpResponse(status, headers, body, -1); err != nil {
 		// The local reply failed; pausing still keeps the request from the
@@ -1161,6 +1260,8 @@ type stateRecord struct {
 	Tool         string   `json:"tool,omitempty"`
 	Policy       string   `json:"policy_version,omitempty"`
 	DecisionNS   int64    `json:"decision_ns,omitempty"`
+	ApprovalID   string   `json:"approval_id,omitempty"`
+	OverrideJTI  string   `json:"override_jti,omitempty"`
 }
 
 func (h *httpContext) setState(r stateRecord) {
@@ -1190,4 +1291,18 @@ func (sharedData) Set(key string, value []byte, cas uint32) error {
 		return quota.ErrCasMismatch
 	}
 	return err
+}
+
+// OnHttpStreamDone implements types.HttpContext: an event still waiting
+// for a status (the stream ended without a response) is recorded with
+// status 0, and a held request stops being polled.
+func (h *httpContext) OnHttpStreamDone() {
+	if h.held != nil {
+		delete(h.p.held, h.ctxID)
+		h.held = nil
+	}
+	if h.event != nil {
+		h.record(*h.event)
+		h.event = nil
+	}
 }

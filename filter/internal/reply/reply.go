@@ -16,6 +16,14 @@ const (
 	CodeUnauthorized    = "unauthorized"
 	CodeNoBundle        = "no_bundle"
 	CodeInternal        = "internal_error"
+
+	CodeControlPlaneUnavailable = "control_plane_unavailable"
+	CodeOverrideInvalid         = "override_invalid"          // bad signature, format, issuer, tenant
+	CodeOverrideExpired         = "override_expired"          // past exp, or the control plane says so
+	CodeOverrideMismatch        = "override_mismatch"         // another agent, tool or parameters
+	CodeOverrideRedeemed        = "override_already_redeemed" // single use: already spent
+	CodeKillSwitch              = "kill_switch"
+	CodeRevoked                 = "revoked"
 )
 
 // Decision is the body of a deny, rate-limit or approval reply.

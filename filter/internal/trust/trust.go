@@ -1,6 +1,7 @@
 // Package trust reads the node's trust root: the public key that verifies
 // policy bundles, the one that verifies live state, and the node's own
-// signing key for audit batches.
+// signing key for audit batches; and the node's credential for the
+// control plane.
 //
 // They come from the operator's deployment (Envoy
 // vm_config.environment_variables, Istio WasmPlugin env), never from the
@@ -20,6 +21,9 @@ const (
 	EnvBundleKey = "AEGIS_BUNDLE_PUBLIC_KEY"
 	EnvStateKey  = "AEGIS_STATE_PUBLIC_KEY"
 	EnvNodeKey   = "AEGIS_NODE_SIGNING_KEY"
+	// EnvNodeToken holds the bearer token the node presents on every
+	// control-plane call (opaque to the filter).
+	EnvNodeToken = "AEGIS_NODE_TOKEN"
 )
 
 // Root is the trust root. A nil BundleKey means no bundle can be trusted:
@@ -28,6 +32,7 @@ type Root struct {
 	BundleKey ed25519.PublicKey
 	StateKey  ed25519.PublicKey
 	NodeKey   ed25519.PrivateKey
+	NodeToken string
 }
 
 // Load reads the root through lookup (os.LookupEnv in the filter). An
@@ -51,6 +56,19 @@ func Load(lookup func(string) (string, bool)) (Root, error) {
 		if r.NodeKey, err = keys.ParsePrivatePEM([]byte(v)); err != nil {
 			return Root{}, fmt.Errorf("%s: %w", EnvNodeKey, err)
 		}
+	}
+	if v, ok := lookup(EnvNodeToken); ok {
+		// It goes into an HTTP header: anything that could split or
+		// smuggle a header is refused rather than sent.
+		if v == "" || len(v) > 4096 {
+			return Root{}, fmt.Errorf("%s: empty or longer than 4096 bytes", EnvNodeToken)
+		}
+		for i := 0; i < len(v); i++ {
+			if v[i] <= ' ' || v[i] >= 0x7f {
+				return Root{}, fmt.Errorf("%s: byte %d is not a visible ASCII character", EnvNodeToken, i)
+			}
+		}
+		r.NodeToken = v
 	}
 	return r, nil
 }

@@ -23,6 +23,9 @@ func TestLoad(t *testing.T) {
 	if err != nil || !r.BundleKey.Equal(priv.Public()) || !r.StateKey.Equal(priv.Public()) || !r.NodeKey.Equal(priv) {
 		t.Fatalf("Load = %+v, %v", r, err)
 	}
+	if r, err := Load(env(map[string]string{EnvNodeToken: "nt_abc.DEF-123"})); err != nil || r.NodeToken != "nt_abc.DEF-123" {
+		t.Errorf("node token: %+v, %v", r, err)
+	}
 	r, err = Load(env(nil))
 	if err != nil || r.BundleKey != nil || r.NodeKey != nil {
 		t.Errorf("empty environment: %+v, %v", r, err)
@@ -33,6 +36,11 @@ func TestLoad(t *testing.T) {
 		{EnvBundleKey: string(privPEM)}, // a private key where a public one belongs
 		{EnvStateKey: "x"},
 		{EnvNodeKey: string(pubPEM)},
+		{EnvNodeToken: ""},
+		{EnvNodeToken: "abc\r\nx-evil: 1"},
+		{EnvNodeToken: "a b"},
+		{EnvNodeToken: "caf\u00e9"},
+		{EnvNodeToken: strings.Repeat("a", 4097)},
 	}
 	for _, m := range bad {
 		if _, err := Load(env(m)); err == nil {
