@@ -297,3 +297,95 @@ func TestOverrideSanitizeStillApplies(t *testing.T) {
 		host.CompleteHttpContext(id)
 	})
 }
+
+// TestApprovalHold: with limits.approval_hold_ms the request waits while
+// the filter polls the approval on tick; approved → its override token is
+// redeemed and the call goes on; denied → approval_needed reply.
+func TestApprovalHold(t *testing.T) {
+	conf := pluginConfig(allBundles(), `"control_plane":{"cluster":"aegis-cp"},"limits":{"approval_hold_ms":60000},"audit":{"flush_interval_ms":100}`)
+	vmTest(t, func(t *testing.T, vm types.VMContext) {
+		host, reset := startPlugin(t, vm, conf)
+		defer reset()
+		agent := mint(t, tokenOpts{agent: "billing-agent", tenant: "acme"})
+		// created starts a payment that needs approval and answers the
+		// approval request; it returns the stream id.
+		created := func() uint32 {
+			id := held(t, host, payment(agent, bigPayment))
+			cs := host.GetCalloutAttributesFromContext(id)
+			if len(cs) != 1 || !hasHeader(cs[0].Headers, ":path", plugin.ApprovalsPath) {
+				t.Fatalf("callouts %+v", cs)
+			}
+			host.CallOnHttpCallResponse(cs[0].CalloutID, [][2]string{{":status", "201"}}, nil, []byte(`{"approval_id":"ap-7","status":"pending"}`))
+			if r := host.GetSentLocalResponse(id); r != nil {
+				t.Fatalf("answered instead of held: %s", r.Data)
+			}
+			return id
+		}
+		// poll ticks and returns the newest approval status request.
+		poll := func() proxytest.HttpCalloutAttribute {
+			t.Helper()
+			host.Tick()
+			var last *proxytest.HttpCalloutAttribute
+			for _, c := range host.GetCalloutAttributesFromContext(proxytest.PluginContextID) {
+				if hasHeader(c.Headers, ":path", "/v1/approvals/ap-7") {
+					last = &c
+				}
+			}
+			if last == nil {
+				t.Fatal("no approval poll after a tick")
+			}
+			if !hasHeader(last.Headers, ":method", "GET") || !hasHeader(last.Headers, "x-aegis-agent-token", agent) {
+				t.Errorf("poll headers %q", last.Headers)
+			}
+			return *last
+		}
+
+		t.Run("approved", func(t *testing.T) {
+			id := created()
+			c := poll()
+			host.CallOnHttpCallResponse(c.CalloutID, [][2]string{{":status", "200"}}, nil, []byte(`{"status":"pending"}`))
+			if host.GetSentLocalResponse(id) != nil {
+				t.Fatal("answered while pending")
+			}
+			c = poll()
+			body, _ := json.Marshal(map[string]string{"status": "approved", "override_token": mintOverride(t, overrideOpts{jti: "hold-1"})})
+			host.CallOnHttpCallResponse(c.CalloutID, [][2]string{{":status", "200"}}, nil, body)
+			cs := host.GetCalloutAttributesFromContext(id)
+			redeem := cs[len(cs)-1]
+			if !hasHeader(redeem.Headers, ":path", plugin.RedeemPath) {
+				t.Fatalf("no redemption after approval: %q", redeem.Headers)
+			}
+			host.CallOnHttpCallResponse(redeem.CalloutID, [][2]string{{":status", "200"}}, nil, []byte(`{"ok":true}`))
+			if r := host.GetSentLocalResponse(id); r != nil {
+				t.Fatalf("refused: %s", r.Data)
+			}
+			if a := host.GetCurrentHttpStreamAction(id); a != types.ActionContinue {
+				t.Errorf("stream action %v", a)
+			}
+			host.CompleteHttpContext(id)
+		})
+
+		t.Run("denied", func(t *testing.T) {
+			id := created()
+			c := poll()
+			host.CallOnHttpCallResponse(c.CalloutID, [][2]string{{":status", "200"}}, nil, []byte(`{"status":"denied"}`))
+			status, m := localJSON(t, host, id)
+			if status != 403 || m["error"] != "approval_needed" || m["approval_id"] != "ap-7" || !reasonsContain(m, "approval denied") {
+				t.Errorf("reply %d %v", status, m)
+			}
+			host.CompleteHttpContext(id)
+		})
+
+		t.Run("client gone", func(t *testing.T) {
+			id := created()
+			host.CompleteHttpContext(id)
+			before := len(host.GetCalloutAttributesFromContext(proxytest.PluginContextID))
+			host.Tick()
+			for _, c := range host.GetCalloutAttributesFromContext(proxytest.PluginContextID)[before:] {
+				if hasHeader(c.Headers, ":path", "/v1/approvals/ap-7") {
+					t.Error("a finished stream is still polled")
+				}
+			}
+		})
+	})
+}

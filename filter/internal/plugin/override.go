@@ -109,7 +109,13 @@ func (h *httpContext) applyOverride(first decide.Outcome, now time.Time) types.A
 	}
 	_, err = proxywasm.DispatchHttpCall(p.cfg.ControlPlane.Cluster, p.cpHeaders("POST", RedeemPath, true), body, nil, uint32(p.cfg.ControlPlane.TimeoutMs),
 		func(int, int, int) {
-			switch st := calloutStatus(); st {
+			// Dispatched from a poll callback (approval hold) the SDK
+			// credits the call to the plugin context: act on the stream.
+			st := calloutStatus()
+			if err := proxywasm.SetEffectiveContext(h.ctxID); err != nil {
+				return // the stream is gone
+			}
+			switch st {
 			case "200":
 				p.remember(oc.ID, oc.ExpiresAt)
 				h.resume(h.enforce(out, elapsed, now, oc))
