@@ -1,0 +1,453 @@
+package audit
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aegis-mesh/aegis/controlplane/db"
+	"github.com/aegis-mesh/aegis/controlplane/evidence"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Component is the migration sequence name of the audit store.
+const Component = "audit"
+
+// Store keeps audit events, chain heads, checkpoints, spend and incidents.
+// It is safe for concurrent use; several control-plane replicas may share
+// one Postgres database (a chain's head row is locked while a batch of that
+// chain is stored).
+type Store struct {
+	db *db.DB
+}
+
+// OpenStore migrates the audit tables and returns the store.
+func OpenStore(ctx context.Context, d *db.DB) (*Store, error) {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	if err := d.Migrate(ctx, Component, sub); err != nil {
+		return nil, err
+	}
+	return &Store{db: d}, nil
+}
+
+// ChainError is a batch that does not continue its stored chain. The
+// producer resends from ExpectedSeq.
+type ChainError struct {
+	Kind        string // gap, fork, duplicate_id
+	ExpectedSeq int64
+	Msg         string
+}
+
+func (e *ChainError) Error() string { return e.Kind + ": " + e.Msg }
+
+// Result is what Ingest stored.
+type Result struct {
+	Accepted   int   `json:"accepted"`
+	Duplicates int   `json:"duplicates"`
+	HeadSeq    int64 `json:"-"`
+	// Stored are the newly stored records (for spans), in seq order.
+	Stored []Record `json:"-"`
+}
+
+// Head returns a chain's last seq and hash (0 and the zero hash for a chain
+// never seen).
+func (s *Store) Head(ctx context.Context, nodeID, chainID string) (int64, string, error) {
+	var seq int64
+	var h string
+	err := s.db.QueryRowContext(ctx, `SELECT head_seq, head_hash FROM audit_chains WHERE node_id = $1 AND chain_id = $2`, nodeID, chainID).Scan(&seq, &h)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, evidence.ZeroHash, nil
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("chain head %s/%s: %w", nodeID, chainID, err)
+	}
+	return seq, h, nil
+}
+
+// Ingest stores the events of p that continue its chain, in one
+// transaction with the chain head and spend. Events already stored at the
+// same positions with the same hashes are counted as duplicates; anything
+// else that does not continue the head is a *ChainError and nothing is
+// stored.
+func (s *Store) Ingest(ctx context.Context, p *Prepared, now time.Time) (Result, error) {
+	if s.db.Dialect == db.Postgres {
+		var res Result
+		var err error
+		for attempt := 0; attempt < 5; attempt++ {
+			err = s.db.WithPgx(ctx, func(conn *pgx.Conn) error {
+				tx, err := conn.Begin(ctx)
+				if err != nil {
+					return fmt.Errorf("begin: %w", err)
+				}
+				defer tx.Rollback(ctx)
+				res, err = ingest(ctx, pgTxn{tx}, p, now)
+				if err != nil {
+					return err
+				}
+				return tx.Commit(ctx)
+			})
+			if !retryable(err) {
+				break
+			}
+		}
+		return res, uniqueAsDuplicate(err, p)
+	}
+	var res Result
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		res, err = ingest(ctx, sqlTxn{tx}, p, now)
+		return err
+	})
+	return res, uniqueAsDuplicate(err, p)
+}
+
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
+
+// uniqueAsDuplicate turns a unique-index violation (an event id stored by
+// a concurrent batch of another chain) into the refusal it is.
+func uniqueAsDuplicate(err error, p *Prepared) error {
+	if err != nil && db.IsUniqueViolation(err) {
+		return &ChainError{Kind: CodeDuplicateID, ExpectedSeq: p.Batch.SeqFirst, Msg: "an event id of this batch is already stored"}
+	}
+	return err
+}
+
+// txn is the little a transaction must do, in either driver.
+type txn interface {
+	queryRow(ctx context.Context, q string, args ...any) interface{ Scan(...any) error }
+	exec(ctx context.Context, q string, args ...any) error
+	existingIDs(ctx context.Context, tenant string, ids []string) ([]string, error)
+	insertEvents(ctx context.Context, rs []Record, tenant, nodeID string, now int64) error
+	forUpdate() string
+}
+
+func ingest(ctx context.Context, tx txn, p *Prepared, now time.Time) (Result, error) {
+	b := p.Batch
+	if err := tx.exec(ctx, `INSERT INTO audit_chains (node_id, chain_id, tenant, head_seq, head_hash, event_count, checkpoint_seq, updated_us)
+		VALUES ($1, $2, $3, 0, $4, 0, 0, $5) ON CONFLICT (node_id, chain_id) DO NOTHING`, b.NodeID, b.ChainID, b.Tenant, evidence.ZeroHash, db.Micros(now)); err != nil {
+		return Result{}, fmt.Errorf("chain %s/%s: %w", b.NodeID, b.ChainID, err)
+	}
+	var (
+		tenant, headHash string
+		head, count      int64
+	)
+	if err := tx.queryRow(ctx, `SELECT tenant, head_seq, head_hash, event_count FROM audit_chains WHERE node_id = $1 AND chain_id = $2`+tx.forUpdate(),
+		b.NodeID, b.ChainID).Scan(&tenant, &head, &headHash, &count); err != nil {
+		return Result{}, fmt.Errorf("chain %s/%s: %w", b.NodeID, b.ChainID, err)
+	}
+	expected := head + 1
+	if tenant != b.Tenant {
+		return Result{}, &ChainError{Kind: CodeFork, ExpectedSeq: expected, Msg: fmt.Sprintf("chain belongs to tenant %q", tenant)}
+	}
+	var res Result
+	recs := p.Records
+	switch {
+	case b.SeqFirst > expected:
+		return Result{}, &ChainError{Kind: CodeGap, ExpectedSeq: expected, Msg: fmt.Sprintf("batch starts at seq %d, the chain is at %d", b.SeqFirst, head)}
+	case b.SeqFirst == expected:
+		if hex.EncodeToString(p.Prev[:]) != headHash {
+			return Result{}, &ChainError{Kind: CodeFork, ExpectedSeq: expected, Msg: fmt.Sprintf("prev_hash differs from the stored hash of seq %d", head)}
+		}
+	default:
+		// The batch overlaps stored events: they must be the same ones.
+		// Equal hashes at the last overlapping seq prove the whole overlap
+		// equal, prev_hash included.
+		last := min(b.SeqLast, head)
+		var stored string
+		err := tx.queryRow(ctx, `SELECT hash FROM audit_events WHERE node_id = $1 AND chain_id = $2 AND seq = $3`, b.NodeID, b.ChainID, last).Scan(&stored)
+		if isNoRows(err) {
+			return Result{}, &ChainError{Kind: CodeFork, ExpectedSeq: expected, Msg: fmt.Sprintf("stored event at seq %d is missing (deleted?)", last)}
+		}
+		if err != nil {
+			return Result{}, fmt.Errorf("chain %s/%s seq %d: %w", b.NodeID, b.ChainID, last, err)
+		}
+		n := int(last - b.SeqFirst + 1)
+		if stored != hex.EncodeToString(recs[n-1].Hash[:]) {
+			return Result{}, &ChainError{Kind: CodeFork, ExpectedSeq: expected, Msg: fmt.Sprintf("event at seq %d differs from the stored one", last)}
+		}
+		res.Duplicates = n
+		recs = recs[n:]
+	}
+	res.HeadSeq = head
+	if len(recs) == 0 {
+		return res, nil
+	}
+	ids := make([]string, len(recs))
+	for i := range recs {
+		ids[i] = recs[i].ID
+	}
+	dups, err := tx.existingIDs(ctx, b.Tenant, ids)
+	if err != nil {
+		return Result{}, fmt.Errorf("checking event ids: %w", err)
+	}
+	if len(dups) > 0 {
+		return Result{}, &ChainError{Kind: CodeDuplicateID, ExpectedSeq: expected, Msg: fmt.Sprintf("event id %q is already stored at another position", dups[0])}
+	}
+	if err := tx.insertEvents(ctx, recs, b.Tenant, b.NodeID, db.Micros(now)); err != nil {
+		return Result{}, fmt.Errorf("storing events: %w", err)
+	}
+	last := recs[len(recs)-1]
+	if err := tx.exec(ctx, `UPDATE audit_chains SET head_seq = $1, head_hash = $2, event_count = $3, updated_us = $4 WHERE node_id = $5 AND chain_id = $6`,
+		last.Seq, hex.EncodeToString(last.Hash[:]), count+int64(len(recs)), db.Micros(now), b.NodeID, b.ChainID); err != nil {
+		return Result{}, fmt.Errorf("chain head: %w", err)
+	}
+	if err := addSpend(ctx, tx, b.Tenant, recs); err != nil {
+		return Result{}, err
+	}
+	res.Accepted = len(recs)
+	res.HeadSeq = last.Seq
+	res.Stored = recs
+	return res, nil
+}
+
+// spendKey is one spend row.
+type spendKey struct{ agent, day string }
+
+// addSpend sums the spend of allowed and sanitized calls (the ones the
+// filter let through and charged) per agent and UTC day. Rows are updated
+// in key order so concurrent batches cannot deadlock on them.
+func addSpend(ctx context.Context, tx txn, tenant string, recs []Record) error {
+	sums := map[spendKey]int64{}
+	for i := range recs {
+		ev := &recs[i].Event
+		if ev.CostMicroUSD <= 0 || (ev.Action != "allow" && ev.Action != "sanitize") {
+			continue
+		}
+		sums[spendKey{ev.Agent, time.UnixMicro(recs[i].TimeUS).UTC().Format(time.DateOnly)}] += ev.CostMicroUSD
+	}
+	keys := make([]spendKey, 0, len(sums))
+	for k := range sums {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].agent != keys[j].agent {
+			return keys[i].agent < keys[j].agent
+		}
+		return keys[i].day < keys[j].day
+	})
+	for _, k := range keys {
+		if err := tx.exec(ctx, `INSERT INTO audit_spend (tenant, agent, day, micro_usd) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (tenant, agent, day) DO UPDATE SET micro_usd = audit_spend.micro_usd + excluded.micro_usd`, tenant, k.agent, k.day, sums[k]); err != nil {
+			return fmt.Errorf("spend of %s on %s: %w", k.agent, k.day, err)
+		}
+	}
+	return nil
+}
+
+// SpentToday returns each agent's spend in USD on the UTC day of day, as
+// summed from ingested events: the source of the remaining budgets in live
+// state.
+func (s *Store) SpentToday(ctx context.Context, tenant string, day time.Time) (map[string]float64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT agent, micro_usd FROM audit_spend WHERE tenant = $1 AND day = $2`, tenant, day.UTC().Format(time.DateOnly))
+	if err != nil {
+		return nil, fmt.Errorf("spend of %s: %w", tenant, err)
+	}
+	defer rows.Close()
+	out := map[string]float64{}
+	for rows.Next() {
+		var agent string
+		var micro int64
+		if err := rows.Scan(&agent, &micro); err != nil {
+			return nil, fmt.Errorf("spend of %s: %w", tenant, err)
+		}
+		out[agent] = float64(micro) / 1e6
+	}
+	return out, rows.Err()
+}
+
+// Incident is an integrity failure seen at ingest.
+type Incident struct {
+	ID          string `json:"id"`
+	Tenant      string `json:"tenant"`
+	NodeID      string `json:"node_id"`
+	ChainID     string `json:"chain_id"`
+	Kind        string `json:"kind"`
+	ExpectedSeq int64  `json:"expected_seq"`
+	SeqFirst    int64  `json:"seq_first"`
+	SeqLast     int64  `json:"seq_last"`
+	Detail      string `json:"detail"`
+	Time        string `json:"time"`
+}
+
+// RecordIncident stores in. It runs outside the refused batch's
+// transaction, so the incident stays when the batch does not.
+func (s *Store) RecordIncident(ctx context.Context, in Incident, now time.Time) error {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	in.ID = hex.EncodeToString(b[:])
+	if len(in.Detail) > 1000 {
+		in.Detail = in.Detail[:1000]
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO audit_incidents (id, tenant, node_id, chain_id, kind, expected_seq, seq_first, seq_last, detail, at_us)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		in.ID, in.Tenant, in.NodeID, in.ChainID, in.Kind, in.ExpectedSeq, in.SeqFirst, in.SeqLast, in.Detail, db.Micros(now))
+	if err != nil {
+		return fmt.Errorf("recording %s incident: %w", in.Kind, err)
+	}
+	return nil
+}
+
+// Incidents lists a tenant's incidents between from and to (zero: open),
+// newest last, at most limit.
+func (s *Store) Incidents(ctx context.Context, tenant string, from, to time.Time, limit int) ([]Incident, error) {
+	q := `SELECT id, tenant, node_id, chain_id, kind, expected_seq, seq_first, seq_last, detail, at_us FROM audit_incidents WHERE tenant = $1`
+	args := []any{tenant}
+	if !from.IsZero() {
+		args = append(args, db.Micros(from))
+		q += fmt.Sprintf(" AND at_us >= $%d", len(args))
+	}
+	if !to.IsZero() {
+		args = append(args, db.Micros(to))
+		q += fmt.Sprintf(" AND at_us <= $%d", len(args))
+	}
+	args = append(args, limit)
+	q += fmt.Sprintf(" ORDER BY at_us, id LIMIT $%d", len(args))
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("incidents of %s: %w", tenant, err)
+	}
+	defer rows.Close()
+	out := []Incident{}
+	for rows.Next() {
+		var in Incident
+		var at int64
+		if err := rows.Scan(&in.ID, &in.Tenant, &in.NodeID, &in.ChainID, &in.Kind, &in.ExpectedSeq, &in.SeqFirst, &in.SeqLast, &in.Detail, &at); err != nil {
+			return nil, fmt.Errorf("incidents of %s: %w", tenant, err)
+		}
+		in.Time = db.FromMicros(at).Format(time.RFC3339Nano)
+		out = append(out, in)
+	}
+	return out, rows.Err()
+}
+
+func isNoRows(err error) bool {
+	return errors.Is(err, sql.ErrNoRows) || errors.Is(err, pgx.ErrNoRows)
+}
+
+// pgTxn runs an ingest on a pgx transaction, storing events with COPY.
+type pgTxn struct{ tx pgx.Tx }
+
+func (t pgTxn) queryRow(ctx context.Context, q string, args ...any) interface{ Scan(...any) error } {
+	return t.tx.QueryRow(ctx, q, args...)
+}
+
+func (t pgTxn) exec(ctx context.Context, q string, args ...any) error {
+	_, err := t.tx.Exec(ctx, q, args...)
+	return err
+}
+
+func (t pgTxn) forUpdate() string { return " FOR UPDATE" }
+
+func (t pgTxn) existingIDs(ctx context.Context, tenant string, ids []string) ([]string, error) {
+	rows, err := t.tx.Query(ctx, `SELECT id FROM audit_events WHERE tenant = $1 AND id = ANY($2)`, tenant, ids)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+var eventColumns = []string{"node_id", "chain_id", "seq", "tenant", "id", "time_us", "agent", "tool", "action", "policy_revision", "cost_micro_usd", "hash", "body", "received_us"}
+
+func (t pgTxn) insertEvents(ctx context.Context, rs []Record, tenant, nodeID string, now int64) error {
+	i := 0
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		if i >= len(rs) {
+			return nil, nil
+		}
+		r := &rs[i]
+		i++
+		return []any{nodeID, r.ChainID, r.Seq, tenant, r.ID, r.TimeUS, r.Agent, r.Tool, r.Action, r.PolicyRevision, r.CostMicroUSD,
+			hex.EncodeToString(r.Hash[:]), string(r.Body), now}, nil
+	})
+	n, err := t.tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, eventColumns, src)
+	if err != nil {
+		return err
+	}
+	if n != int64(len(rs)) {
+		return fmt.Errorf("copied %d of %d events", n, len(rs))
+	}
+	return nil
+}
+
+// sqlTxn runs an ingest on a database/sql transaction (SQLite).
+type sqlTxn struct{ tx *sql.Tx }
+
+func (t sqlTxn) queryRow(ctx context.Context, q string, args ...any) interface{ Scan(...any) error } {
+	return t.tx.QueryRowContext(ctx, q, args...)
+}
+
+func (t sqlTxn) exec(ctx context.Context, q string, args ...any) error {
+	_, err := t.tx.ExecContext(ctx, q, args...)
+	return err
+}
+
+// SQLite serialises writers (BEGIN IMMEDIATE), so no row lock is needed.
+func (t sqlTxn) forUpdate() string { return "" }
+
+func (t sqlTxn) existingIDs(ctx context.Context, tenant string, ids []string) ([]string, error) {
+	var out []string
+	const chunk = 500
+	for start := 0; start < len(ids); start += chunk {
+		part := ids[start:min(start+chunk, len(ids))]
+		args := make([]any, 0, len(part)+1)
+		args = append(args, tenant)
+		ph := make([]string, len(part))
+		for i, id := range part {
+			args = append(args, id)
+			ph[i] = fmt.Sprintf("$%d", i+2)
+		}
+		rows, err := t.tx.QueryContext(ctx, `SELECT id FROM audit_events WHERE tenant = $1 AND id IN (`+strings.Join(ph, ",")+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			out = append(out, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (t sqlTxn) insertEvents(ctx context.Context, rs []Record, tenant, nodeID string, now int64) error {
+	stmt, err := t.tx.PrepareContext(ctx, `INSERT INTO audit_events (`+strings.Join(eventColumns, ", ")+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for i := range rs {
+		r := &rs[i]
+		if _, err := stmt.ExecContext(ctx, nodeID, r.ChainID, r.Seq, tenant, r.ID, r.TimeUS, r.Agent, r.Tool, r.Action, r.PolicyRevision, r.CostMicroUSD,
+			hex.EncodeToString(r.Hash[:]), string(r.Body), now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
