@@ -7,4 +7,4 @@ import (
 )
 
 func marshalPub(pub ed25519.PublicKey) ([]byte, error) { return keys.MarshalPublicPEM(pub) }
-func keyID(pub ed25519.PublicKey) string                { return keys.KeyID(pub) }
+func keyID(pub ed25519.PublicKey) string               { return keys.KeyID(pub) }
