@@ -1,0 +1,239 @@
+// Package state builds and verifies the signed live-state document of
+// API.md: a tenant's fast-changing facts (kill switch, revoked agents and
+// tokens, remaining budgets) that the control plane publishes between
+// policy bundles and every enforcing node applies.
+//
+// # Signed form
+//
+// The control plane signs the document with its state key and ships it as
+//
+//	{"payload":"<base64 of the document bytes>","signature":"<base64 Ed25519 signature over those bytes>"}
+//
+// (standard base64 with padding). The document bytes are the RFC 8785 (JCS)
+// form of the document with every member present, exactly as Sign writes
+// them; Open refuses any other spelling, so a signed document has one
+// meaning only. Verification is pure Ed25519 over the decoded payload
+// bytes, doable with any Ed25519 tool.
+//
+// The package is linked into the wasip1 filter: standard library only.
+package state
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/aegis-mesh/aegis/jcs"
+)
+
+// Limits on what Open accepts.
+const (
+	MaxEnvelopeBytes = 4 << 20
+	MaxListEntries   = 100_000
+)
+
+// Errors returned by Open and Check; callers branch with errors.Is.
+var (
+	ErrMalformed = errors.New("live state malformed")
+	ErrSignature = errors.New("live state signature does not verify")
+	ErrTenant    = errors.New("live state is for another tenant")
+	ErrStale     = errors.New("live state is older than the one in force")
+)
+
+// Document is one tenant's live state. Times are UTC, whole seconds.
+type Document struct {
+	Tenant        string    `json:"tenant"`
+	Seq           int64     `json:"seq"`
+	IssuedAt      time.Time `json:"issued_at"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	KillSwitch    bool      `json:"kill_switch"`
+	RevokedAgents []string  `json:"revoked_agents"`
+	RevokedJTIs   []string  `json:"revoked_jtis"`
+	// Budgets maps agent → fleet-wide remaining spend today, in USD.
+	Budgets map[string]float64 `json:"budgets"`
+}
+
+type envelope struct {
+	Payload   string `json:"payload"`
+	Signature string `json:"signature"`
+}
+
+// Encode returns the document bytes that Sign signs: the JCS form, lists
+// sorted and deduplicated, absent lists and maps written empty.
+func Encode(d Document) ([]byte, error) {
+	if err := d.validate(); err != nil {
+		return nil, err
+	}
+	d.IssuedAt, d.ExpiresAt = d.IssuedAt.UTC(), d.ExpiresAt.UTC()
+	d.RevokedAgents = sortedSet(d.RevokedAgents)
+	d.RevokedJTIs = sortedSet(d.RevokedJTIs)
+	if d.Budgets == nil {
+		d.Budgets = map[string]float64{}
+	}
+	raw, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encoding live state: %w", err)
+	}
+	return jcs.Canonicalize(raw)
+}
+
+// Sign returns the signed envelope of d.
+func Sign(priv ed25519.PrivateKey, d Document) ([]byte, error) {
+	if len(priv) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("signing live state: private key has %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
+	}
+	payload, err := Encode(d)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(envelope{
+		Payload:   base64.StdEncoding.EncodeToString(payload),
+		Signature: base64.StdEncoding.EncodeToString(ed25519.Sign(priv, payload)),
+	})
+}
+
+// Open verifies a signed envelope with pub and returns its document. The
+// signature is checked before the payload is parsed.
+func Open(data []byte, pub ed25519.PublicKey) (*Document, error) {
+	if len(pub) != ed25519.PublicKeySize {
+		return nil, errors.New("live state: no valid state public key")
+	}
+	if len(data) > MaxEnvelopeBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(data), MaxEnvelopeBytes)
+	}
+	var env envelope
+	if err := strictDecode(data, &env); err != nil {
+		return nil, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)
+	}
+	payload, err := base64.StdEncoding.Strict().DecodeString(env.Payload)
+	if err != nil || len(payload) == 0 {
+		return nil, fmt.Errorf("%w: payload is not base64", ErrMalformed)
+	}
+	sig, err := base64.StdEncoding.Strict().DecodeString(env.Signature)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return nil, fmt.Errorf("%w: signature is not a base64 Ed25519 signature", ErrMalformed)
+	}
+	if !ed25519.Verify(pub, payload, sig) {
+		return nil, ErrSignature
+	}
+	var d Document
+	if err := strictDecode(payload, &d); err != nil {
+		return nil, fmt.Errorf("%w: document: %v", ErrMalformed, err)
+	}
+	// One spelling per document: what was signed must be exactly what
+	// Encode writes for what was read.
+	canon, err := Encode(d)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if !bytes.Equal(canon, payload) {
+		return nil, fmt.Errorf("%w: document is not in canonical form", ErrMalformed)
+	}
+	return &d, nil
+}
+
+// Check says whether next may replace current (nil: none yet) for tenant:
+// same tenant, and seq not lower. An equal seq is a re-delivery.
+func Check(current, next *Document, tenant string) error {
+	if next.Tenant != tenant {
+		return fmt.Errorf("%w: %q, want %q", ErrTenant, next.Tenant, tenant)
+	}
+	if current != nil && next.Seq < current.Seq {
+		return fmt.Errorf("%w: seq %d, in force %d", ErrStale, next.Seq, current.Seq)
+	}
+	return nil
+}
+
+// Expired reports whether d is past its expiry at now. An expired
+// document still revokes and kills (those never loosen); its budgets are
+// no longer fleet truth.
+func (d *Document) Expired(now time.Time) bool { return !now.Before(d.ExpiresAt) }
+
+// Revoked returns the first party of chain that d revokes, if any.
+func (d *Document) Revoked(chain []string) (string, bool) {
+	for _, p := range chain {
+		if _, ok := slices.BinarySearch(d.RevokedAgents, p); ok {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// RevokedJTI reports whether d revokes the token with this jti.
+func (d *Document) RevokedJTI(jti string) bool {
+	_, ok := slices.BinarySearch(d.RevokedJTIs, jti)
+	return ok
+}
+
+// RemainingMicroUSD returns the fleet's remaining budget for agent in
+// micro-dollars, and whether d has one.
+func (d *Document) RemainingMicroUSD(agent string) (int64, bool) {
+	usd, ok := d.Budgets[agent]
+	if !ok {
+		return 0, false
+	}
+	return int64(math.Round(usd * 1e6)), true
+}
+
+func (d *Document) validate() error {
+	switch {
+	case d.Tenant == "":
+		return fmt.Errorf("%w: no tenant", ErrMalformed)
+	case d.Seq < 1:
+		return fmt.Errorf("%w: seq %d, want ≥ 1", ErrMalformed, d.Seq)
+	case d.IssuedAt.IsZero() || d.ExpiresAt.IsZero():
+		return fmt.Errorf("%w: issued_at and expires_at are required", ErrMalformed)
+	case !d.ExpiresAt.After(d.IssuedAt):
+		return fmt.Errorf("%w: expires_at is not after issued_at", ErrMalformed)
+	case d.IssuedAt.Nanosecond() != 0 || d.ExpiresAt.Nanosecond() != 0:
+		return fmt.Errorf("%w: times must be whole seconds", ErrMalformed)
+	case len(d.RevokedAgents) > MaxListEntries || len(d.RevokedJTIs) > MaxListEntries || len(d.Budgets) > MaxListEntries:
+		return fmt.Errorf("%w: more than %d entries in a list", ErrMalformed, MaxListEntries)
+	}
+	for _, s := range d.RevokedAgents {
+		if s == "" {
+			return fmt.Errorf("%w: empty revoked agent", ErrMalformed)
+		}
+	}
+	for _, s := range d.RevokedJTIs {
+		if s == "" {
+			return fmt.Errorf("%w: empty revoked jti", ErrMalformed)
+		}
+	}
+	for a, usd := range d.Budgets {
+		// Upper bound keeps micro-dollars inside int64.
+		if a == "" || math.IsNaN(usd) || usd < 0 || usd > 1e12 {
+			return fmt.Errorf("%w: budget %q: %v is not a remaining amount in [0, 1e12] USD", ErrMalformed, a, usd)
+		}
+	}
+	return nil
+}
+
+func sortedSet(s []string) []string {
+	out := append([]string{}, s...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// strictDecode decodes one JSON object with no unknown members; duplicate
+// keys and invalid JSON are refused by the JCS parser first.
+func strictDecode(data []byte, v any) error {
+	if _, err := jcs.Canonicalize(data); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("data after the JSON object")
+	}
+	return nil
+}
