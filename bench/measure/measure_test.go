@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aegis-mesh/aegis/bench/internal/hist"
+	"github.com/aegis-mesh/aegis/bench/hist"
 )
 
 func TestTimeCountsOnlyTimedCalls(t *testing.T) {

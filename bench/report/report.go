@@ -15,8 +15,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/aegis-mesh/aegis/bench/internal/machine"
-	"github.com/aegis-mesh/aegis/bench/internal/measure"
+	"github.com/aegis-mesh/aegis/bench/machine"
+	"github.com/aegis-mesh/aegis/bench/measure"
 )
 
 // Report is one scenario's result.

@@ -9,10 +9,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"time"
 
-	"github.com/aegis-mesh/aegis/bench/internal/hist"
+	"github.com/aegis-mesh/aegis/bench/hist"
 )
 
 // Plan fixes how much work a measurement does. Counts, not durations, so
@@ -48,9 +49,11 @@ const checkEvery = 1024
 
 // Time runs op warmup times without recording, then n times, timing each
 // call on its own with the monotonic clock. The first error stops the loop
-// and is returned with the call's index.
+// and is returned with the call's index. It collects garbage first, so
+// that a series does not pay for the garbage the one before it left.
 func Time(ctx context.Context, warmup, n int, op Op) (*hist.Histogram, error) {
 	h := hist.New()
+	runtime.GC()
 	for i := 0; i < warmup+n; i++ {
 		if i%checkEvery == 0 {
 			if err := ctx.Err(); err != nil {

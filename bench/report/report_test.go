@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aegis-mesh/aegis/bench/internal/hist"
-	"github.com/aegis-mesh/aegis/bench/internal/machine"
-	"github.com/aegis-mesh/aegis/bench/internal/measure"
+	"github.com/aegis-mesh/aegis/bench/hist"
+	"github.com/aegis-mesh/aegis/bench/machine"
+	"github.com/aegis-mesh/aegis/bench/measure"
 )
 
 func sample(t *testing.T) *Report {
