@@ -36,10 +36,12 @@ type ExportOptions struct {
 }
 
 // Export writes a signed evidence pack of tenant's events between from and
-// to. Per chain it exports a contiguous seq range: from the first event
-// in the window to the last one, extended to every checkpoint signed in the
-// window, so rows deleted from the database show up as missing events
-// when the pack is verified instead of silently shrinking it.
+// to. Per chain it exports a contiguous seq range: from just after the last
+// checkpoint signed before the window (or seq 1) to the last event in the
+// window, extended to every checkpoint signed in the window. The range comes
+// from signed checkpoints and the chain head, not from the rows alone, so
+// rows deleted from the database show up as missing events when the pack is
+// verified instead of silently shrinking it.
 func (s *Store) Export(ctx context.Context, w io.Writer, tenant string, from, to time.Time, o ExportOptions) error {
 	b, err := evidence.NewBuilder(o.TempDir, evidence.Meta{Tenant: tenant, From: from, To: to, CreatedAt: o.Now})
 	if err != nil {
@@ -145,21 +147,22 @@ func (s *Store) chainRange(ctx context.Context, node, chain string, head, fromUS
 	if !lo.Valid && !cpHi.Valid {
 		return p, false, nil
 	}
-	if !lo.Valid {
-		// No rows in the window but a checkpoint says events were there:
-		// start after the last checkpoint before the window.
-		if err := s.db.QueryRowContext(ctx, `SELECT max(seq) FROM audit_checkpoints WHERE node_id = $1 AND chain_id = $2 AND time_us < $3`,
-			node, chain, fromUS).Scan(&cpBefore); err != nil {
-			return p, false, err
-		}
-		lo = sql.NullInt64{Int64: cpBefore.Int64 + 1, Valid: true}
-		hi = cpHi
+	// Start right after the last checkpoint signed before the window (or at
+	// seq 1): the anchor is then a signed hash, and rows deleted at the
+	// start of the window are missing events, not a shorter window.
+	if err := s.db.QueryRowContext(ctx, `SELECT max(seq) FROM audit_checkpoints WHERE node_id = $1 AND chain_id = $2 AND time_us < $3`,
+		node, chain, fromUS).Scan(&cpBefore); err != nil {
+		return p, false, err
 	}
-	p.FirstSeq, p.LastSeq = lo.Int64, hi.Int64
-	if cpHi.Valid && cpHi.Int64 > p.LastSeq {
-		p.LastSeq = cpHi.Int64
+	p.FirstSeq = cpBefore.Int64 + 1
+	if lo.Valid && lo.Int64 < p.FirstSeq {
+		p.FirstSeq = lo.Int64
 	}
+	p.LastSeq = max(hi.Int64, cpHi.Int64)
 	p.LastSeq = min(p.LastSeq, head)
+	if p.LastSeq < p.FirstSeq {
+		return p, false, nil
+	}
 	if p.FirstSeq == 1 {
 		return p, true, nil
 	}
