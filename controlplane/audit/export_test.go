@@ -25,7 +25,7 @@ type fixedSources struct{}
 
 func (fixedSources) BundlesActive(_ context.Context, tenant string, _, _ time.Time) ([]evidence.Bundle, error) {
 	return []evidence.Bundle{{Revision: 7, Name: tenant + "-payments", Files: map[string][]byte{
-		"release.json": []byte(`{"approvers":["carol"],"publisher":"dave","stage":"enforce"}`),
+		"release.json":  []byte(`{"approvers":["carol"],"publisher":"dave","stage":"enforce"}`),
 		"manifest.json": []byte(`{"revision":7}`), "plan.json": []byte(`{"static":{}}`),
 	}}}, nil
 }
