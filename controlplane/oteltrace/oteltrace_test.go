@@ -1,0 +1,205 @@
+package oteltrace
+
+import (
+	"compress/gzip"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aegis-mesh/aegis/controlplane/audit"
+	"github.com/aegis-mesh/aegis/jcs"
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// receiver collects the spans an OTLP collector would get.
+type receiver struct {
+	collectortrace.UnimplementedTraceServiceServer
+	mu    sync.Mutex
+	spans []*tracepb.Span
+}
+
+func (r *receiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	r.add(req)
+	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+func (r *receiver) add(req *collectortrace.ExportTraceServiceRequest) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rs := range req.ResourceSpans {
+		for _, ss := range rs.ScopeSpans {
+			r.spans = append(r.spans, ss.Spans...)
+		}
+	}
+}
+
+// ServeHTTP is the OTLP/HTTP protobuf endpoint.
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.URL.Path != "/v1/traces" || req.Header.Get("Content-Type") != "application/x-protobuf" {
+		http.Error(w, "unexpected request", http.StatusBadRequest)
+		return
+	}
+	var body io.Reader = req.Body
+	if req.Header.Get("Content-Encoding") == "gzip" {
+		gz, err := gzip.NewReader(req.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = gz
+	}
+	data, err := io.ReadAll(io.LimitReader(body, 16<<20))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var msg collectortrace.ExportTraceServiceRequest
+	if err := proto.Unmarshal(data, &msg); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	r.add(&msg)
+	out, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	w.Write(out)
+}
+
+// records makes a signed batch of three decisions and prepares it exactly
+// as ingest does; the first two carry the agent's trace context.
+func records(t *testing.T) []audit.Record {
+	t.Helper()
+	seed := sha256.Sum256([]byte("otel node"))
+	key := ed25519.NewKeyFromSeed(seed[:])
+	var head [32]byte
+	var evs []json.RawMessage
+	for i := 1; i <= 3; i++ {
+		trace, span := "4bf92f3577b34da6a3ce929d0e0e4736", fmt.Sprintf("00f067aa0ba902b%d", i)
+		if i == 3 {
+			trace, span = "", ""
+		}
+		raw := fmt.Sprintf(`{"id":"dec-%d","seq":%d,"node_id":"n1","tenant":"acme","time":"2026-11-20T12:00:0%dZ","agent":"agent-7","chain":["agent-7","alice"],
+			"tool":"payments","action":"allow","shadow_action":"","reasons":[],"rule_ids":["r-9"],"policy_revision":12,"input_digest":"ab",
+			"redactions":[],"decision_ns":%d,"trace_id":%q,"span_id":%q,"status":200,"approval_id":"","override_jti":"","cost_micro_usd":1500000}`,
+			i, i, i, 1000*i, trace, span)
+		canon, err := jcs.Canonicalize([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		head = sha256.Sum256(append(head[:], canon...))
+		evs = append(evs, json.RawMessage(raw))
+	}
+	b := audit.Batch{NodeID: "n1", Tenant: "acme", ChainID: "n1/vm", SeqFirst: 1, SeqLast: 3, PrevHash: strings.Repeat("0", 64),
+		Events: evs, BatchHash: hex.EncodeToString(head[:]), Signature: hex.EncodeToString(ed25519.Sign(key, head[:]))}
+	p, err := audit.Prepare(b, key.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Records
+}
+
+func attrs(s *tracepb.Span) map[string]*commonpb.AnyValue {
+	m := map[string]*commonpb.AnyValue{}
+	for _, kv := range s.Attributes {
+		m[kv.Key] = kv.Value
+	}
+	return m
+}
+
+func TestSpansReachCollector(t *testing.T) {
+	for _, protocol := range []string{GRPC, HTTP} {
+		t.Run(protocol, func(t *testing.T) {
+			rcv := &receiver{}
+			var endpoint string
+			switch protocol {
+			case GRPC:
+				lis, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				srv := grpc.NewServer()
+				collectortrace.RegisterTraceServiceServer(srv, rcv)
+				go srv.Serve(lis)
+				t.Cleanup(srv.Stop)
+				endpoint = lis.Addr().String()
+			case HTTP:
+				srv := httptest.NewServer(rcv)
+				t.Cleanup(srv.Close)
+				endpoint = strings.TrimPrefix(srv.URL, "http://")
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			exp, err := New(ctx, Config{Protocol: protocol, Endpoint: endpoint, Insecure: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			exp.RecordEvents(ctx, records(t))
+			if err := exp.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+			rcv.mu.Lock()
+			defer rcv.mu.Unlock()
+			if len(rcv.spans) != 3 {
+				t.Fatalf("%d spans, want 3", len(rcv.spans))
+			}
+			byID := map[string]*tracepb.Span{}
+			for _, s := range rcv.spans {
+				byID[attrs(s)["aegis.decision_id"].GetStringValue()] = s
+			}
+			for i := 1; i <= 3; i++ {
+				s := byID[fmt.Sprintf("dec-%d", i)]
+				if s == nil {
+					t.Fatalf("no span for dec-%d", i)
+				}
+				a := attrs(s)
+				if s.Name != "aegis.decision" || a["aegis.agent_id"].GetStringValue() != "agent-7" || a["aegis.tool"].GetStringValue() != "payments" ||
+					a["aegis.action"].GetStringValue() != "allow" || a["aegis.policy_version"].GetIntValue() != 12 || a["aegis.tenant"].GetStringValue() != "acme" ||
+					a["aegis.cost_usd"].GetDoubleValue() != 1.5 || len(a["aegis.agent_chain"].GetArrayValue().GetValues()) != 2 {
+					t.Errorf("span %d: name %q attributes %v", i, s.Name, s.Attributes)
+				}
+				start := time.Date(2026, 11, 20, 12, 0, i, 0, time.UTC)
+				if s.StartTimeUnixNano != uint64(start.UnixNano()) || s.EndTimeUnixNano-s.StartTimeUnixNano != uint64(1000*i) {
+					t.Errorf("span %d: start %d end %d", i, s.StartTimeUnixNano, s.EndTimeUnixNano)
+				}
+				tid, pid := hex.EncodeToString(s.TraceId), hex.EncodeToString(s.ParentSpanId)
+				if i < 3 && (tid != "4bf92f3577b34da6a3ce929d0e0e4736" || pid != fmt.Sprintf("00f067aa0ba902b%d", i)) {
+					t.Errorf("span %d: trace %s parent %s, want the agent's", i, tid, pid)
+				}
+				if i == 3 && (len(s.ParentSpanId) != 0 || tid == "4bf92f3577b34da6a3ce929d0e0e4736") {
+					t.Errorf("span without trace context: trace %s parent %s", tid, pid)
+				}
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		cfg Config
+		ok  bool
+	}{
+		{Config{Protocol: GRPC, Endpoint: "127.0.0.1:4317"}, true},
+		{Config{Protocol: HTTP, Endpoint: "127.0.0.1:4318", URLPath: "/otlp/v1/traces"}, true},
+		{Config{Protocol: "udp", Endpoint: "x"}, false},
+		{Config{Protocol: GRPC}, false},
+		{Config{Protocol: GRPC, Endpoint: "x", URLPath: "/v1/traces"}, false},
+	} {
+		if err := tc.cfg.Validate(); (err == nil) != tc.ok {
+			t.Errorf("%+v: %v", tc.cfg, err)
+		}
+	}
+}
