@@ -1,0 +1,308 @@
+// Package webhook tells people about approvals: it posts events to Slack,
+// Microsoft Teams or any HTTP endpoint (generic JSON), signs every delivery
+// with HMAC-SHA256 so receivers can check it came from this control plane,
+// and retries failed deliveries with exponential backoff.
+//
+// Delivery is asynchronous: Notify queues and never blocks the approval
+// path; a full queue drops the event and counts it.
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Header names of a delivery.
+const (
+	HeaderSignature = "X-Aegis-Signature" // sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>
+	HeaderTimestamp = "X-Aegis-Timestamp" // Unix seconds, decimal
+	HeaderEvent     = "X-Aegis-Event"     // the event type
+	HeaderDelivery  = "X-Aegis-Delivery"  // unique per event and target, the same across retries
+)
+
+// Format is the payload shape a target expects.
+type Format string
+
+const (
+	FormatSlack Format = "slack" // Slack incoming webhook: text + mrkdwn blocks
+	FormatTeams Format = "teams" // Teams workflow webhook: a message with an Adaptive Card
+	FormatJSON  Format = "json"  // the Event itself
+)
+
+// Target is one webhook receiver.
+type Target struct {
+	Name   string
+	URL    string
+	Format Format
+	// Secret keys the HMAC signature; at least 16 bytes.
+	Secret []byte
+}
+
+// Event is one approval notification. It carries no parameter values:
+// only what an approver needs to find the request in the control plane.
+type Event struct {
+	Type           string    `json:"type"` // approval.created, approval.approved, approval.denied, approval.expired
+	Time           time.Time `json:"time"`
+	Tenant         string    `json:"tenant"`
+	ApprovalID     string    `json:"approval_id"`
+	Status         string    `json:"status"`
+	Agent          string    `json:"agent"`
+	Chain          []string  `json:"chain,omitempty"`
+	Tool           string    `json:"tool"`
+	Reasons        []string  `json:"reasons,omitempty"`
+	Approvers      []string  `json:"approvers,omitempty"`
+	RequestSummary string    `json:"request_summary,omitempty"`
+	Batched        int       `json:"batched"`
+	ExpiresAt      time.Time `json:"expires_at"`
+	DecidedBy      string    `json:"decided_by,omitempty"`
+}
+
+// Config configures a Notifier.
+type Config struct {
+	Targets []Target
+	// Client sends deliveries; nil means a client with a 10 s timeout.
+	Client *http.Client
+	// MaxAttempts per event and target (default 5); BaseDelay doubles after
+	// each failed attempt (default 1 s) up to MaxDelay (default 1 min).
+	MaxAttempts         int
+	BaseDelay, MaxDelay time.Duration
+	// QueueSize bounds events waiting for delivery (default 1024); Workers
+	// deliver in parallel (default 2).
+	QueueSize, Workers int
+	Registerer         prometheus.Registerer
+	Logger             *slog.Logger
+	Now                func() time.Time
+}
+
+// Validate reports every problem with c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	names := map[string]bool{}
+	for i, t := range c.Targets {
+		u, err := url.Parse(t.URL)
+		switch {
+		case t.Name == "" || names[t.Name]:
+			errs = append(errs, fmt.Errorf("target %d: name empty or given twice", i))
+		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+			errs = append(errs, fmt.Errorf("target %s: URL must be http(s) with a host", t.Name))
+		case t.Format != FormatSlack && t.Format != FormatTeams && t.Format != FormatJSON:
+			errs = append(errs, fmt.Errorf("target %s: format %q, want slack, teams or json", t.Name, t.Format))
+		case len(t.Secret) < 16:
+			errs = append(errs, fmt.Errorf("target %s: secret shorter than 16 bytes", t.Name))
+		}
+		names[t.Name] = true
+	}
+	if c.MaxAttempts < 0 || c.BaseDelay < 0 || c.MaxDelay < 0 || c.QueueSize < 0 || c.Workers < 0 {
+		errs = append(errs, errors.New("limits must not be negative"))
+	}
+	if c.Registerer == nil {
+		errs = append(errs, errors.New("a prometheus registerer is required"))
+	}
+	return errors.Join(errs...)
+}
+
+// Notifier delivers events to every target. Safe for concurrent use.
+type Notifier struct {
+	cfg        Config
+	queue      chan job
+	deliveries *prometheus.CounterVec
+	attempts   *prometheus.CounterVec
+	once       sync.Once
+}
+
+type job struct {
+	ev     Event
+	target Target
+	id     string
+}
+
+// New returns a Notifier; deliveries start when Run runs.
+func New(cfg Config) (*Notifier, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("webhook config: %w", err)
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = 5
+	}
+	if cfg.BaseDelay == 0 {
+		cfg.BaseDelay = time.Second
+	}
+	if cfg.MaxDelay == 0 {
+		cfg.MaxDelay = time.Minute
+	}
+	if cfg.QueueSize == 0 {
+		cfg.QueueSize = 1024
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 2
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	n := &Notifier{
+		cfg:   cfg,
+		queue: make(chan job, cfg.QueueSize),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aegis_webhook_deliveries_total", Help: "Webhook events by target and outcome (delivered, failed, dropped).",
+		}, []string{"target", "outcome"}),
+		attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aegis_webhook_attempts_total", Help: "Webhook delivery attempts by target.",
+		}, []string{"target"}),
+	}
+	for _, c := range []prometheus.Collector{n.deliveries, n.attempts} {
+		if err := cfg.Registerer.Register(c); err != nil {
+			return nil, fmt.Errorf("register webhook metrics: %w", err)
+		}
+	}
+	return n, nil
+}
+
+// Notify queues ev for every target without blocking; when the queue is
+// full the event is dropped for that target and counted.
+func (n *Notifier) Notify(ev Event) {
+	for _, t := range n.cfg.Targets {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		select {
+		case n.queue <- job{ev: ev, target: t, id: hex.EncodeToString(b[:])}:
+		default:
+			n.deliveries.WithLabelValues(t.Name, "dropped").Inc()
+			n.cfg.Logger.Warn("webhook queue full, event dropped", "target", t.Name, "type", ev.Type, "approval_id", ev.ApprovalID)
+		}
+	}
+}
+
+// Run delivers queued events until ctx ends. Call it once.
+func (n *Notifier) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	n.once.Do(func() {
+		for range n.cfg.Workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case j := <-n.queue:
+						n.deliver(ctx, j)
+					}
+				}
+			}()
+		}
+	})
+	wg.Wait()
+}
+
+// errPermanent marks a refusal retrying cannot fix (a 4xx other than 408
+// and 429).
+var errPermanent = errors.New("permanent failure")
+
+func (n *Notifier) deliver(ctx context.Context, j job) {
+	body, err := Payload(j.target.Format, j.ev)
+	if err != nil {
+		n.deliveries.WithLabelValues(j.target.Name, "failed").Inc()
+		n.cfg.Logger.Error("webhook payload", "target", j.target.Name, "err", err)
+		return
+	}
+	delay := n.cfg.BaseDelay
+	for attempt := 1; ; attempt++ {
+		n.attempts.WithLabelValues(j.target.Name).Inc()
+		err = n.post(ctx, j, body)
+		if err == nil {
+			n.deliveries.WithLabelValues(j.target.Name, "delivered").Inc()
+			return
+		}
+		if errors.Is(err, errPermanent) || attempt >= n.cfg.MaxAttempts || ctx.Err() != nil {
+			break
+		}
+		// Full jitter keeps many control planes from retrying in step.
+		wait := delay
+		if j, err := rand.Int(rand.Reader, big.NewInt(int64(delay)+1)); err == nil {
+			wait = time.Duration(j.Int64())
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		delay = min(2*delay, n.cfg.MaxDelay)
+	}
+	n.deliveries.WithLabelValues(j.target.Name, "failed").Inc()
+	n.cfg.Logger.Warn("webhook delivery failed", "target", j.target.Name, "type", j.ev.Type, "approval_id", j.ev.ApprovalID, "err", err)
+}
+
+func (n *Notifier) post(ctx context.Context, j job, body []byte) error {
+	ts := strconv.FormatInt(n.cfg.Now().Unix(), 10)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.target.URL, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("%w: %v", errPermanent, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "aegis-controlplane-webhook")
+	req.Header.Set(HeaderTimestamp, ts)
+	req.Header.Set(HeaderSignature, Sign(j.target.Secret, ts, body))
+	req.Header.Set(HeaderEvent, j.ev.Type)
+	req.Header.Set(HeaderDelivery, j.id)
+	resp, err := n.cfg.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("post: %w", err)
+	}
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return nil
+	case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return fmt.Errorf("receiver answered %d", resp.StatusCode)
+	default:
+		return fmt.Errorf("%w: receiver answered %d", errPermanent, resp.StatusCode)
+	}
+}
+
+// Sign returns the signature header value for body sent at timestamp ts:
+// "sha256=" and the hex HMAC-SHA256 of ts + "." + body under secret.
+// Signing the timestamp lets receivers refuse replays of old deliveries.
+func Sign(secret []byte, ts string, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(ts))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// Verify checks a delivery as a receiver should: the signature matches
+// (constant time) and the timestamp is within tolerance of now.
+func Verify(secret []byte, ts, signature string, body []byte, now time.Time, tolerance time.Duration) error {
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return errors.New("webhook: bad timestamp")
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
+		return errors.New("webhook: timestamp outside tolerance")
+	}
+	if !strings.HasPrefix(signature, "sha256=") || !hmac.Equal([]byte(signature), []byte(Sign(secret, ts, body))) {
+		return errors.New("webhook: signature does not match")
+	}
+	return nil
+}
