@@ -1,9 +1,11 @@
 // Package gen writes synthetic policy sets of a chosen size for the
 // scaling benchmarks: n agents and n tools, shaped like the payments
 // example (typed parameters with ranges, enums and patterns, DLP
-// sanitizing, approval thresholds, delegation, regions, budgets), so that
-// decision latency can be compared across sizes. A policy engine that
-// indexes stays flat as n grows; one that scans does not.
+// sanitizing, approval thresholds, delegation, regions), so that decision
+// latency can be compared across sizes. A policy engine that indexes stays
+// flat as n grows; one that scans does not. There are no budgets or rate
+// limits: a long run must get the same decision for the same request
+// from its first call to its last.
 package gen
 
 import (
@@ -52,7 +54,6 @@ agents:
 		}
 		fmt.Fprintf(&b, "  - id: %s\n    owner: team-%d\n    tools: [%s]\n    regions: [eu-west-1, us-east-1]\n",
 			AgentName(i), i%10, strings.Join(dedupe(tools), ", "))
-		fmt.Fprintf(&b, "    budget: {usd_per_day: 20}\n    rate: {per_minute: 600}\n")
 		if i > 0 {
 			fmt.Fprintf(&b, "    may_delegate_to: [%s]\n", AgentName(i-1))
 		}

@@ -129,6 +129,20 @@ func (h *Histogram) Quantile(q float64) int64 {
 	return h.max
 }
 
+// CountAbove is the number of recorded values in buckets wholly above v
+// (values within v's own bucket are not counted, so the answer is exact
+// to the histogram's precision and never overstates).
+func (h *Histogram) CountAbove(v int64) int64 {
+	if v < 0 {
+		return int64(h.total)
+	}
+	var n uint64
+	for i := index(v) + 1; i < len(h.counts); i++ {
+		n += h.counts[i]
+	}
+	return int64(n)
+}
+
 // Merge adds o's counts to h.
 func (h *Histogram) Merge(o *Histogram) {
 	for i, c := range o.counts {

@@ -199,3 +199,27 @@ func within(got, want int64, rel float64) bool {
 	}
 	return math.Abs(float64(got-want))/float64(want) <= rel
 }
+
+func TestCountAbove(t *testing.T) {
+	h := New()
+	for v := int64(1); v <= 1000; v++ {
+		h.Record(v)
+	}
+	cases := []struct {
+		v    int64
+		want int64
+	}{{-1, 1000}, {0, 1000}, {100, 900}, {999, 1}, {1000, 0}, {5000, 0}}
+	for _, c := range cases {
+		got := h.CountAbove(c.v)
+		// Above 256 a bucket holds several values; the ones sharing v's
+		// bucket are not counted, so allow that many fewer.
+		lo, w := bounds(index(c.v))
+		slack := lo + w - 1 - c.v
+		if c.v < 0 {
+			slack = 0
+		}
+		if got > c.want || got < c.want-slack {
+			t.Errorf("CountAbove(%d) = %d, want %d (slack %d)", c.v, got, c.want, slack)
+		}
+	}
+}

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
 	"github.com/aegis-mesh/aegis/bench/enginebench"
+	"github.com/aegis-mesh/aegis/bench/filterbench"
 	"github.com/aegis-mesh/aegis/bench/hist"
 	"github.com/aegis-mesh/aegis/bench/measure"
 	"github.com/aegis-mesh/aegis/bench/plot"
@@ -148,10 +150,51 @@ the exit code 1. Prints a table, writes bench/results/engine-<time>.json.`, io)
 	return b.finish(res.Report, curves, res.Disagreements > 0, io)
 }
 
-// runBenchFilter is a placeholder until its owner lands the real command.
-func runBenchFilter(_ context.Context, _ []string, io stdio) int {
-	fmt.Fprintln(io.err, "aegis: this command is not built yet")
-	return exitFailure
+func runBenchFilter(ctx context.Context, args []string, io stdio) int {
+	fs := flagSet("bench filter", "", `
+Per-request latency of the built filter module under the edge's proxy-wasm
+host (edge/wasmhost), by path: allowed, allowed with a redacted body, denied.
+The policy is a generated set (--size agents × tools) with a signed runtime
+bundle; every answer is checked. Build the module first (make filter).
+Prints a table, writes bench/results/filter-<time>.json.`, io)
+	var b benchFlags
+	b.register(fs, measure.Plan{Warmup: 500, Requests: 5000, Runs: 5})
+	wasmPath := fs.String("wasm", "build/aegis-filter.wasm", "the filter module")
+	size := fs.Int("size", 10, "agents and tools in the generated policy set")
+	fs.StringVar(&b.scaling, "scaling", "", "also measure generated policy sets of these sizes, e.g. 10,100,1000")
+	rest, code, ok := parseArgs(fs, args, io)
+	if !ok {
+		return code
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(io.err, "aegis bench filter: unexpected argument %q\n", rest[0])
+		return exitUsage
+	}
+	sizes, err := b.sizes()
+	if err != nil {
+		fmt.Fprintf(io.err, "aegis bench filter: %v\n", err)
+		return exitUsage
+	}
+	cfg := filterbench.Config{Plan: b.plan, WasmName: *wasmPath, Size: *size, Scaling: sizes}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(io.err, "aegis bench filter: %v\n", err)
+		return exitUsage
+	}
+	wasm, err := os.ReadFile(*wasmPath)
+	if err != nil {
+		fmt.Fprintf(io.err, "aegis bench filter: %v (build it with make filter)\n", err)
+		return exitFailure
+	}
+	res, err := filterbench.Run(ctx, wasm, cfg)
+	if err != nil {
+		fmt.Fprintf(io.err, "aegis bench filter: %v\n", err)
+		return exitFailure
+	}
+	names := make([]string, len(filterbench.Paths))
+	for i, p := range filterbench.Paths {
+		names[i] = p.Name
+	}
+	return b.finish(res.Report, curvesOf(names, res.Curves), false, io)
 }
 
 // runBenchEdge is a placeholder until its owner lands the real command.

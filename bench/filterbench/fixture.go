@@ -1,0 +1,169 @@
+package filterbench
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/aegis-mesh/aegis/bench/gen"
+	"github.com/aegis-mesh/aegis/edge/wasmhost"
+	"github.com/aegis-mesh/aegis/keys"
+	"github.com/aegis-mesh/aegis/policies"
+	"github.com/aegis-mesh/aegis/token"
+)
+
+// Tenant is the tenant of generated policy sets.
+const Tenant = "acme"
+
+// Fixture is everything a filter needs to decide for one generated
+// policy set: a signed runtime bundle, the keys and JWKS it trusts, an
+// agent token, and the requests that take each path.
+type Fixture struct {
+	Size         int
+	Env          map[string]string
+	PluginConfig []byte
+	Token        string
+	// BundleBytes is the runtime bundle's size.
+	BundleBytes int
+}
+
+// NewFixture compiles a generated policy set of size n and signs its
+// runtime bundle with fresh keys.
+func NewFixture(ctx context.Context, n int) (*Fixture, error) {
+	src, err := gen.PolicySet(n)
+	if err != nil {
+		return nil, err
+	}
+	ps, errs := policies.Load(fmt.Sprintf("generated-%d.yaml", n), src)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("generated set of %d: %w", n, errs)
+	}
+	c, err := policies.Compile(ctx, ps, policies.Options{SkipWasm: true})
+	if err != nil {
+		return nil, fmt.Errorf("compiling the generated set of %d: %w", n, err)
+	}
+	bundleKey, err := keys.Generate(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tokenKey, err := keys.Generate(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	_, runtime, err := policies.BuildBundles(c, policies.BundleOptions{Revision: 1, CreatedAt: now.Add(-time.Hour),
+		ExpiresAt: now.Add(24 * time.Hour), SignKey: bundleKey})
+	if err != nil {
+		return nil, fmt.Errorf("bundling the generated set of %d: %w", n, err)
+	}
+	pub, err := keys.MarshalPublicPEM(bundleKey.Public().(ed25519.PublicKey))
+	if err != nil {
+		return nil, err
+	}
+	jwks, err := token.MarshalJWKS(tokenKey.Public().(ed25519.PublicKey))
+	if err != nil {
+		return nil, err
+	}
+	sub, act := token.Delegate(gen.AgentName(0))
+	tok, err := token.Mint(tokenKey, token.Claims{Subject: sub, Act: act, Tenant: Tenant, Region: "eu-west-1",
+		IssuedAt: now.Add(-time.Minute).Unix(), ExpiresAt: now.Add(6 * time.Hour).Unix()})
+	if err != nil {
+		return nil, err
+	}
+	// Audit batches of up to 1,000 events go to the "cp" cluster every
+	// 100 ms, ten times what one instance serves, so the queue never fills
+	// during a run: a full queue refuses writes, which would change the
+	// decisions.
+	conf := map[string]any{
+		"bundles":       map[string]string{Tenant: base64.StdEncoding.EncodeToString(runtime)},
+		"jwks":          json.RawMessage(jwks),
+		"node":          map[string]string{"id": "bench-node", "region": "eu-west-1"},
+		"control_plane": map[string]any{"cluster": ControlPlaneCluster},
+		"audit":         map[string]int{"max_queue": 1 << 20, "batch_size": 1000, "flush_interval_ms": 100},
+	}
+	raw, err := json.Marshal(conf)
+	if err != nil {
+		return nil, err
+	}
+	return &Fixture{Size: n, Env: map[string]string{"AEGIS_BUNDLE_PUBLIC_KEY": string(pub)}, PluginConfig: raw,
+		Token: tok, BundleBytes: len(runtime)}, nil
+}
+
+// ControlPlaneCluster is the cluster name audit batches are sent to.
+const ControlPlaneCluster = "cp"
+
+// AuditSink stands in for the control plane's audit endpoint: it accepts
+// every batch (200) and counts them, so the filter's queue drains.
+type AuditSink struct {
+	Batches atomic.Int64
+}
+
+// RoundTrip implements http.RoundTripper.
+func (a *AuditSink) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		_, _ = io.Copy(io.Discard, r.Body)
+		_ = r.Body.Close()
+	}
+	status := http.StatusNotFound
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/audit/batches" {
+		a.Batches.Add(1)
+		status = http.StatusOK
+	}
+	return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(strings.NewReader(`{}`)), Request: r, ContentLength: 2}, nil
+}
+
+// PoolConfig is the wasmhost configuration for f: one instance (requests
+// run one at a time, as on one Envoy worker), quiet logs.
+func (f *Fixture) PoolConfig(sink http.RoundTripper, size int) wasmhost.PoolConfig {
+	return wasmhost.PoolConfig{
+		Size:         size,
+		PluginConfig: f.PluginConfig,
+		Env:          f.Env,
+		Clusters:     map[string]http.RoundTripper{ControlPlaneCluster: sink},
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		LogLevel:     4,
+	}
+}
+
+// Path is one kind of request and what the filter must do with it.
+type Path struct {
+	Name string
+	Body []byte
+	// Status is the status the client must get; Reached whether the
+	// upstream must see the request; Forwarded, if set, is a substring
+	// the forwarded body must contain (the redaction).
+	Status    int
+	Reached   bool
+	Forwarded string
+}
+
+// Paths are the three outcomes measured: allowed as sent, allowed with
+// the memo redacted, denied (amount over the tool's maximum).
+var Paths = []Path{
+	{Name: "allow", Body: []byte(`{"amount":12.5,"currency":"EUR","memo":"invoice 42"}`), Status: 200, Reached: true},
+	{Name: "sanitize", Body: []byte(`{"amount":12.5,"currency":"EUR","memo":"card 4111 1111 1111 1111 thanks"}`), Status: 200, Reached: true, Forwarded: "[card]"},
+	{Name: "deny", Body: []byte(`{"amount":60000,"currency":"EUR","memo":"x"}`), Status: 403},
+}
+
+// Request builds the request for p, calling tool 0 as agent 0.
+func (f *Fixture) Request(ctx context.Context, base string, p Path) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+gen.Path(0), bytes.NewReader(p.Body))
+	if err != nil {
+		return nil, err
+	}
+	req.Host = gen.Host(0)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+f.Token)
+	return req, nil
+}
