@@ -41,6 +41,7 @@ const (
 	DefaultCalloutTimeoutMs  = 2000
 	DefaultTokenSkewSeconds  = 60
 	DefaultTokenCacheEntries = 1024
+	DefaultFetchRefreshMs    = 30_000
 	MaxMaxBodyBytes          = 16 << 20
 )
 
@@ -73,6 +74,46 @@ type Config struct {
 	NoBundle     NoBundle
 	// OnAuditOverflow is OverflowDenyWrites or OverflowDrop.
 	OnAuditOverflow string
+	State           State
+	Fetch           Fetch
+}
+
+// State is where each tenant's signed live state comes from.
+type State struct {
+	// Inline maps tenant → signed state envelope (package state).
+	Inline map[string][]byte
+	// RefreshMs > 0 fetches every tenant's state from the control plane
+	// that often.
+	RefreshMs int
+}
+
+// Fetch pulls runtime bundles and the JWKS from the control plane.
+type Fetch struct {
+	Tenants   []string // bundles fetched for these tenants (and their live state)
+	Bundles   bool
+	JWKS      bool
+	RefreshMs int
+}
+
+// Tenants returns every tenant the configuration names, sorted: those
+// with an inline bundle, inline state or a fetched bundle.
+func (c *Config) Tenants() []string {
+	set := map[string]bool{}
+	for t := range c.Bundles {
+		set[t] = true
+	}
+	for t := range c.State.Inline {
+		set[t] = true
+	}
+	for _, t := range c.Fetch.Tenants {
+		set[t] = true
+	}
+	out := make([]string, 0, len(set))
+	for t := range set {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Token says where the agent token is and what it must say.
@@ -128,6 +169,20 @@ type wire struct {
 	Audit           *wireAudit        `json:"audit"`
 	NoBundle        *wireNoBundle     `json:"no_bundle"`
 	OnAuditOverflow string            `json:"on_audit_overflow"`
+	State           *wireState        `json:"state"`
+	Fetch           *wireFetch        `json:"fetch"`
+}
+
+type wireState struct {
+	Inline    map[string]json.RawMessage `json:"inline"`
+	RefreshMs *int                       `json:"refresh_ms"`
+}
+
+type wireFetch struct {
+	Tenants   []string `json:"tenants"`
+	Bundles   bool     `json:"bundles"`
+	JWKS      bool     `json:"jwks"`
+	RefreshMs *int     `json:"refresh_ms"`
 }
 
 type wireToken struct {
@@ -338,6 +393,76 @@ func Parse(data []byte) (Config, error) {
 		c.OnAuditOverflow = w.OnAuditOverflow
 	default:
 		bad("on_audit_overflow", "%q: want %q or %q", w.OnAuditOverflow, OverflowDenyWrites, OverflowDrop)
+	}
+
+	if st := w.State; st != nil {
+		if len(st.Inline) > MaxTenants {
+			bad("state.inline", "%d tenants, limit %d", len(st.Inline), MaxTenants)
+		}
+		c.State.Inline = make(map[string][]byte, len(st.Inline))
+		for tenant, raw := range st.Inline {
+			field := "state.inline." + tenant
+			if !validName(tenant) {
+				bad(field, "tenant name must be 1-128 characters of [A-Za-z0-9._-]")
+				continue
+			}
+			// The signed envelope as a JSON object, or that object's
+			// bytes in standard base64.
+			switch {
+			case len(raw) > 0 && raw[0] == '{':
+				c.State.Inline[tenant] = slices.Clone(raw)
+			case len(raw) > 0 && raw[0] == '"':
+				var s string
+				if err := json.Unmarshal(raw, &s); err != nil {
+					bad(field, "%v", err)
+					continue
+				}
+				b, err := base64.StdEncoding.Strict().DecodeString(s)
+				if err != nil || len(b) == 0 {
+					bad(field, "not a signed state object or its standard base64")
+					continue
+				}
+				c.State.Inline[tenant] = b
+			default:
+				bad(field, "want a signed state object or its standard base64")
+			}
+		}
+		if st.RefreshMs != nil {
+			if *st.RefreshMs < 100 || *st.RefreshMs > 3_600_000 {
+				bad("state.refresh_ms", "%d outside [100, 3600000]", *st.RefreshMs)
+			} else {
+				c.State.RefreshMs = *st.RefreshMs
+			}
+		}
+	}
+	if f := w.Fetch; f != nil {
+		if len(f.Tenants) > MaxTenants {
+			bad("fetch.tenants", "%d tenants, limit %d", len(f.Tenants), MaxTenants)
+		}
+		for i, t := range f.Tenants {
+			if !validName(t) {
+				bad(fmt.Sprintf("fetch.tenants[%d]", i), "tenant name must be 1-128 characters of [A-Za-z0-9._-]")
+			}
+		}
+		c.Fetch = Fetch{Tenants: slices.Compact(slices.Sorted(slices.Values(f.Tenants))), Bundles: f.Bundles, JWKS: f.JWKS, RefreshMs: DefaultFetchRefreshMs}
+		if f.RefreshMs != nil {
+			if *f.RefreshMs < 100 || *f.RefreshMs > 3_600_000 {
+				bad("fetch.refresh_ms", "%d outside [100, 3600000]", *f.RefreshMs)
+			} else {
+				c.Fetch.RefreshMs = *f.RefreshMs
+			}
+		}
+		if f.Bundles && len(f.Tenants) == 0 {
+			bad("fetch.tenants", "required when fetch.bundles is true")
+		}
+	}
+	if c.ControlPlane.Cluster == "" {
+		if c.State.RefreshMs > 0 {
+			bad("state.refresh_ms", "needs control_plane to fetch from")
+		}
+		if c.Fetch.Bundles || c.Fetch.JWKS {
+			bad("fetch", "needs control_plane to fetch from")
+		}
 	}
 
 	if err := errors.Join(errs...); err != nil {

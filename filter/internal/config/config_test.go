@@ -126,6 +126,16 @@ func TestParseErrors(t *testing.T) {
 		{"overflow", minimal(`"on_audit_overflow":"block"`), []string{"on_audit_overflow"}},
 		{"several at once", `{"jwks":1,"limits":{"max_body_bytes":0},"on_audit_overflow":"x"}`,
 			[]string{"jwks:", "node.id", "limits.max_body_bytes", "on_audit_overflow"}},
+		{"state inline not object", minimal(`"state":{"inline":{"acme":1}}`), []string{"state.inline.acme"}},
+		{"state inline bad base64", minimal(`"state":{"inline":{"acme":"!!"}}`), []string{"state.inline.acme"}},
+		{"state inline bad tenant", minimal(`"state":{"inline":{"a b":{}}}`), []string{"state.inline.a b"}},
+		{"state refresh without cp", minimal(`"state":{"refresh_ms":1000}`), []string{"state.refresh_ms: needs control_plane"}},
+		{"state refresh too fast", minimal(`"control_plane":{"cluster":"cp"},"state":{"refresh_ms":1}`), []string{"state.refresh_ms"}},
+		{"state unknown", minimal(`"state":{"url":"x"}`), []string{`unknown field "url"`}},
+		{"fetch without cp", minimal(`"fetch":{"jwks":true}`), []string{"fetch: needs control_plane"}},
+		{"fetch bundles without tenants", minimal(`"control_plane":{"cluster":"cp"},"fetch":{"bundles":true}`), []string{"fetch.tenants: required"}},
+		{"fetch bad tenant", minimal(`"control_plane":{"cluster":"cp"},"fetch":{"tenants":["a/b"]}`), []string{"fetch.tenants[0]"}},
+		{"fetch refresh", minimal(`"control_plane":{"cluster":"cp"},"fetch":{"jwks":true,"refresh_ms":0}`), []string{"fetch.refresh_ms"}},
 		{"too deep", minimal(`"x":` + strings.Repeat("[", 40) + strings.Repeat("]", 40)), []string{"nested too deeply"}},
 	}
 	for _, tt := range tests {
@@ -143,6 +153,26 @@ func TestParseErrors(t *testing.T) {
 				t.Errorf("partial config returned with the error: %+v", c)
 			}
 		})
+	}
+}
+
+func TestParseStateAndFetch(t *testing.T) {
+	env := `{"payload":"e30=","signature":"AAAA"}`
+	doc := minimal(`"control_plane":{"cluster":"cp"},` +
+		`"state":{"inline":{"acme":` + env + `,"globex":"` + base64.StdEncoding.EncodeToString([]byte(env)) + `"},"refresh_ms":5000},` +
+		`"fetch":{"tenants":["zeta","acme","zeta"],"bundles":true,"jwks":true}`)
+	c, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c.State.Inline["acme"]) != env || string(c.State.Inline["globex"]) != env || c.State.RefreshMs != 5000 {
+		t.Errorf("state %+v", c.State)
+	}
+	if strings.Join(c.Fetch.Tenants, ",") != "acme,zeta" || !c.Fetch.Bundles || !c.Fetch.JWKS || c.Fetch.RefreshMs != DefaultFetchRefreshMs {
+		t.Errorf("fetch %+v", c.Fetch)
+	}
+	if got := strings.Join(c.Tenants(), ","); got != "acme,globex,zeta" {
+		t.Errorf("tenants %s", got)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,6 +42,7 @@ import (
 	"github.com/aegis-mesh/aegis/filter/internal/trust"
 	"github.com/aegis-mesh/aegis/input"
 	"github.com/aegis-mesh/aegis/jcs"
+	"github.com/aegis-mesh/aegis/state"
 	"github.com/aegis-mesh/aegis/token"
 )
 
@@ -68,7 +70,7 @@ var runtimeLimits = bundle.Limits{MaxArchiveBytes: 8 << 20, MaxTotalBytes: 32 <<
 
 // NewVMContext returns the filter's root context.
 func NewVMContext() types.VMContext {
-	return &vmContext{good: map[string]*policy{}}
+	return &vmContext{good: map[string]*policy{}, states: map[string]*state.Document{}}
 }
 
 type vmContext struct {
@@ -78,6 +80,8 @@ type vmContext struct {
 	// reconfigurations of this VM: a rejected bundle in a new
 	// configuration leaves the previous one in force.
 	good map[string]*policy
+	// states is each tenant's live state in force (see livestate.go).
+	states map[string]*state.Document
 	// chain is this VM's audit chain; it outlives plugin reconfigurations
 	// so that seq keeps running.
 	chain *audit.Chain
@@ -170,6 +174,13 @@ type pluginContext struct {
 	redeemed map[string]int64
 	// held are the requests waiting for an approval (approval hold).
 	held map[uint32]*heldRequest
+	// etags and fetching track control-plane fetches by key.
+	etags    map[string]string
+	fetching map[string]bool
+	// ticks counts OnTick calls; each periodic job runs every so many.
+	ticks                              uint64
+	tickMs                             int
+	auditEvery, stateEvery, fetchEvery uint64
 }
 
 var _ types.PluginContext = (*pluginContext)(nil)
@@ -195,36 +206,28 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 		return false
 	}
 	p.cfg = cfg
-	p.keys = ks
+	p.setKeys(ks)
 	p.redeemed = map[string]int64{}
 	p.held = map[uint32]*heldRequest{}
-	p.verifier = token.NewVerifier(ks, token.VerifyOptions{
-		Skew:     time.Duration(cfg.Token.SkewSeconds) * time.Second,
-		Issuer:   cfg.Token.Issuer,
-		Audience: cfg.Token.Audience,
-	}, cfg.Token.CacheEntries)
+	p.etags = map[string]string{}
+	p.fetching = map[string]bool{}
 	p.m = defineMetrics()
 	p.policies = map[string]*policy{}
 	p.ids = map[string]input.Identity{}
 	now := time.Now()
 	for tenant, data := range cfg.Bundles {
-		pol, err := loadPolicy(data, tenant, p.vm.root, p.vm.good[tenant], now)
-		if err != nil {
-			p.m.bundleRejected.Increment(1)
-			if prev := p.vm.good[tenant]; prev != nil {
-				proxywasm.LogErrorf("aegis: tenant %s: bundle rejected, keeping %s: %v", tenant, prev.version, err)
-			} else {
-				proxywasm.LogErrorf("aegis: tenant %s: bundle rejected, no_bundle applies: %v", tenant, err)
-			}
-			continue
+		// Rejections are logged and counted inside.
+		_ = p.installBundle(tenant, data, now)
+	}
+	for tenant, data := range cfg.State.Inline {
+		if err := p.applyState(tenant, data); err != nil {
+			p.stateRejected(tenant, "the configuration", err)
 		}
-		p.vm.good[tenant] = pol
-		proxywasm.LogInfof("aegis: tenant %s: loaded %s", tenant, pol.version)
 	}
 	// Tenants whose bundle was rejected now, or that a previous
 	// configuration of this VM loaded, run on their last good bundle.
 	for tenant, pol := range p.vm.good {
-		if _, listed := cfg.Bundles[tenant]; listed {
+		if _, listed := cfg.Bundles[tenant]; listed || slices.Contains(cfg.Fetch.Tenants, tenant) {
 			p.policies[tenant] = pol
 			g := proxywasm.DefineGaugeMetric("aegis.bundle_revision.tenant." + tenant)
 			g.Add(pol.manifest.Revision - g.Value())
@@ -242,8 +245,9 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 		if p.vm.root.NodeKey == nil {
 			proxywasm.LogWarnf("aegis: %s is not set: audit batches go unsigned and the control plane will refuse them", trust.EnvNodeKey)
 		}
-		if err := proxywasm.SetTickPeriodMilliSeconds(uint32(cfg.Audit.FlushIntervalMs)); err != nil {
-			proxywasm.LogCriticalf("aegis: setting the audit tick: %v", err)
+		p.schedule()
+		if err := proxywasm.SetTickPeriodMilliSeconds(uint32(p.tickMs)); err != nil {
+			proxywasm.LogCriticalf("aegis: setting the tick: %v", err)
 			return false
 		}
 	}
@@ -251,12 +255,30 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 	return true
 }
 
-// OnTick implements types.PluginContext: ship the oldest audit batch.
+// OnTick implements types.PluginContext: poll held approvals, refresh live
+// state, bundles and keys when due, and ship the oldest audit batch.
 // One batch is in flight at a time, so the control plane sees seq in
 // order.
 func (p *pluginContext) OnTick() {
+	now := time.Now()
+	n := p.ticks
+	p.ticks++
 	if len(p.held) > 0 {
-		p.pollHeld(time.Now())
+		p.pollHeld(now)
+	}
+	if p.stateEvery > 0 && n%p.stateEvery == 0 {
+		p.fetchStates()
+	}
+	if p.fetchEvery > 0 && n%p.fetchEvery == 0 {
+		if p.cfg.Fetch.JWKS {
+			p.fetchJWKS()
+		}
+		if p.cfg.Fetch.Bundles {
+			p.fetchBundles(now)
+		}
+	}
+	if p.auditEvery == 0 || n%p.auditEvery != 0 {
+		return
 	}
 	p.m.auditQueue.Add(int64(p.vm.chain.Len()) - p.m.auditQueue.Value())
 	if p.inFlight || p.cfg.ControlPlane.Cluster == "" {
@@ -405,6 +427,8 @@ type metrics struct {
 	unauthorized, noBundle, errors  proxywasm.MetricCounter
 	rateLimited, bundleRejected     proxywasm.MetricCounter
 	auditDropped                    proxywasm.MetricCounter
+	stateRejected, stateRefused     proxywasm.MetricCounter
+	fetchErrors                     proxywasm.MetricCounter
 	auditQueue                      proxywasm.MetricGauge
 }
 
@@ -423,6 +447,9 @@ func defineMetrics() metrics {
 		bundleRejected: proxywasm.DefineCounterMetric("aegis.bundles.rejected"),
 		auditDropped:   proxywasm.DefineCounterMetric("aegis.audit.dropped"),
 		auditQueue:     proxywasm.DefineGaugeMetric("aegis.audit.queue_depth"),
+		stateRejected:  proxywasm.DefineCounterMetric("aegis.state.rejected"),
+		stateRefused:   proxywasm.DefineCounterMetric("aegis.requests.refused_by_state"),
+		fetchErrors:    proxywasm.DefineCounterMetric("aegis.fetch.errors"),
 	}
 }
 
@@ -515,6 +542,9 @@ func (h *httpContext) OnHttpRequestHeaders(_ int, endOfStream bool) types.Action
 	}
 	h.req = requestFrom(kept)
 	h.id = p.identity(claims, h.tok)
+	if a, answered := h.checkState(claims, now); answered {
+		return a
+	}
 
 	pol := p.policies[claims.Tenant]
 	if pol == nil {
@@ -607,7 +637,7 @@ func (h *httpContext) decide(body []byte, truncated bool, now time.Time) types.A
 		proxywasm.LogErrorf("aegis: %v", err)
 		return h.fail("reading the spend counter failed")
 	}
-	h.ictx = input.Context{Region: p.cfg.Node.Region, Time: now, SpentMicroUSD: spent}
+	h.ictx.Region, h.ictx.Time, h.ictx.SpentMicroUSD = p.cfg.Node.Region, now, spent
 	start := time.Now()
 	out, err := h.pol.decider.Decide(context.Background(), h.req, h.id, h.ictx)
 	if err != nil {
@@ -653,6 +683,12 @@ func (h *httpContext) enforce(out decide.Outcome, elapsed time.Duration, now tim
 			p.m.rateLimited.Increment(1)
 			action, status, through = decide.Deny, 429, false
 			reasons = []string{fmt.Sprintf("rate: %s allows %d calls per minute", r.Key, r.PerMinute)}
+		}
+	}
+	if through && d.Obligations.CostMicroUSD > 0 {
+		if why, ok := p.fleetBudget(tenant, h.id.Agent, d.Obligations.CostMicroUSD, now); !ok {
+			action, through = decide.Deny, false
+			reasons = []string{why}
 		}
 	}
 	if through && d.Obligations.CostMicroUSD > 0 {
@@ -1304,5 +1340,44 @@ func (h *httpContext) OnHttpStreamDone() {
 	if h.event != nil {
 		h.record(*h.event)
 		h.event = nil
+	}
+}
+
+// setKeys puts a token key set in force: agent tokens (through a fresh
+// Verifier, whose cache belonged to the old keys) and override tokens.
+func (p *pluginContext) setKeys(ks *token.KeySet) {
+	p.keys = ks
+	p.verifier = token.NewVerifier(ks, token.VerifyOptions{
+		Skew:     time.Duration(p.cfg.Token.SkewSeconds) * time.Second,
+		Issuer:   p.cfg.Token.Issuer,
+		Audience: p.cfg.Token.Audience,
+	}, p.cfg.Token.CacheEntries)
+}
+
+// schedule picks one tick period for every periodic job (the shortest
+// interval) and runs each job every interval/period ticks. Counting ticks
+// rather than reading the clock keeps the jobs in step with the host's
+// timer, and testable.
+func (p *pluginContext) schedule() {
+	p.tickMs = p.cfg.Audit.FlushIntervalMs
+	if r := p.cfg.State.RefreshMs; r > 0 {
+		p.tickMs = min(p.tickMs, r)
+	}
+	fetching := p.cfg.Fetch.Bundles || p.cfg.Fetch.JWKS
+	if fetching {
+		p.tickMs = min(p.tickMs, p.cfg.Fetch.RefreshMs)
+	}
+	if p.cfg.Limits.ApprovalHoldMs > 0 {
+		// Poll held approvals at least every second.
+		p.tickMs = min(p.tickMs, 1000)
+	}
+	every := func(ms int) uint64 { return uint64(max(1, (ms+p.tickMs/2)/p.tickMs)) }
+	p.auditEvery = every(p.cfg.Audit.FlushIntervalMs)
+	p.stateEvery, p.fetchEvery = 0, 0
+	if p.cfg.State.RefreshMs > 0 {
+		p.stateEvery = every(p.cfg.State.RefreshMs)
+	}
+	if fetching {
+		p.fetchEvery = every(p.cfg.Fetch.RefreshMs)
 	}
 }
