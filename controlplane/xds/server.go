@@ -80,10 +80,19 @@ type nodeState struct {
 	acked     map[string]string // type URL → acked version
 	ackedAt   time.Time         // of the ECDS version
 	nack      *Nack             // outstanding: cleared by an ACK of its type
-	// pendingSince is when the node's expected ECDS version last changed
-	// while it was connected; zero when nothing is being measured.
-	pendingSince time.Time
+	// pending are the ECDS versions published to the node while it was
+	// connected and not yet ACKed, oldest first, for the lag metric. An ACK
+	// of one settles it and every older one (superseded).
+	pending []pendingVersion
 }
+
+type pendingVersion struct {
+	version string
+	since   time.Time
+}
+
+// maxPending bounds the versions in flight per node.
+const maxPending = 16
 
 // NewServer checks cfg, loads node state from the store (if any) and
 // returns a server ready for RegisterGRPC and Register.
@@ -196,7 +205,12 @@ func (s *Server) SetTenant(ctx context.Context, tenant string, tc TenantConfig) 
 		if ns.info.tenant != tenant || ns.streams == 0 || !rel.matches(ns.info.region, ns.info.role) {
 			continue
 		}
-		ns.pendingSince = now
+		if v := s.build.ecdsVersion(ns.info, rel); len(ns.pending) == 0 || ns.pending[len(ns.pending)-1].version != v {
+			if len(ns.pending) == maxPending {
+				ns.pending = ns.pending[1:]
+			}
+			ns.pending = append(ns.pending, pendingVersion{version: v, since: now})
+		}
 		affected = append(affected, ns)
 	}
 	s.mu.Unlock()
@@ -421,7 +435,7 @@ func (s *Server) bindLocked(st *streamState, node *corev3.Node) (*nodeState, err
 	ns.lastSeen = s.now()
 	// The first configuration of a (re)connecting node is not propagation
 	// of a release: only SetTenant starts a lag measurement.
-	ns.pendingSince = time.Time{}
+	ns.pending = nil
 	st.node = ns
 	if s.store != nil {
 		s.store.record(s.rowLocked(ns), nil)
@@ -482,9 +496,12 @@ func (s *Server) ackLocked(ns *nodeState, typeURL string, last sent) *event {
 		return nil
 	}
 	ns.ackedAt = now
-	if !ns.pendingSince.IsZero() && last.version == s.build.ecdsVersion(ns.info, s.releaseFor(ns.info)) {
-		s.metrics.lag.Observe(now.Sub(ns.pendingSince).Seconds())
-		ns.pendingSince = time.Time{}
+	for i, p := range ns.pending {
+		if p.version == last.version {
+			s.metrics.lag.Observe(now.Sub(p.since).Seconds())
+			ns.pending = ns.pending[i+1:]
+			break
+		}
 	}
 	if prev == last.version {
 		return nil // a re-ACK (e.g. after a NACK of another type): nothing new to keep
@@ -528,7 +545,7 @@ func (s *Server) closed(key streamKey) {
 	var row NodeStatus
 	if last {
 		ns.connected = false
-		ns.pendingSince = time.Time{}
+		ns.pending = nil
 		ns.built = ""
 		ns.lastSeen = s.now()
 		row = s.rowLocked(ns)
