@@ -77,7 +77,7 @@ func canonical(kvs [][2]string) http.Header {
 // --- the SDK emulator ---
 
 type emulator struct {
-	host    proxytest.HostEmulator
+	host     proxytest.HostEmulator
 	answered map[uint32]bool
 }
 
@@ -604,4 +604,16 @@ func TestConformance(t *testing.T) {
 			tc.run(t, h)
 		})
 	}
+}
+
+// quietLogger sends host logs at warn and above to the test log.
+func quietLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type tbWriter struct{ t testing.TB }
+
+func (w tbWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
 }

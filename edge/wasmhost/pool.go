@@ -139,9 +139,12 @@ func NewPool(ctx context.Context, mod *Module, cfg PoolConfig) (*Pool, error) {
 		pluginConfig: append([]byte(nil), cfg.PluginConfig...),
 		live:         map[*instance]struct{}{},
 	}
-	for range cfg.Size {
+	for i := range cfg.Size {
 		in, err := p.newInstance(ctx, p.pluginConfig, 1)
 		if err != nil {
+			for range cfg.Size - i {
+				p.slots <- nil
+			}
 			_ = p.Close(ctx)
 			return nil, err
 		}
