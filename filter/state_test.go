@@ -13,6 +13,7 @@ import (
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/proxytest"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 
+	"github.com/aegis-mesh/aegis/filter/internal/plugin"
 	"github.com/aegis-mesh/aegis/keys"
 	"github.com/aegis-mesh/aegis/state"
 	"github.com/aegis-mesh/aegis/token"
@@ -284,6 +285,94 @@ func TestLiveStateFetch(t *testing.T) {
 		answer(fetched(), "200", `"s7"`, liveState(t, priv, state.Document{Seq: 7}, false))
 		if refused() {
 			t.Error("kill switch lifted by seq 7 still enforced")
+		}
+	})
+}
+
+// TestFetchBundlesAndKeys: bundles and the JWKS come from the control
+// plane on tick; a fetched bundle is checked like an inline one (a rogue
+// one is counted and the last good stays), a JWKS that does not parse
+// leaves the keys in force, and the ETag rides along.
+func TestFetchBundlesAndKeys(t *testing.T) {
+	rotated, err := keys.Generate(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newJWKS, err := token.MarshalJWKS(fx.tokenKey.Public().(ed25519.PublicKey), rotated.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := pluginConfig(nil, `"control_plane":{"cluster":"aegis-cp"},"audit":{"flush_interval_ms":600000},`+
+		`"fetch":{"tenants":["acme"],"bundles":true,"jwks":true,"refresh_ms":100}`)
+	vmTest(t, func(t *testing.T, vm types.VMContext) {
+		host, reset := startPlugin(t, vm, conf)
+		defer reset()
+		agent := mint(t, tokenOpts{agent: "billing-agent", tenant: "acme"})
+		rotatedAgent := mint(t, tokenOpts{agent: "billing-agent", tenant: "acme", key: rotated})
+		invoice := func(tok string) result {
+			return send(t, host, request{method: "GET", authority: "billing.acme.internal", path: "/v1/invoices/1", headers: [][2]string{bearer(tok)}})
+		}
+		if res := invoice(agent); res.local == nil || res.local.StatusCode != 403 {
+			t.Fatalf("before any bundle: %+v", res.local)
+		}
+		// tick returns this tick's bundle and JWKS requests; the test
+		// answers both before the next tick (the emulator reuses ids).
+		n := 0
+		tick := func() (bundle, jwks proxytest.HttpCalloutAttribute) {
+			t.Helper()
+			host.Tick()
+			cs := host.GetCalloutAttributesFromContext(proxytest.PluginContextID)
+			if len(cs) != n+2 {
+				t.Fatalf("%d new callouts on tick, want 2", len(cs)-n)
+			}
+			for _, c := range cs[n:] {
+				switch {
+				case hasHeader(c.Headers, ":path", "/v1/tenants/acme/bundle"):
+					bundle = c
+				case hasHeader(c.Headers, ":path", plugin.JWKSPath):
+					jwks = c
+				default:
+					t.Fatalf("unexpected callout %q", c.Headers)
+				}
+			}
+			n = len(cs)
+			return bundle, jwks
+		}
+		ok := func(c proxytest.HttpCalloutAttribute, etag string, body []byte) {
+			host.CallOnHttpCallResponse(c.CalloutID, [][2]string{{":status", "200"}, {"etag", etag}}, nil, body)
+		}
+
+		b, j := tick()
+		ok(b, `"b1"`, fx.acme)
+		ok(j, `"k1"`, newJWKS)
+		if res := invoice(agent); res.local != nil || res.decision["policy_version"] != "acme-payments@1" {
+			t.Fatalf("fetched bundle not in force: %+v %v", res.local, res.decision)
+		}
+		if res := invoice(rotatedAgent); res.local != nil {
+			t.Errorf("token of the rotated key refused: %s", res.local.Data)
+		}
+
+		b, j = tick()
+		if !hasHeader(b.Headers, "if-none-match", `"b1"`) || !hasHeader(j.Headers, "if-none-match", `"k1"`) {
+			t.Errorf("If-None-Match missing: %q %q", b.Headers, j.Headers)
+		}
+		ok(b, `"b2"`, fx.acmeRogue)
+		ok(j, `"k2"`, []byte(`{"keys":[`))
+		if got := counter(t, host, "aegis.bundles.rejected"); got != 1 {
+			t.Errorf("bundles rejected %d", got)
+		}
+		if res := invoice(rotatedAgent); res.local != nil || res.decision["policy_version"] != "acme-payments@1" {
+			t.Errorf("after a rogue bundle and a bad JWKS: %+v %v", res.local, res.decision)
+		}
+
+		b, j = tick()
+		if !hasHeader(b.Headers, "if-none-match", `"b1"`) {
+			t.Errorf("the rejected bundle's ETag was kept: %q", b.Headers)
+		}
+		ok(b, `"b3"`, fx.acme2)
+		host.CallOnHttpCallResponse(j.CalloutID, [][2]string{{":status", "304"}}, nil, nil)
+		if res := invoice(agent); res.local != nil || res.decision["policy_version"] != "acme-payments@2" {
+			t.Errorf("revision 2 not in force: %+v %v", res.local, res.decision)
 		}
 	})
 }
