@@ -134,7 +134,6 @@ func uniqueAsDuplicate(err error, p *Prepared) error {
 type txn interface {
 	queryRow(ctx context.Context, q string, args ...any) interface{ Scan(...any) error }
 	exec(ctx context.Context, q string, args ...any) error
-	existingIDs(ctx context.Context, tenant string, ids []string) ([]string, error)
 	insertEvents(ctx context.Context, rs []Record, tenant, nodeID string, now int64) error
 	forUpdate() string
 }
@@ -190,18 +189,13 @@ func ingest(ctx context.Context, tx txn, p *Prepared, now time.Time) (Result, er
 	if len(recs) == 0 {
 		return res, nil
 	}
-	ids := make([]string, len(recs))
-	for i := range recs {
-		ids[i] = recs[i].ID
-	}
-	dups, err := tx.existingIDs(ctx, b.Tenant, ids)
-	if err != nil {
-		return Result{}, fmt.Errorf("checking event ids: %w", err)
-	}
-	if len(dups) > 0 {
-		return Result{}, &ChainError{Kind: CodeDuplicateID, ExpectedSeq: expected, Msg: fmt.Sprintf("event id %q is already stored at another position", dups[0])}
-	}
+	// The unique index on (tenant, id) refuses an event id stored at
+	// another position (a replay under a new seq, or a concurrent batch of
+	// another chain); no separate lookup is needed.
 	if err := tx.insertEvents(ctx, recs, b.Tenant, b.NodeID, db.Micros(now)); err != nil {
+		if db.IsUniqueViolation(err) {
+			return Result{}, &ChainError{Kind: CodeDuplicateID, ExpectedSeq: expected, Msg: "an event id of this batch is already stored at another position"}
+		}
 		return Result{}, fmt.Errorf("storing events: %w", err)
 	}
 	last := recs[len(recs)-1]
@@ -243,11 +237,25 @@ func addSpend(ctx context.Context, tx txn, tenant string, recs []Record) error {
 		}
 		return keys[i].day < keys[j].day
 	})
-	for _, k := range keys {
-		if err := tx.exec(ctx, `INSERT INTO audit_spend (tenant, agent, day, micro_usd) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (tenant, agent, day) DO UPDATE SET micro_usd = audit_spend.micro_usd + excluded.micro_usd`, tenant, k.agent, k.day, sums[k]); err != nil {
-			return fmt.Errorf("spend of %s on %s: %w", k.agent, k.day, err)
+	if len(keys) == 0 {
+		return nil
+	}
+	// One statement for all rows: a round trip per agent would cost more
+	// than the rest of the batch's bookkeeping.
+	var q strings.Builder
+	q.WriteString(`INSERT INTO audit_spend (tenant, agent, day, micro_usd) VALUES `)
+	args := make([]any, 0, 1+3*len(keys))
+	args = append(args, tenant)
+	for i, k := range keys {
+		if i > 0 {
+			q.WriteString(", ")
 		}
+		fmt.Fprintf(&q, "($1, $%d, $%d, $%d)", len(args)+1, len(args)+2, len(args)+3)
+		args = append(args, k.agent, k.day, sums[k])
+	}
+	q.WriteString(` ON CONFLICT (tenant, agent, day) DO UPDATE SET micro_usd = audit_spend.micro_usd + excluded.micro_usd`)
+	if err := tx.exec(ctx, q.String(), args...); err != nil {
+		return fmt.Errorf("spend of %d agents: %w", len(keys), err)
 	}
 	return nil
 }
@@ -358,14 +366,6 @@ func (t pgTxn) exec(ctx context.Context, q string, args ...any) error {
 
 func (t pgTxn) forUpdate() string { return " FOR UPDATE" }
 
-func (t pgTxn) existingIDs(ctx context.Context, tenant string, ids []string) ([]string, error) {
-	rows, err := t.tx.Query(ctx, `SELECT id FROM audit_events WHERE tenant = $1 AND id = ANY($2)`, tenant, ids)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
-}
-
 var eventColumns = []string{"node_id", "chain_id", "seq", "tenant", "id", "time_us", "agent", "tool", "action", "policy_revision", "cost_micro_usd", "hash", "body", "received_us"}
 
 func (t pgTxn) insertEvents(ctx context.Context, rs []Record, tenant, nodeID string, now int64) error {
@@ -403,38 +403,6 @@ func (t sqlTxn) exec(ctx context.Context, q string, args ...any) error {
 
 // SQLite serialises writers (BEGIN IMMEDIATE), so no row lock is needed.
 func (t sqlTxn) forUpdate() string { return "" }
-
-func (t sqlTxn) existingIDs(ctx context.Context, tenant string, ids []string) ([]string, error) {
-	var out []string
-	const chunk = 500
-	for start := 0; start < len(ids); start += chunk {
-		part := ids[start:min(start+chunk, len(ids))]
-		args := make([]any, 0, len(part)+1)
-		args = append(args, tenant)
-		ph := make([]string, len(part))
-		for i, id := range part {
-			args = append(args, id)
-			ph[i] = fmt.Sprintf("$%d", i+2)
-		}
-		rows, err := t.tx.QueryContext(ctx, `SELECT id FROM audit_events WHERE tenant = $1 AND id IN (`+strings.Join(ph, ",")+`)`, args...)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out = append(out, id)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
 
 func (t sqlTxn) insertEvents(ctx context.Context, rs []Record, tenant, nodeID string, now int64) error {
 	stmt, err := t.tx.PrepareContext(ctx, `INSERT INTO audit_events (`+strings.Join(eventColumns, ", ")+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`)
