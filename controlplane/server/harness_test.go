@@ -47,11 +47,18 @@ type harness struct {
 // own CA) over the database dsn and data directory dir.
 func start(t testing.TB, dsn, dir string) *harness {
 	t.Helper()
+	return startWith(t, dsn, dir, func(*Config) {})
+}
+
+func startWith(t testing.TB, dsn, dir string, opt func(*Config)) *harness {
+	t.Helper()
 	ctx := context.Background()
-	s, err := New(ctx, Config{
+	cfg := Config{
 		Settings: config.Config{Listen: "127.0.0.1:0", XDSListen: "", Database: dsn, DataDir: dir, StateInterval: time.Hour, StateValidity: 2 * time.Hour},
 		Logger:   slog.New(slog.NewJSONHandler(tlog{t}, nil)),
-	})
+	}
+	opt(&cfg)
+	s, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatalf("new control plane: %v", err)
 	}

@@ -72,9 +72,12 @@ type Config struct {
 	// Services are mounted next to the built-in ones (audit, tokens,
 	// approvals, …) and share authentication, logging and metrics.
 	Services []Service
+	// JWKS returns a tenant's agent-token JWKS (from the tokens service)
+	// for the plugin configuration; xDS sync fails without it.
+	JWKS func(ctx context.Context, tenant string) ([]byte, error)
 	// PluginConfig builds the filter plugin configuration shipped by ECDS
-	// for a tenant's release and state; nil uses DefaultPluginConfig.
-	PluginConfig func(ctx context.Context, tenant string, bundle, stateEnvelope []byte) ([]byte, error)
+	// for a tenant's release, state and JWKS; nil uses DefaultPluginConfig.
+	PluginConfig func(ctx context.Context, tenant string, bundle, stateEnvelope, jwks []byte) ([]byte, error)
 }
 
 // Server is a running (or ready to run) control plane.
@@ -103,15 +106,17 @@ type Server struct {
 	handler http.Handler
 	tlsCert *tls.Certificate
 
-	mu       sync.Mutex
-	httpLn   net.Listener
-	xdsLn    net.Listener
-	httpSrv  *http.Server
-	grpcSrv  *grpc.Server
-	cancel   context.CancelFunc
-	bg       sync.WaitGroup
-	started  bool
-	shutdown bool
+	mu      sync.Mutex
+	httpLn  net.Listener
+	xdsLn   net.Listener
+	httpSrv *http.Server
+	grpcSrv *grpc.Server
+	cancel  context.CancelFunc
+	// xdsCancel stops the xDS server's background work.
+	xdsCancel context.CancelFunc
+	bg        sync.WaitGroup
+	started   bool
+	shutdown  bool
 }
 
 // New opens the store, applies migrations, loads keys and builds every
@@ -140,6 +145,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.DB = d
 	defer func() {
 		if !ok {
+			if s.xdsCancel != nil {
+				s.xdsCancel()
+			}
 			d.Close()
 		}
 	}()
@@ -229,14 +237,16 @@ func (s *Server) build(ctx context.Context) error {
 		return err
 	}
 	if s.cfg.XDS != nil && len(s.cfg.XDS.Wasm) > 0 && st.XDSListen != "" {
-		// The xDS server lives as long as the process; its context is
-		// cancelled by Shutdown through closing the gRPC server.
-		x, err := xds.NewServer(context.WithoutCancel(ctx), xds.Config{
+		// The xDS server (and its drift writer) lives until Shutdown.
+		xctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		s.xdsCancel = cancel
+		x, err := xds.NewServer(xctx, xds.Config{
 			Identity: s.xdsIdentity, Registerer: s.registry, Logger: s.log, Store: s.DB,
 			Wasm: s.cfg.XDS.Wasm, WasmURL: s.cfg.XDS.WasmURL, ControlPlane: s.cfg.XDS.ControlPlane,
 			ControlPlaneTLS: s.cfg.XDS.ControlPlaneTLS, ListenerPort: s.cfg.XDS.ListenerPort, Upstreams: s.cfg.XDS.Upstreams,
 		})
 		if err != nil {
+			cancel()
 			return err
 		}
 		s.XDS = x
@@ -445,6 +455,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if err := s.XDS.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("flush xDS store: %w", err))
 		}
+		s.xdsCancel()
 	}
 	if err := s.DB.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close store: %w", err))

@@ -20,10 +20,14 @@ import (
 const maxActiveReleases = 20
 
 // DefaultPluginConfig is the filter plugin configuration for one tenant:
-// its signed runtime bundle and its signed live state, inline. Keys never
-// travel here (docs/filter-config.md).
-func DefaultPluginConfig(_ context.Context, tenant string, bundle, stateEnvelope []byte) ([]byte, error) {
-	cfg := map[string]any{"bundles": map[string]string{tenant: base64.StdEncoding.EncodeToString(bundle)}}
+// its signed runtime bundle, its signed live state and the JWKS of its
+// agent tokens, inline. Trust-root keys never travel here
+// (docs/filter-config.md).
+func DefaultPluginConfig(_ context.Context, tenant string, bundle, stateEnvelope, jwks []byte) ([]byte, error) {
+	if !json.Valid(jwks) {
+		return nil, errors.New("jwks: not JSON")
+	}
+	cfg := map[string]any{"bundles": map[string]string{tenant: base64.StdEncoding.EncodeToString(bundle)}, "jwks": json.RawMessage(jwks)}
 	if len(stateEnvelope) > 0 {
 		cfg["state"] = map[string]any{"inline": map[string]json.RawMessage{tenant: stateEnvelope}}
 	}
@@ -116,6 +120,13 @@ func (s *Server) SyncTenant(ctx context.Context, tenant string) error {
 	if err != nil {
 		return err
 	}
+	if s.cfg.JWKS == nil {
+		return errors.New("no JWKS source configured (server.Config.JWKS): nodes could not verify agent tokens")
+	}
+	jwks, err := s.cfg.JWKS(ctx, tenant)
+	if err != nil {
+		return fmt.Errorf("JWKS of %s: %w", tenant, err)
+	}
 	if len(rs) > maxActiveReleases {
 		rs = rs[:maxActiveReleases]
 	}
@@ -129,7 +140,7 @@ func (s *Server) SyncTenant(ctx context.Context, tenant string) error {
 		if err != nil {
 			return err
 		}
-		pc, err := build(ctx, tenant, full.Bundle, st.Envelope)
+		pc, err := build(ctx, tenant, full.Bundle, st.Envelope, jwks)
 		if err != nil {
 			return fmt.Errorf("plugin config for %s release %d: %w", tenant, r.Seq, err)
 		}
