@@ -35,6 +35,12 @@ type Fixture struct {
 	Token        string
 	// BundleBytes is the runtime bundle's size.
 	BundleBytes int
+
+	// What the edge and the ext_authz baseline are built from.
+	Compiled      *policies.Compiled
+	RuntimeBundle []byte
+	BundlePubPEM  []byte
+	JWKS          []byte
 }
 
 // NewFixture compiles a generated policy set of size n and signs its
@@ -96,7 +102,7 @@ func NewFixture(ctx context.Context, n int) (*Fixture, error) {
 		return nil, err
 	}
 	return &Fixture{Size: n, Env: map[string]string{"AEGIS_BUNDLE_PUBLIC_KEY": string(pub)}, PluginConfig: raw,
-		Token: tok, BundleBytes: len(runtime)}, nil
+		Token: tok, BundleBytes: len(runtime), Compiled: c, RuntimeBundle: runtime, BundlePubPEM: pub, JWKS: jwks}, nil
 }
 
 // ControlPlaneCluster is the cluster name audit batches are sent to.
