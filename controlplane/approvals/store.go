@@ -1,0 +1,381 @@
+package approvals
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/aegis-mesh/aegis/controlplane/db"
+	"github.com/aegis-mesh/aegis/token"
+)
+
+// Approval is one approval request and its decision.
+type Approval struct {
+	ID             string     `json:"approval_id"`
+	Tenant         string     `json:"tenant"`
+	Agent          string     `json:"agent"`
+	Chain          []string   `json:"chain"`
+	Tool           string     `json:"tool"`
+	ParamsDigest   string     `json:"params_digest"`
+	Reasons        []string   `json:"reasons"`
+	Approvers      []string   `json:"approvers"`
+	PolicyRevision int64      `json:"policy_revision"`
+	DecisionID     string     `json:"decision_id"`
+	RequestSummary string     `json:"request_summary"`
+	RequestedBy    string     `json:"requested_by"`
+	Status         string     `json:"status"`
+	Batched        int        `json:"batched"`
+	CreatedAt      time.Time  `json:"created_at"`
+	ExpiresAt      time.Time  `json:"expires_at"`
+	DecidedAt      *time.Time `json:"decided_at,omitempty"`
+	DecidedBy      string     `json:"decided_by,omitempty"`
+	Note           string     `json:"note,omitempty"`
+	OverrideIssued bool       `json:"override_issued"`
+	overrideJTI    string
+}
+
+const columns = `id, tenant, agent, chain, tool, params_digest, reasons, approvers, policy_revision, decision_id, request_summary,
+	requested_by, status, batched, created_at, expires_at, decided_at, decided_by, note, override_jti`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanApproval(row scanner) (*Approval, error) {
+	var a Approval
+	var chain, reasons, approvers string
+	var created, expires int64
+	var decided sql.NullInt64
+	var decidedBy, note, jti sql.NullString
+	if err := row.Scan(&a.ID, &a.Tenant, &a.Agent, &chain, &a.Tool, &a.ParamsDigest, &reasons, &approvers, &a.PolicyRevision,
+		&a.DecisionID, &a.RequestSummary, &a.RequestedBy, &a.Status, &a.Batched, &created, &expires, &decided, &decidedBy, &note, &jti); err != nil {
+		return nil, err
+	}
+	for _, f := range []struct {
+		s   string
+		dst *[]string
+	}{{chain, &a.Chain}, {reasons, &a.Reasons}, {approvers, &a.Approvers}} {
+		if err := json.Unmarshal([]byte(f.s), f.dst); err != nil {
+			return nil, fmt.Errorf("approval %s: stored list: %w", a.ID, err)
+		}
+	}
+	a.CreatedAt, a.ExpiresAt = db.FromMicros(created), db.FromMicros(expires)
+	if decided.Valid {
+		t := db.FromMicros(decided.Int64)
+		a.DecidedAt = &t
+	}
+	a.DecidedBy, a.Note, a.overrideJTI = decidedBy.String, note.String, jti.String
+	a.OverrideIssued = jti.Valid
+	return &a, nil
+}
+
+func jsonList(v []string) string {
+	if v == nil {
+		v = []string{}
+	}
+	b, _ := json.Marshal(v) // a []string always encodes
+	return string(b)
+}
+
+func newID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("approval id: %w", err)
+	}
+	return "ap_" + hex.EncodeToString(b[:]), nil
+}
+
+// Create records an approval request from node for tenant, or batches it
+// onto the pending approval for the same agent, tool and params digest.
+// created is false when it was batched.
+func (s *Service) Create(ctx context.Context, tenant, node string, req CreateRequest) (a *Approval, created bool, err error) {
+	now := s.now()
+	expiresIn := s.cfg.DefaultExpiry
+	if req.ExpiresIn > 0 {
+		expiresIn = min(time.Duration(req.ExpiresIn)*time.Second, s.cfg.MaxExpiry)
+	}
+	chain := req.Chain
+	if len(chain) == 0 {
+		chain = []string{req.Agent}
+	}
+	id, err := newID()
+	if err != nil {
+		return nil, false, err
+	}
+	var expired []*Approval
+	for attempt := 0; ; attempt++ {
+		expired, a, created = nil, nil, false
+		err = s.cfg.DB.Tx(ctx, func(tx *sql.Tx) error {
+			// A pending approval past its expiry must not absorb new
+			// requests: expire it first.
+			var err error
+			expired, err = s.expireTx(ctx, tx, now, `AND tenant = $2 AND agent = $3 AND tool = $4 AND params_digest = $5`, tenant, req.Agent, req.Tool, req.ParamsDigest)
+			if err != nil {
+				return err
+			}
+			row := tx.QueryRowContext(ctx, `UPDATE approvals SET batched = batched + 1 WHERE tenant = $1 AND agent = $2 AND tool = $3 AND params_digest = $4 AND status = 'pending' RETURNING `+columns,
+				tenant, req.Agent, req.Tool, req.ParamsDigest)
+			a, err = scanApproval(row)
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("batch approval: %w", err)
+			}
+			_, err = tx.ExecContext(ctx, `INSERT INTO approvals (id, tenant, agent, chain, tool, params_digest, reasons, approvers, policy_revision,
+				decision_id, request_summary, requested_by, status, batched, created_at, expires_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', 1, $13, $14)`,
+				id, tenant, req.Agent, jsonList(chain), req.Tool, req.ParamsDigest, jsonList(req.Reasons), jsonList(req.Approvers),
+				req.PolicyRevision, req.DecisionID, req.RequestSummary, node, db.Micros(now), db.Micros(now.Add(expiresIn)))
+			if err != nil {
+				return fmt.Errorf("insert approval: %w", err)
+			}
+			created = true
+			a = &Approval{ID: id, Tenant: tenant, Agent: req.Agent, Chain: chain, Tool: req.Tool, ParamsDigest: req.ParamsDigest,
+				Reasons: req.Reasons, Approvers: req.Approvers, PolicyRevision: req.PolicyRevision, DecisionID: req.DecisionID,
+				RequestSummary: req.RequestSummary, RequestedBy: node, Status: StatusPending, Batched: 1,
+				CreatedAt: db.FromMicros(db.Micros(now)), ExpiresAt: db.FromMicros(db.Micros(now.Add(expiresIn)))}
+			return nil
+		})
+		// Two replicas inserting the first request of a batch at once: one
+		// wins the unique index, the other retries and joins its batch.
+		if err != nil && db.IsUniqueViolation(err) && attempt < 3 {
+			continue
+		}
+		break
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("create approval: %w", err)
+	}
+	s.expired(expired)
+	if created {
+		s.m.volume.WithLabelValues("created").Inc()
+		s.notify(a, "approval.created")
+	} else {
+		s.m.volume.WithLabelValues("batched").Inc()
+	}
+	return a, created, nil
+}
+
+// expireTx marks pending approvals past their expiry as expired; extra
+// narrows the set (placeholders from $2 on).
+func (s *Service) expireTx(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, now time.Time, extra string, args ...any) ([]*Approval, error) {
+	rows, err := q.QueryContext(ctx, `UPDATE approvals SET status = 'expired', decided_at = expires_at
+		WHERE status = 'pending' AND expires_at <= $1 `+extra+` RETURNING `+columns, append([]any{db.Micros(now)}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("expire approvals: %w", err)
+	}
+	defer rows.Close()
+	var out []*Approval
+	for rows.Next() {
+		a, err := scanApproval(rows)
+		if err != nil {
+			return nil, fmt.Errorf("expire approvals: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// expired accounts for approvals that just expired.
+func (s *Service) expired(as []*Approval) {
+	for _, a := range as {
+		s.m.volume.WithLabelValues("expired").Inc()
+		s.m.expiries.Inc()
+		s.notify(a, "approval.expired")
+	}
+}
+
+// Sweep expires every pending approval past its expiry and returns how
+// many it expired.
+func (s *Service) Sweep(ctx context.Context) (int, error) {
+	as, err := s.expireTx(ctx, s.cfg.DB, s.now(), "")
+	if err != nil {
+		return 0, err
+	}
+	s.expired(as)
+	return len(as), nil
+}
+
+// Get returns the approval id of tenant (any tenant when empty), expiring
+// it first when it is past due.
+func (s *Service) Get(ctx context.Context, tenant, id string) (*Approval, error) {
+	exp, err := s.expireTx(ctx, s.cfg.DB, s.now(), `AND id = $2`, id)
+	if err != nil {
+		return nil, err
+	}
+	s.expired(exp)
+	a, err := scanApproval(s.cfg.DB.QueryRowContext(ctx, `SELECT `+columns+` FROM approvals WHERE id = $1`, id))
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && tenant != "" && a.Tenant != tenant) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read approval %s: %w", id, err)
+	}
+	return a, nil
+}
+
+// List returns approvals of tenant with status, the most batched first,
+// then the oldest: many waiting requests and long waits go to the top.
+func (s *Service) List(ctx context.Context, tenant, status string, limit int) ([]*Approval, error) {
+	if _, err := s.Sweep(ctx); err != nil {
+		return nil, err
+	}
+	rows, err := s.cfg.DB.QueryContext(ctx, `SELECT `+columns+` FROM approvals WHERE tenant = $1 AND status = $2
+		ORDER BY batched DESC, created_at ASC, id ASC LIMIT $3`, tenant, status, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list approvals: %w", err)
+	}
+	defer rows.Close()
+	out := []*Approval{}
+	for rows.Next() {
+		a, err := scanApproval(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list approvals: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// Decide approves or denies a pending approval of tenant as approver. The
+// owner of any agent in the request's chain may not decide it when the
+// policy forbids self-approval.
+func (s *Service) Decide(ctx context.Context, tenant, id, approver, decision, note string) (*Approval, error) {
+	if decision != StatusApproved && decision != StatusDenied {
+		return nil, fmt.Errorf("decision %q", decision)
+	}
+	a, err := s.Get(ctx, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	for _, agent := range a.Chain {
+		owner, forbid, err := s.cfg.Owners.AgentOwner(ctx, a.Tenant, agent)
+		if err != nil {
+			return nil, fmt.Errorf("owner of agent %q: %w", agent, err)
+		}
+		if forbid && owner != "" && strings.EqualFold(owner, approver) {
+			return nil, fmt.Errorf("%w (%s owns %s)", ErrSelfApproval, approver, agent)
+		}
+	}
+	now := s.now()
+	res, err := s.cfg.DB.ExecContext(ctx, `UPDATE approvals SET status = $1, decided_at = $2, decided_by = $3, note = $4
+		WHERE id = $5 AND tenant = $6 AND status = 'pending' AND expires_at > $2`, decision, db.Micros(now), approver, note, id, a.Tenant)
+	if err != nil {
+		return nil, fmt.Errorf("decide approval %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		// Lost a race with another decision or with the expiry.
+		cur, gerr := s.Get(ctx, tenant, id)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("decide approval %s: %w", id, err)
+		case gerr != nil:
+			return nil, gerr
+		case cur.Status == StatusExpired || (cur.Status == StatusPending && !cur.ExpiresAt.After(now)):
+			return cur, ErrExpired
+		default:
+			return cur, ErrAlreadyDecided
+		}
+	}
+	a.Status, a.DecidedBy, a.Note = decision, approver, note
+	a.DecidedAt = &now
+	s.m.volume.WithLabelValues(decision).Inc()
+	s.m.decideTime.WithLabelValues(decision).Observe(now.Sub(a.CreatedAt).Seconds())
+	s.notify(a, "approval."+decision)
+	return a, nil
+}
+
+// DeliverOverride returns the override token of an approved approval the
+// first time it is asked for, and "" afterwards: the token exists in clear
+// only in that one reply. The token is minted on delivery, so nothing that
+// could be replayed is stored; only its jti is.
+func (s *Service) DeliverOverride(ctx context.Context, a *Approval) (string, error) {
+	if a.Status != StatusApproved || a.OverrideIssued {
+		return "", nil
+	}
+	now := s.now()
+	tok, jti, err := s.cfg.Overrides.MintOverride(ctx, token.OverrideClaims{
+		Subject: a.Agent, Tenant: a.Tenant, Tool: a.Tool, ParamsDigest: a.ParamsDigest, ApprovalID: a.ID,
+		IssuedAt: now.Unix(), ExpiresAt: now.Add(s.cfg.OverrideTTL).Unix(),
+	})
+	if err != nil {
+		return "", fmt.Errorf("mint override for %s: %w", a.ID, err)
+	}
+	res, err := s.cfg.DB.ExecContext(ctx, `UPDATE approvals SET override_jti = $1, override_issued_at = $2
+		WHERE id = $3 AND status = 'approved' AND override_jti IS NULL`, jti, db.Micros(now), a.ID)
+	if err != nil {
+		return "", fmt.Errorf("record override for %s: %w", a.ID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		// Another poll got it first; this token's jti is not recorded, so
+		// it could never be redeemed anyway.
+		return "", err
+	}
+	a.OverrideIssued = true
+	return tok, nil
+}
+
+// RedeemRequest is the body of POST /v1/overrides/redeem.
+type RedeemRequest struct {
+	Token        string `json:"token"`
+	Tenant       string `json:"tenant"`
+	Agent        string `json:"agent"`
+	Tool         string `json:"tool"`
+	ParamsDigest string `json:"params_digest"`
+}
+
+// Redeem spends an override token for the request it names, exactly once
+// across every replica: the insert into override_redemptions, keyed by jti,
+// is the single atomic step.
+func (s *Service) Redeem(ctx context.Context, node string, req RedeemRequest) (*token.OverrideClaims, error) {
+	now := s.now()
+	c, err := s.cfg.Overrides.VerifyOverride(ctx, req.Tenant, req.Token, now)
+	if errors.Is(err, token.ErrExpired) {
+		return nil, ErrExpired
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidOverride, err)
+	}
+	if c.Tenant != req.Tenant || c.Subject != req.Agent || c.Tool != req.Tool || c.ParamsDigest != req.ParamsDigest {
+		return nil, ErrMismatch
+	}
+	var status, jti sql.NullString
+	err = s.cfg.DB.QueryRowContext(ctx, `SELECT status, override_jti FROM approvals WHERE id = $1 AND tenant = $2`, c.ApprovalID, c.Tenant).Scan(&status, &jti)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrMismatch
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read approval %s: %w", c.ApprovalID, err)
+	}
+	// Only the token delivered to the agent counts, and only while the
+	// approval stands.
+	if status.String != StatusApproved || jti.String != c.ID {
+		return nil, ErrMismatch
+	}
+	res, err := s.cfg.DB.ExecContext(ctx, `INSERT INTO override_redemptions (jti, tenant, approval_id, node, redeemed_at) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (jti) DO NOTHING`, c.ID, c.Tenant, c.ApprovalID, node, db.Micros(now))
+	if err != nil {
+		return nil, fmt.Errorf("redeem override: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return nil, fmt.Errorf("redeem override: %w", err)
+	}
+	if n != 1 {
+		return nil, ErrAlreadyRedeemed
+	}
+	return c, nil
+}
+
+// statuses a list may ask for.
+var statuses = []string{StatusPending, StatusApproved, StatusDenied, StatusExpired}
+
+func validStatus(s string) bool { return slices.Contains(statuses, s) }
