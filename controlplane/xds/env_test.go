@@ -199,8 +199,8 @@ func nodeProto(id string, md map[string]any) *corev3.Node {
 // bundle: the xDS server never opens it).
 func pluginJSON(tenant, marker string) []byte {
 	b, _ := json.Marshal(map[string]any{
-		"bundles": map[string]string{tenant: base64.StdEncoding.EncodeToString([]byte("bundle of " + tenant + " " + marker))},
-		"jwks":    map[string]any{"keys": []any{map[string]string{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "k1"}}},
+		"bundles":       map[string]string{tenant: base64.StdEncoding.EncodeToString([]byte("bundle of " + tenant + " " + marker))},
+		"jwks":          map[string]any{"keys": []any{map[string]string{"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "kid": "k1"}}},
 		"control_plane": map[string]any{"cluster": ClusterControlPlane},
 	})
 	return b

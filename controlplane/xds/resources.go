@@ -225,7 +225,8 @@ func (b *builder) wasm(pluginJSON []byte) *wasmfilterv3.Wasm {
 			EnvironmentVariables: &wasmv3.EnvironmentVariables{HostEnvKeys: TrustEnvKeys},
 		}},
 		Configuration: conf,
-		FailOpen:      false,
+		// fail_open stays false (its zero value; the field is deprecated
+		// for failure_policy, which says the same explicitly).
 		FailurePolicy: wasmv3.FailurePolicy_FAIL_CLOSED,
 	}}
 }
