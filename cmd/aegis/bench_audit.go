@@ -165,65 +165,13 @@ func benchAudit(ctx context.Context, server string, total, k, batch int, cpuProf
 		return res, err
 	}
 	defer d.Close()
-	store, err := audit.OpenStore(ctx, d)
-	if err != nil {
-		return res, err
-	}
-	ns, err := nodes.NewStore(ctx, d)
-	if err != nil {
-		return res, err
-	}
 	const tenant = "bench"
-	now := time.Now()
-	bn := make([]*benchNode, k)
-	principals := map[string]auth.Principal{}
-	for i := range bn {
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			return res, err
-		}
-		jt, err := ns.CreateJoinToken(ctx, tenant, "local", "edge", "bench", now, time.Hour)
-		if err != nil {
-			return res, err
-		}
-		node, err := ns.Enroll(ctx, jt.Secret, fmt.Sprintf("bench-%d", i), priv.Public().(ed25519.PublicKey), now, func(*sql.Tx, nodes.Node) error { return nil })
-		if err != nil {
-			return res, fmt.Errorf("enroll: %w", err)
-		}
-		var s [16]byte
-		rand.Read(s[:])
-		bn[i] = &benchNode{id: node.ID, secret: hex.EncodeToString(s[:]), key: priv}
-		principals[bn[i].secret] = auth.Principal{Subject: node.ID, Tenant: tenant, Roles: []auth.Role{auth.RoleNode}}
-	}
-	_, evKey, err := ed25519.GenerateKey(rand.Reader)
+	h, err := startAuditHarness(ctx, d, tenant, k, io.err)
 	if err != nil {
 		return res, err
 	}
-	reg := prometheus.NewRegistry()
-	svc, err := audit.New(audit.Config{
-		Store: store, Nodes: ns, IsUnknownNode: func(err error) bool { return errors.Is(err, nodes.ErrUnknownNode) },
-		EvidenceKey: evKey, Registerer: reg, Logger: slog.New(slog.NewTextHandler(io.err, &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	if err != nil {
-		return res, err
-	}
-	mux := http.NewServeMux()
-	svc.Register(mux)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return res, err
-	}
-	// Authentication stands in for the server's: a bench credential per
-	// node maps to that node's principal.
-	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p, ok := principals[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]; ok {
-			r = r.WithContext(auth.WithPrincipal(r.Context(), p))
-		}
-		mux.ServeHTTP(w, r)
-	}), ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(lis)
-	defer hs.Close()
-	endpoint := "http://" + lis.Addr().String() + "/v1/audit/batches"
+	defer h.close()
+	bn, reg, endpoint := h.nodes, h.reg, h.url+"/v1/audit/batches"
 
 	genStart := time.Now()
 	t0 := time.Now().UTC().Truncate(time.Second)
@@ -310,6 +258,83 @@ func benchAudit(ctx context.Context, server string, total, k, batch int, cpuProf
 	res.Duplicates = stored - distinct
 	res.ChainVerified = verified
 	return res, nil
+}
+
+// auditHarness is the audit API on loopback HTTP over a database, with k
+// nodes enrolled through the nodes store (real Ed25519 keys) and an
+// auditor. Its authentication stands in for the server's: a random bearer
+// credential per caller maps to that caller's principal.
+type auditHarness struct {
+	url          string
+	nodes        []*benchNode
+	auditorToken string
+	store        *audit.Store
+	evidenceKey  ed25519.PrivateKey
+	reg          *prometheus.Registry
+	close        func()
+}
+
+func startAuditHarness(ctx context.Context, d *db.DB, tenant string, k int, logOut goio.Writer) (*auditHarness, error) {
+	store, err := audit.OpenStore(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := nodes.NewStore(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	h := &auditHarness{store: store, reg: prometheus.NewRegistry(), nodes: make([]*benchNode, k)}
+	now := time.Now()
+	principals := map[string]auth.Principal{}
+	secret := func() string {
+		var s [16]byte
+		rand.Read(s[:])
+		return hex.EncodeToString(s[:])
+	}
+	for i := range h.nodes {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		jt, err := ns.CreateJoinToken(ctx, tenant, "local", "edge", "bench", now, time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		node, err := ns.Enroll(ctx, jt.Secret, fmt.Sprintf("bench-%d", i), priv.Public().(ed25519.PublicKey), now, func(*sql.Tx, nodes.Node) error { return nil })
+		if err != nil {
+			return nil, fmt.Errorf("enroll: %w", err)
+		}
+		h.nodes[i] = &benchNode{id: node.ID, secret: secret(), key: priv}
+		principals[h.nodes[i].secret] = auth.Principal{Subject: node.ID, Tenant: tenant, Roles: []auth.Role{auth.RoleNode}}
+	}
+	h.auditorToken = secret()
+	principals[h.auditorToken] = auth.Principal{Subject: "auditor", Tenant: tenant, Roles: []auth.Role{auth.RoleAuditor}}
+	if _, h.evidenceKey, err = ed25519.GenerateKey(rand.Reader); err != nil {
+		return nil, err
+	}
+	svc, err := audit.New(audit.Config{
+		Store: store, Nodes: ns, IsUnknownNode: func(err error) bool { return errors.Is(err, nodes.ErrUnknownNode) },
+		EvidenceKey: h.evidenceKey, Registerer: h.reg, Logger: slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	svc.Register(mux)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p, ok := principals[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")]; ok {
+			r = r.WithContext(auth.WithPrincipal(r.Context(), p))
+		}
+		mux.ServeHTTP(w, r)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(lis)
+	h.url = "http://" + lis.Addr().String()
+	h.close = func() { hs.Close() }
+	return h, nil
 }
 
 // postBatch sends one batch and returns what the control plane stored.
