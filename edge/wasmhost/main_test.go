@@ -13,6 +13,7 @@ import (
 // Modules built once per test binary.
 var (
 	conformanceWasm []byte // testdata/filters/conformance
+	initcallWasm    []byte // testdata/filters/initcall
 	aegisWasm       []byte // ../../build/aegis-filter.wasm
 )
 
@@ -33,6 +34,15 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		if conformanceWasm, err = os.ReadFile(out); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		out = filepath.Join(dir, "initcall.wasm")
+		if err := buildWasm("./testdata/filters/initcall", out); err != nil {
+			fmt.Fprintln(os.Stderr, "building the initcall filter:", err)
+			return 1
+		}
+		if initcallWasm, err = os.ReadFile(out); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}

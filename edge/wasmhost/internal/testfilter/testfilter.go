@@ -7,7 +7,7 @@
 //
 // The plugin configuration is the area name: headers, body, local_reply,
 // shared_data, queue, http_call, tick, metrics, properties, logging,
-// trap, restricted.
+// trap, hang; reject fails the plugin start.
 package testfilter
 
 import (
@@ -52,7 +52,7 @@ func (p *plugin) OnPluginStart(int) types.OnPluginStartStatus {
 	}
 	p.area = strings.TrimSpace(string(conf))
 	switch p.area {
-	case "headers", "body", "local_reply", "http_call", "properties", "logging", "trap":
+	case "headers", "body", "local_reply", "http_call", "properties", "logging", "trap", "hang":
 	case "reject":
 		return types.OnPluginStartStatusFailed
 	case "shared_data":
@@ -203,6 +203,11 @@ func (s *stream) OnHttpRequestHeaders(n int, endOfStream bool) types.Action {
 		if err == nil {
 			must(proxywasm.AddHttpRequestHeader("x-prop", string(v)))
 		}
+		// Request attributes exist in Envoy (and this host), not in the
+		// emulator.
+		if v, err := proxywasm.GetProperty([]string{"request", "path"}); err == nil {
+			must(proxywasm.AddHttpRequestHeader("x-request-path", string(v)))
+		}
 		if _, err := proxywasm.GetProperty([]string{"no", "such", "property"}); errors.Is(err, types.ErrorStatusNotFound) {
 			must(proxywasm.AddHttpRequestHeader("x-prop-missing", "not_found"))
 		}
@@ -217,8 +222,23 @@ func (s *stream) OnHttpRequestHeaders(n int, endOfStream bool) types.Action {
 		if v, _ := proxywasm.GetHttpRequestHeader("x-trap"); v != "" {
 			panic("trap requested: " + v)
 		}
+	case "hang":
+		if v, _ := proxywasm.GetHttpRequestHeader("x-hang"); v != "" {
+			spin()
+		}
 	}
 	return types.ActionContinue
+}
+
+// spin never returns: the host must stop it at the request deadline.
+func spin() {
+	n := 0
+	for {
+		n++
+		if n < 0 {
+			proxywasm.LogInfo("wrapped")
+		}
+	}
 }
 
 // increment adds one to the shared counter with CAS retries.
