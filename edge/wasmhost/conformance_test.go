@@ -136,19 +136,21 @@ func (e *emulator) do(t *testing.T, ex exchange) outcome {
 		}
 		return false
 	}
-	act := h.CallOnRequestHeaders(id, hs, ex.body == nil)
+	h.CallOnRequestHeaders(id, hs, ex.body == nil)
 	e.answerCallouts(id)
 	if local() {
 		return out
 	}
 	for i, c := range ex.body {
-		act = h.CallOnRequestBody(id, []byte(c), i == len(ex.body)-1)
+		h.CallOnRequestBody(id, []byte(c), i == len(ex.body)-1)
 		e.answerCallouts(id)
 		if local() {
 			return out
 		}
 	}
-	if act = h.GetCurrentHttpStreamAction(id); act != types.ActionContinue {
+	// The stream's action after the last callback (or after a callout
+	// resumed it) decides whether the request goes upstream.
+	if h.GetCurrentHttpStreamAction(id) != types.ActionContinue {
 		return out // never released upstream
 	}
 	out.upstream = true
