@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -39,8 +41,24 @@ func DecodeSubmit(r *http.Request, maxBytes int64) (map[string]string, error) {
 			return nil, err
 		}
 	default:
+		// Read once, so the file names can be checked for duplicates (Go's
+		// decoder keeps the last of two equal keys silently; which file
+		// was meant would be ambiguous).
+		data, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBytes))
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &httpapi.DecodeError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Msg: fmt.Sprintf("request body larger than %d bytes", maxBytes)}
+		}
+		if err != nil {
+			return nil, &httpapi.DecodeError{Status: http.StatusBadRequest, Code: "bad_request", Msg: "request body: " + err.Error()}
+		}
+		if err := duplicateFile(data); err != nil {
+			return nil, &httpapi.DecodeError{Status: http.StatusBadRequest, Code: "bad_request", Msg: err.Error()}
+		}
+		r2 := r.Clone(r.Context())
+		r2.Body = io.NopCloser(bytes.NewReader(data))
 		var req SubmitRequest
-		if err := httpapi.Decode(r, maxBytes, &req); err != nil {
+		if err := httpapi.Decode(r2, maxBytes, &req); err != nil {
 			return nil, err
 		}
 		files = req.Files
@@ -91,6 +109,49 @@ func multipartErr(err error, maxBytes int64) error {
 		return &httpapi.DecodeError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Msg: fmt.Sprintf("request body larger than %d bytes", maxBytes)}
 	}
 	return &httpapi.DecodeError{Status: http.StatusBadRequest, Code: "bad_request", Msg: "multipart body: " + err.Error()}
+}
+
+// duplicateFile finds a file name given twice in {"files": {...}}; other
+// problems are left to the strict decoder.
+func duplicateFile(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		if key != "files" {
+			var skip json.RawMessage
+			if dec.Decode(&skip) != nil {
+				return nil
+			}
+			continue
+		}
+		if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+			return nil
+		}
+		seen := map[string]bool{}
+		for dec.More() {
+			name, err := dec.Token()
+			if err != nil {
+				return nil
+			}
+			n, _ := name.(string)
+			if seen[n] {
+				return fmt.Errorf("file %q given twice", n)
+			}
+			seen[n] = true
+			var skip json.RawMessage
+			if dec.Decode(&skip) != nil {
+				return nil
+			}
+		}
+		return nil
+	}
+	return nil
 }
 
 // IsTestFile reports whether name is a policy test table.
