@@ -199,7 +199,7 @@ func (m *MintRequest) check(maxTTL time.Duration) string {
 // mint signs c with the active key of its tenant and region, under a
 // fresh random jti so the caller learns it without re-parsing the token.
 func (s *Service) mint(ctx context.Context, c token.Claims, kind string) (MintResponse, error) {
-	k, err := s.keys.active(ctx, c.Tenant, s.region(c.Region), s.now(), s.cfg.RotateAfter, s.publishFor())
+	k, err := s.activeKey(ctx, c.Tenant, c.Region)
 	if err != nil {
 		return MintResponse{}, err
 	}

@@ -25,6 +25,9 @@ type signingKey struct {
 	kid       string
 	priv      ed25519.PrivateKey
 	createdAt time.Time
+	// fresh is set when this call created the key (first use or rotation):
+	// verifiers do not know it yet.
+	fresh bool
 }
 
 // publishedKey is a public key that verifiers must still accept.
@@ -146,7 +149,7 @@ func (ks *keyStore) insert(ctx context.Context, tx *sql.Tx, tenant, region strin
 		kid, tenant, region, base64.RawURLEncoding.EncodeToString(pub), sealed, db.Micros(now)); err != nil {
 		return signingKey{}, fmt.Errorf("store key: %w", err)
 	}
-	return signingKey{kid: kid, priv: priv, createdAt: now}, nil
+	return signingKey{kid: kid, priv: priv, createdAt: now, fresh: true}, nil
 }
 
 // rotateTx retires the active key (published for publishFor more) and

@@ -22,7 +22,7 @@ func (s *Service) MintOverride(ctx context.Context, c token.OverrideClaims) (tok
 	if c.ID, err = newJTI(); err != nil {
 		return "", "", err
 	}
-	k, err := s.keys.active(ctx, c.Tenant, s.region(""), now, s.cfg.RotateAfter, s.publishFor())
+	k, err := s.activeKey(ctx, c.Tenant, "")
 	if err != nil {
 		return "", "", err
 	}

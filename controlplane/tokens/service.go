@@ -10,6 +10,7 @@ package tokens
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,6 +57,10 @@ type Config struct {
 	// RotateAfter rotates an active key on first use after this age; zero
 	// rotates only on request.
 	RotateAfter time.Duration
+	// OnKeysChanged, when set, is called after a tenant's key set changed
+	// (a key created or rotated) so the server can push the new JWKS to
+	// nodes at once instead of waiting for their next fetch.
+	OnKeysChanged func(ctx context.Context, tenant string)
 	// Delegation gates token exchange; nil refuses every exchange.
 	Delegation DelegationPolicy
 	Registerer prometheus.Registerer
@@ -174,8 +179,25 @@ func (s *Service) Rotate(ctx context.Context, tenant, region string) (string, er
 		return "", err
 	}
 	s.m.rotations.Inc()
+	s.keysChanged(ctx, tenant)
 	s.log.InfoContext(ctx, "token key rotated", "tenant", tenant, "region", s.region(region), "kid", kid)
 	return kid, nil
+}
+
+// activeKey returns the signing key of (tenant, region), reporting a new
+// key to OnKeysChanged.
+func (s *Service) activeKey(ctx context.Context, tenant, region string) (signingKey, error) {
+	k, err := s.keys.active(ctx, tenant, s.region(region), s.now(), s.cfg.RotateAfter, s.publishFor())
+	if err == nil && k.fresh {
+		s.keysChanged(ctx, tenant)
+	}
+	return k, err
+}
+
+func (s *Service) keysChanged(ctx context.Context, tenant string) {
+	if s.cfg.OnKeysChanged != nil {
+		s.cfg.OnKeysChanged(ctx, tenant)
+	}
 }
 
 func (s *Service) region(r string) string {
@@ -205,4 +227,32 @@ func (s *Service) Register(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /v1/tenants/{tenant}/revocations/{kind}/{value}", s.handleUnrevoke)
 	mux.HandleFunc("GET /v1/tenants/{tenant}/kill-switch", s.handleGetKillSwitch)
 	mux.HandleFunc("PUT /v1/tenants/{tenant}/kill-switch", s.handleSetKillSwitch)
+}
+
+// JWKS returns the tenant's published keys as a JWKS document, the bytes
+// GET /v1/tenants/{tenant}/jwks serves. A tenant without a key gets its
+// default-region key created first, so the document always holds at least
+// one key (verifiers refuse an empty set).
+func (s *Service) JWKS(ctx context.Context, tenant string) ([]byte, error) {
+	if !validName(tenant) {
+		return nil, fmt.Errorf("JWKS: invalid tenant %q", tenant)
+	}
+	now := s.now()
+	pk, err := s.keys.published(ctx, tenant, now)
+	if err != nil {
+		return nil, err
+	}
+	if len(pk) == 0 {
+		if _, err := s.activeKey(ctx, tenant, ""); err != nil {
+			return nil, err
+		}
+		if pk, err = s.keys.published(ctx, tenant, now); err != nil {
+			return nil, err
+		}
+	}
+	pubs := make([]ed25519.PublicKey, len(pk))
+	for i, k := range pk {
+		pubs[i] = k.pub
+	}
+	return token.MarshalJWKS(pubs...)
 }

@@ -99,14 +99,22 @@ func TestRotateAfter(t *testing.T) {
 	d := dbtest.New(t, db.SQLite)
 	e := newEnv(t, d, nil)
 	e.svc.cfg.RotateAfter = time.Hour
+	var changed []string
+	e.svc.cfg.OnKeysChanged = func(_ context.Context, tenant string) { changed = append(changed, tenant) }
 	a := e.mintAgent(t, MintRequest{Agent: "a"})
 	e.clock.Add(30 * time.Minute)
 	if b := e.mintAgent(t, MintRequest{Agent: "a"}); b.Kid != a.Kid {
 		t.Error("key rotated before RotateAfter")
 	}
+	if len(changed) != 1 {
+		t.Errorf("key-change notifications after the first key: %v, want one", changed)
+	}
 	e.clock.Add(31 * time.Minute)
 	if c := e.mintAgent(t, MintRequest{Agent: "a"}); c.Kid == a.Kid {
 		t.Error("key not rotated after RotateAfter")
+	}
+	if !slices.Equal(changed, []string{"acme", "acme"}) {
+		t.Errorf("key-change notifications after rotation: %v", changed)
 	}
 }
 
@@ -277,4 +285,29 @@ func mustPub(t *testing.T, enc string) ed25519.PublicKey {
 		t.Fatalf("stored public key %q: %v", enc, err)
 	}
 	return raw
+}
+
+// TestJWKSForXDS: the document shipped to nodes always parses (a key is
+// created for a tenant that has none) and matches the HTTP endpoint.
+func TestJWKSForXDS(t *testing.T) {
+	e := newEnv(t, dbtest.New(t, db.SQLite), nil)
+	doc, err := e.svc.JWKS(context.Background(), "globex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := token.ParseJWKS(doc)
+	if err != nil || len(ks.KeyIDs()) != 1 {
+		t.Fatalf("JWKS of a new tenant: %v %v", ks.KeyIDs(), err)
+	}
+	_, body, _ := e.jwks(t, "/v1/tenants/globex/jwks")
+	if string(body) != string(doc) {
+		t.Errorf("HTTP JWKS differs from the xDS one:\n%s\n%s", body, doc)
+	}
+	m := e.mintAgent(t, MintRequest{Tenant: "acme", Agent: "a"})
+	if slices.Contains(ks.KeyIDs(), m.Kid) {
+		t.Error("another tenant's key is in globex's JWKS")
+	}
+	if _, err := e.svc.JWKS(context.Background(), "bad tenant"); err == nil {
+		t.Error("JWKS accepted an invalid tenant name")
+	}
 }
