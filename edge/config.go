@@ -188,6 +188,9 @@ func (c *Config) Validate() error {
 			add("%s: negative", name)
 		}
 	}
+	if c.Filter.AuditFlush != 0 && (c.Filter.AuditFlush < 10*time.Millisecond || c.Filter.AuditFlush > 10*time.Minute) {
+		add("filter.audit_flush %s: want 10ms–10m", c.Filter.AuditFlush)
+	}
 	return errors.Join(errs...)
 }
 

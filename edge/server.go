@@ -89,7 +89,7 @@ type Server struct {
 // NewServer builds an edge from cfg: keys, bundle store (cache verified
 // again), WAL (torn tail recovered), filter pool, proxy, metrics. Nothing
 // listens until Serve.
-func NewServer(ctx context.Context, cfg Config, deps Deps) (s *Server, err error) {
+func NewServer(ctx context.Context, cfg Config, deps Deps) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -106,7 +106,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (s *Server, err error
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	s = &Server{cfg: cfg, deps: deps, log: deps.Logger}
+	s := &Server{cfg: cfg, deps: deps, log: deps.Logger}
 	s.bg, s.stop = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
