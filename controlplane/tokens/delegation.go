@@ -2,8 +2,11 @@ package tokens
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+
+	"github.com/aegis-mesh/aegis/bundle"
 )
 
 // dataRoot is policies.DataRoot, copied so this package does not link the
@@ -46,4 +49,35 @@ func ParseDelegation(data []byte) (Delegations, error) {
 		out[id] = set
 	}
 	return out, nil
+}
+
+// BundleDelegation is a DelegationPolicy reading may_delegate_to from the
+// tenant's current runtime bundle (its data.json), as the function returns
+// it: for example the policy store's current release for the tenant. A
+// tenant without a bundle, or a bundle that does not open, refuses every
+// delegation (the function's error is returned).
+type BundleDelegation func(ctx context.Context, tenant string) (runtimeBundle []byte, err error)
+
+// DelegationAllowed implements DelegationPolicy.
+func (f BundleDelegation) DelegationAllowed(ctx context.Context, tenant, from, to string) (bool, error) {
+	raw, err := f(ctx, tenant)
+	if err != nil {
+		return false, fmt.Errorf("current bundle of %q: %w", tenant, err)
+	}
+	b, err := bundle.Open(raw, bundle.Limits{})
+	if err != nil {
+		return false, fmt.Errorf("current bundle of %q: %w", tenant, err)
+	}
+	if b.Manifest.Tenant != tenant {
+		return false, fmt.Errorf("current bundle of %q belongs to tenant %q", tenant, b.Manifest.Tenant)
+	}
+	data, ok := b.Files["data.json"]
+	if !ok {
+		return false, fmt.Errorf("current bundle of %q has no data.json", tenant)
+	}
+	d, err := ParseDelegation(data)
+	if err != nil {
+		return false, err
+	}
+	return d.Allows(from, to), nil
 }

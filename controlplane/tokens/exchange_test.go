@@ -2,6 +2,8 @@ package tokens
 
 import (
 	"context"
+	"crypto/ed25519"
+	"errors"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -16,10 +18,10 @@ import (
 	"github.com/aegis-mesh/aegis/token"
 )
 
-// paymentsDelegation compiles the payments example policy and reads its
-// may_delegate_to table from the compiled data.json, as the policy store
-// does for the published revision.
-func paymentsDelegation(t *testing.T) Delegations {
+// paymentsPolicy compiles the payments example policy (tenant acme) and
+// returns its may_delegate_to table read from data.json and its signed
+// runtime bundle, as the policy store publishes it.
+func paymentsPolicy(t *testing.T) (Delegations, []byte) {
 	t.Helper()
 	ps, errs := policies.LoadPath(filepath.Join("..", "..", "policies", "examples", "payments.yaml"))
 	if len(errs) > 0 {
@@ -33,7 +35,13 @@ func paymentsDelegation(t *testing.T) Delegations {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return d
+	_, key, _ := ed25519.GenerateKey(nil)
+	now := time.Now().UTC()
+	_, runtime, err := policies.BuildBundles(c, policies.BundleOptions{Revision: 1, CreatedAt: now, ExpiresAt: now.Add(time.Hour), SignKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, runtime
 }
 
 func TestDataRootMatchesPolicies(t *testing.T) {
@@ -46,9 +54,22 @@ func TestDataRootMatchesPolicies(t *testing.T) {
 // policy lists the actor in the principal's may_delegate_to
 // (support-agent → billing-agent, not the reverse).
 func TestExchange(t *testing.T) {
-	deleg := delegationMap{"acme": paymentsDelegation(t)}
-	if !deleg["acme"].Allows("support-agent", "billing-agent") || deleg["acme"].Allows("billing-agent", "support-agent") {
-		t.Fatalf("payments delegation table: %v", deleg["acme"])
+	table, runtime := paymentsPolicy(t)
+	if !table.Allows("support-agent", "billing-agent") || table.Allows("billing-agent", "support-agent") || table.Allows("support-agent", "nobody") {
+		t.Fatalf("payments delegation table: %v", table)
+	}
+	// The exchange reads the table from the tenant's current runtime bundle.
+	deleg := BundleDelegation(func(_ context.Context, tenant string) ([]byte, error) {
+		if tenant != "acme" {
+			return nil, errors.New("no release")
+		}
+		return runtime, nil
+	})
+	if ok, err := deleg.DelegationAllowed(context.Background(), "globex", "support-agent", "billing-agent"); ok || err == nil {
+		t.Errorf("tenant without a release: %v %v", ok, err)
+	}
+	if ok, err := BundleDelegation(func(context.Context, string) ([]byte, error) { return runtime, nil }).DelegationAllowed(context.Background(), "globex", "support-agent", "billing-agent"); ok || err == nil {
+		t.Errorf("another tenant's bundle accepted: %v %v", ok, err)
 	}
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		e := newEnv(t, d, deleg)

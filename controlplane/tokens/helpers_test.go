@@ -32,13 +32,6 @@ type clock struct {
 func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
-// delegationMap implements DelegationPolicy from per-tenant tables.
-type delegationMap map[string]Delegations
-
-func (m delegationMap) DelegationAllowed(_ context.Context, tenant, from, to string) (bool, error) {
-	return m[tenant].Allows(from, to), nil
-}
-
 type env struct {
 	svc   *Service
 	srv   *httptest.Server
