@@ -77,3 +77,50 @@ func TestBenchEngineUsage(t *testing.T) {
 		})
 	}
 }
+
+func TestBenchFilterAndEdgeUsage(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"filter help", []string{"filter", "--help"}, exitOK, "proxy-wasm"},
+		{"filter size", []string{"filter", "--size", "0"}, exitUsage, "policy size"},
+		{"filter scaling", []string{"filter", "--scaling", "0"}, exitUsage, "--scaling"},
+		{"filter missing module", []string{"filter", "--wasm", "does/not/exist.wasm", "--runs", "1"}, exitFailure, "make filter"},
+		{"filter extra", []string{"filter", "x"}, exitUsage, "unexpected argument"},
+		{"edge help", []string{"edge", "--help"}, exitOK, "ext_authz"},
+		{"edge concurrency", []string{"edge", "--concurrency", "0"}, exitUsage, "concurrency"},
+		{"edge missing module", []string{"edge", "--wasm", "does/not/exist.wasm"}, exitFailure, "make filter"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errOut := benchCLI(t, append([]string{"bench"}, c.args...)...)
+			if code != c.code || !strings.Contains(out+errOut, c.want) {
+				t.Fatalf("exit %d (want %d), output lacks %q:\n%s%s", code, c.code, c.want, out, errOut)
+			}
+		})
+	}
+}
+
+// TestBenchFilter runs the filter scenario end to end on the built module
+// (make filter builds it first; a missing module fails, never skips).
+func TestBenchFilter(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errOut := benchCLI(t, "bench", "filter", "--wasm", filepath.Join("..", "..", "build", "aegis-filter.wasm"),
+		"--size", "2", "--runs", "1", "--requests", "20", "--warmup", "2", "--json", "--out", dir)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var got map[string]any
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &got); err != nil {
+		t.Fatalf("last line is not JSON: %v", err)
+	}
+	for _, p := range []string{"allow", "deny", "sanitize"} {
+		if _, ok := got[p].(map[string]any)["p999_us"].(float64); !ok {
+			t.Errorf("%s.p999_us missing: %v", p, got[p])
+		}
+	}
+}
