@@ -172,8 +172,11 @@ func (s *Service) submit(w http.ResponseWriter, r *http.Request) {
 		s.transitions.WithLabelValues("submit", "invalid_policy").Inc()
 		return
 	}
-	budgets := map[string]float64{}
+	budgets, owners := map[string]float64{}, map[string]string{}
 	for _, a := range ps.Agents {
+		if a.Owner != "" {
+			owners[a.ID] = a.Owner
+		}
 		if a.BudgetPerDay != nil {
 			if micro, ok := a.BudgetPerDay.Micro(); ok {
 				budgets[a.ID] = float64(micro) / 1e6
@@ -182,7 +185,7 @@ func (s *Service) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	v, err := s.cfg.Store.Submit(r.Context(), Submission{
-		Tenant: t.Name, Name: compiled.Name, Files: files, Budgets: budgets, By: p.Subject, At: now,
+		Tenant: t.Name, Name: compiled.Name, Files: files, Budgets: budgets, Owners: owners, By: p.Subject, At: now,
 		Build: func(version int64) ([]byte, []byte, error) {
 			archive, runtime, err := policies.BuildBundles(compiled, policies.BundleOptions{Revision: version, CreatedAt: now, ExpiresAt: now.Add(s.cfg.BundleValidity)})
 			return runtime, archive, err

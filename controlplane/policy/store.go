@@ -16,6 +16,7 @@ import (
 
 	"github.com/aegis-mesh/aegis/bundle"
 	"github.com/aegis-mesh/aegis/controlplane/db"
+	"github.com/aegis-mesh/aegis/controlplane/evidence"
 	"github.com/aegis-mesh/aegis/controlplane/signing"
 )
 
@@ -145,8 +146,10 @@ type Submission struct {
 	// number (the revision a node sees is set again at publish).
 	Build   func(version int64) (runtime, archive []byte, err error)
 	Budgets map[string]float64
-	By      string
-	At      time.Time
+	// Owners maps agent id → owner (the policy's agents[].owner).
+	Owners map[string]string
+	By     string
+	At     time.Time
 }
 
 // Submit stores a new version with the next version number.
@@ -158,6 +161,12 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (Version, error) {
 	budgets, err := json.Marshal(sub.Budgets)
 	if err != nil {
 		return Version{}, err
+	}
+	owners := []byte("{}")
+	if sub.Owners != nil {
+		if owners, err = json.Marshal(sub.Owners); err != nil {
+			return Version{}, err
+		}
 	}
 	v := Version{Tenant: sub.Tenant, Name: sub.Name, Digest: Digest(sub.Files), SubmittedBy: sub.By, SubmittedAt: sub.At.UTC().Truncate(time.Microsecond), Approvers: []string{}}
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
@@ -173,9 +182,9 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (Version, error) {
 		if _, err := tx.ExecContext(ctx, `UPDATE policy_heads SET last_version = $2 WHERE tenant = $1`, sub.Tenant, v.Version); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO policy_versions (tenant, version, name, digest, sources, runtime_bundle, archive_bundle, budgets, submitted_by, submitted_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-			sub.Tenant, v.Version, sub.Name, v.Digest, string(src), runtime, archive, string(budgets), sub.By, db.Micros(v.SubmittedAt)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO policy_versions (tenant, version, name, digest, sources, runtime_bundle, archive_bundle, budgets, owners, submitted_by, submitted_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			sub.Tenant, v.Version, sub.Name, v.Digest, string(src), runtime, archive, string(budgets), string(owners), sub.By, db.Micros(v.SubmittedAt)); err != nil {
 			return err
 		}
 		return addEvent(ctx, tx, sub.Tenant, Event{At: v.SubmittedAt, Kind: "submitted", Actor: sub.By, Version: v.Version, Detail: "digest " + v.Digest})
@@ -621,4 +630,64 @@ func (s *Store) TenantsWithReleases(ctx context.Context) ([]string, error) {
 		out = append(out, t)
 	}
 	return out, rows.Err()
+}
+
+// AgentOwner answers, from the tenant's newest release, who owns agent
+// (approvals.OwnerPolicy). The control plane's rule is that an owner never
+// approves requests of its own agents, so forbidSelfApproval is always
+// true; an agent without an owner (or a tenant without a release) has
+// owner "".
+func (s *Store) AgentOwner(ctx context.Context, tenant, agent string) (string, bool, error) {
+	prev, ok, err := s.latest(ctx, s.db, tenant)
+	if err != nil {
+		return "", true, fmt.Errorf("owner of %s: %w", agent, err)
+	}
+	if !ok {
+		return "", true, nil
+	}
+	var raw string
+	if err := s.db.QueryRowContext(ctx, `SELECT owners FROM policy_versions WHERE tenant = $1 AND version = $2`, tenant, prev.Version).Scan(&raw); err != nil {
+		return "", true, fmt.Errorf("owner of %s: %w", agent, err)
+	}
+	var owners map[string]string
+	if err := json.Unmarshal([]byte(raw), &owners); err != nil {
+		return "", true, fmt.Errorf("stored owners: %w", err)
+	}
+	return owners[agent], true, nil
+}
+
+// BundlesActive returns the releases in force at some time in [from, to)
+// (audit.BundleSource, for evidence packs): the newest release created
+// before from that targets every node, and every release after it created
+// before to. Each carries its signed runtime bundle and release record.
+func (s *Store) BundlesActive(ctx context.Context, tenant string, from, to time.Time) ([]evidence.Bundle, error) {
+	rs, err := s.Releases(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	var picked []Release
+	for _, r := range rs { // newest first
+		if !r.CreatedAt.Before(to) {
+			continue
+		}
+		picked = append(picked, r)
+		if r.CreatedAt.Before(from) && len(r.Selector.Regions) == 0 && len(r.Selector.Roles) == 0 {
+			break
+		}
+	}
+	out := make([]evidence.Bundle, 0, len(picked))
+	for i := len(picked) - 1; i >= 0; i-- {
+		r := picked[i]
+		b, err := s.bundle(ctx, tenant, r.Seq)
+		if err != nil {
+			return nil, err
+		}
+		rec, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, evidence.Bundle{Revision: r.Revision, Name: fmt.Sprintf("release-%d", r.Seq),
+			Files: map[string][]byte{"bundle.tar.gz": b, "release.json": append(rec, '\n')}})
+	}
+	return out, nil
 }

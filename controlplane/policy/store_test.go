@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -41,7 +42,7 @@ func submitter(t *testing.T, s *Store) func(by string) Version {
 	return func(by string) Version {
 		t.Helper()
 		now := time.Now()
-		v, err := s.Submit(context.Background(), Submission{Tenant: "acme", Name: c.Name, Files: files, Budgets: map[string]float64{"billing-agent": 20}, By: by, At: now,
+		v, err := s.Submit(context.Background(), Submission{Tenant: "acme", Name: c.Name, Files: files, Budgets: map[string]float64{"billing-agent": 20}, Owners: map[string]string{"billing-agent": "finance"}, By: by, At: now,
 			Build: func(version int64) ([]byte, []byte, error) {
 				a, r, err := policies.BuildBundles(c, policies.BundleOptions{Revision: version, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
 				return r, a, err
@@ -239,6 +240,26 @@ func TestLifecycle(t *testing.T) {
 		if err != nil || b["billing-agent"] != 20 {
 			t.Fatalf("budgets %v %v", b, err)
 		}
+		owner, forbid, err := s2.AgentOwner(ctx, "acme", "billing-agent")
+		if err != nil || owner != "finance" || !forbid {
+			t.Fatalf("owner %q forbid %v err %v", owner, forbid, err)
+		}
+		if owner, _, err := s2.AgentOwner(ctx, "acme", "nobody"); err != nil || owner != "" {
+			t.Fatalf("owner of an unknown agent %q %v", owner, err)
+		}
+		active, err := s2.BundlesActive(ctx, "acme", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+		if err != nil || len(active) != 4 {
+			t.Fatalf("active bundles: %d %v", len(active), err)
+		}
+		for i, a := range active {
+			if a.Name != fmt.Sprintf("release-%d", i+1) {
+				t.Fatalf("active bundle %d named %s", i, a.Name)
+			}
+			verified(t, a.Files["bundle.tar.gz"], mustLookup(t, keyB, rs[len(rs)-1-i].KeyID))
+		}
+		if none, err := s2.BundlesActive(ctx, "acme", time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)); err != nil || len(none) != 0 {
+			t.Fatalf("bundles before any release: %d %v", len(none), err)
+		}
 	})
 }
 
@@ -305,4 +326,13 @@ func TestSelector(t *testing.T) {
 			t.Errorf("%+v.Matches(%s, %s) = %v", tc.s, tc.region, tc.role, got)
 		}
 	}
+}
+
+func mustLookup(t *testing.T, r *signing.Ring, kid string) ed25519.PublicKey {
+	t.Helper()
+	pub, ok := r.Lookup(kid)
+	if !ok {
+		t.Fatalf("key %s not trusted", kid)
+	}
+	return pub
 }
