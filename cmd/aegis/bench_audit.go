@@ -50,12 +50,16 @@ type benchResult struct {
 	ChainVerified    bool    `json:"chain_verified"`
 	GenerateS        float64 `json:"generate_s"`
 	ServerMSPerBatch float64 `json:"server_ms_per_batch"`
-	VerifyS          float64 `json:"verify_s"`
-	Database         string  `json:"database"`
-	CPUs             int     `json:"cpus"`
-	GOOS             string  `json:"goos"`
-	GOARCH           string  `json:"goarch"`
-	Go               string  `json:"go"`
+	// PostgresFloor is the same number of rows written by one
+	// INSERT ... SELECT into a copy of the events table, in the same run:
+	// what the database alone sustains on this machine at this moment.
+	PostgresFloor float64 `json:"postgres_floor_events_per_s"`
+	VerifyS       float64 `json:"verify_s"`
+	Database      string  `json:"database"`
+	CPUs          int     `json:"cpus"`
+	GOOS          string  `json:"goos"`
+	GOARCH        string  `json:"goarch"`
+	Go            string  `json:"go"`
 }
 
 func runBenchAudit(ctx context.Context, args []string, io stdio) int {
@@ -100,6 +104,7 @@ and chain_verified. Exits 1 when an event is lost or a chain fails.`, io)
 	}
 	fmt.Fprintf(io.out, "ingested %d events from %d nodes in %.2fs: %.0f events/s (batches of %d, %d CPUs)\n",
 		res.Events, res.Nodes, res.Seconds, res.EventsPerS, res.Batch, res.CPUs)
+	fmt.Fprintf(io.out, "baseline: Postgres alone writes the same rows at %.0f rows/s (INSERT ... SELECT, same indexes)\n", res.PostgresFloor)
 	fmt.Fprintf(io.out, "server time per batch %.1f ms (verify, hash, store, commit)\n", res.ServerMSPerBatch)
 	fmt.Fprintf(io.out, "lost %d, stored twice %d, resent batches deduplicated %d events, chains verified: %v (%.2fs)\n",
 		res.Lost, res.Duplicates, res.ResendsDeduped, res.ChainVerified, res.VerifyS)
@@ -254,6 +259,9 @@ func benchAudit(ctx context.Context, server string, total, k, batch int, cpuProf
 		return res, err
 	}
 	res.VerifyS = time.Since(vStart).Seconds()
+	if res.PostgresFloor, err = postgresFloor(ctx, d, total); err != nil {
+		return res, err
+	}
 	res.Lost = total - distinct
 	res.Duplicates = stored - distinct
 	res.ChainVerified = verified
@@ -435,6 +443,24 @@ func benchEvent(b []byte, node, tenant string, seq int64, t time.Time) []byte {
 	b = t.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","tool":"payments.create","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}`...)
 	return b
+}
+
+// postgresFloor times one INSERT ... SELECT of n event-sized rows into a
+// copy of audit_events (same columns and indexes).
+func postgresFloor(ctx context.Context, d *db.DB, n int) (float64, error) {
+	if _, err := d.ExecContext(ctx, `CREATE TABLE bench_floor (LIKE audit_events INCLUDING ALL)`); err != nil {
+		return 0, fmt.Errorf("baseline table: %w", err)
+	}
+	var body int
+	if err := d.QueryRowContext(ctx, `SELECT coalesce(avg(length(body)), 0)::int FROM audit_events`).Scan(&body); err != nil {
+		return 0, fmt.Errorf("baseline: %w", err)
+	}
+	start := time.Now()
+	if _, err := d.ExecContext(ctx, `INSERT INTO bench_floor SELECT 'n', 'n', g, 'bench', 'n-' || g, g, 'agent-' || (g % 16), 'payments.create', 'allow', 42, 2500,
+		md5(g::text) || md5(g::text), repeat('x', $1), 0 FROM generate_series(1, $2::int) g`, body, n); err != nil {
+		return 0, fmt.Errorf("baseline: %w", err)
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
 }
 
 // verifyBenchChains re-reads every chain from the database and recomputes
