@@ -7,10 +7,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,7 +25,6 @@ import (
 	"github.com/aegis-mesh/aegis/controlplane/auth"
 	"github.com/aegis-mesh/aegis/controlplane/db"
 	"github.com/aegis-mesh/aegis/controlplane/tokens"
-	"github.com/aegis-mesh/aegis/policies"
 )
 
 const issuer = "https://cp.test"
@@ -36,30 +37,31 @@ type clock struct {
 func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
-// owners implements OwnerPolicy from the agents' owner fields of a loaded
-// policy set, with self-approval forbidden.
-type owners map[string]string
-
-func (o owners) AgentOwner(_ context.Context, tenant, agent string) (string, bool, error) {
-	if tenant != "acme" {
-		return "", false, nil
-	}
-	return o[agent], true, nil
-}
-
-// paymentsOwners reads the owners of the payments example's agents.
-func paymentsOwners(t *testing.T) owners {
+// paymentsOwners is the owner policy of tenant acme read from the payments
+// example's source, as the policy store would hand it over.
+func paymentsOwners(t *testing.T) SourceOwners {
 	t.Helper()
-	ps, errs := policies.LoadPath(filepath.Join("..", "..", "policies", "examples", "payments.yaml"))
-	if len(errs) > 0 {
-		t.Fatalf("load payments example: %v", errs)
+	src, err := os.ReadFile(filepath.Join("..", "..", "policies", "examples", "payments.yaml"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	o := owners{}
-	for _, a := range ps.Agents {
-		o[a.ID] = a.Owner
+	o := SourceOwners(func(_ context.Context, tenant string) (string, []byte, error) {
+		if tenant != "acme" {
+			return "", nil, errors.New("no release")
+		}
+		return "payments.yaml", src, nil
+	})
+	for agent, want := range map[string]string{"billing-agent": "payments-team", "support-agent": "cx-team", "nobody": ""} {
+		if owner, forbid, err := o.AgentOwner(context.Background(), "acme", agent); owner != want || !forbid || err != nil {
+			t.Fatalf("owner of %s: %q %v %v, want %q", agent, owner, forbid, err, want)
+		}
 	}
-	if o["billing-agent"] != "payments-team" || o["support-agent"] != "cx-team" {
-		t.Fatalf("owners of the payments example: %v", o)
+	if _, _, err := o.AgentOwner(context.Background(), "globex", "billing-agent"); err == nil {
+		t.Fatal("owner lookup without a policy did not fail")
+	}
+	wrongTenant := SourceOwners(func(context.Context, string) (string, []byte, error) { return "payments.yaml", src, nil })
+	if _, _, err := wrongTenant.AgentOwner(context.Background(), "globex", "billing-agent"); err == nil {
+		t.Fatal("another tenant's policy was used for owners")
 	}
 	return o
 }
