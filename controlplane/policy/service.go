@@ -172,10 +172,13 @@ func (s *Service) submit(w http.ResponseWriter, r *http.Request) {
 		s.transitions.WithLabelValues("submit", "invalid_policy").Inc()
 		return
 	}
-	budgets, owners := map[string]float64{}, map[string]string{}
+	budgets, owners, delegates := map[string]float64{}, map[string]string{}, map[string][]string{}
 	for _, a := range ps.Agents {
 		if a.Owner != "" {
 			owners[a.ID] = a.Owner
+		}
+		for _, d := range a.MayDelegateTo {
+			delegates[a.ID] = append(delegates[a.ID], d.Name)
 		}
 		if a.BudgetPerDay != nil {
 			if micro, ok := a.BudgetPerDay.Micro(); ok {
@@ -185,7 +188,7 @@ func (s *Service) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	v, err := s.cfg.Store.Submit(r.Context(), Submission{
-		Tenant: t.Name, Name: compiled.Name, Files: files, Budgets: budgets, Owners: owners, By: p.Subject, At: now,
+		Tenant: t.Name, Name: compiled.Name, Files: files, Budgets: budgets, Owners: owners, Delegates: delegates, By: p.Subject, At: now,
 		Build: func(version int64) ([]byte, []byte, error) {
 			archive, runtime, err := policies.BuildBundles(compiled, policies.BundleOptions{Revision: version, CreatedAt: now, ExpiresAt: now.Add(s.cfg.BundleValidity)})
 			return runtime, archive, err

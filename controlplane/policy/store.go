@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -148,8 +149,11 @@ type Submission struct {
 	Budgets map[string]float64
 	// Owners maps agent id → owner (the policy's agents[].owner).
 	Owners map[string]string
-	By     string
-	At     time.Time
+	// Delegates maps agent id → the agents that may act for it
+	// (agents[].may_delegate_to).
+	Delegates map[string][]string
+	By        string
+	At        time.Time
 }
 
 // Submit stores a new version with the next version number.
@@ -162,9 +166,14 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (Version, error) {
 	if err != nil {
 		return Version{}, err
 	}
-	owners := []byte("{}")
+	owners, delegates := []byte("{}"), []byte("{}")
 	if sub.Owners != nil {
 		if owners, err = json.Marshal(sub.Owners); err != nil {
+			return Version{}, err
+		}
+	}
+	if sub.Delegates != nil {
+		if delegates, err = json.Marshal(sub.Delegates); err != nil {
 			return Version{}, err
 		}
 	}
@@ -182,9 +191,9 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (Version, error) {
 		if _, err := tx.ExecContext(ctx, `UPDATE policy_heads SET last_version = $2 WHERE tenant = $1`, sub.Tenant, v.Version); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO policy_versions (tenant, version, name, digest, sources, runtime_bundle, archive_bundle, budgets, owners, submitted_by, submitted_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-			sub.Tenant, v.Version, sub.Name, v.Digest, string(src), runtime, archive, string(budgets), string(owners), sub.By, db.Micros(v.SubmittedAt)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO policy_versions (tenant, version, name, digest, sources, runtime_bundle, archive_bundle, budgets, owners, delegates, submitted_by, submitted_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			sub.Tenant, v.Version, sub.Name, v.Digest, string(src), runtime, archive, string(budgets), string(owners), string(delegates), sub.By, db.Micros(v.SubmittedAt)); err != nil {
 			return err
 		}
 		return addEvent(ctx, tx, sub.Tenant, Event{At: v.SubmittedAt, Kind: "submitted", Actor: sub.By, Version: v.Version, Detail: "digest " + v.Digest})
@@ -645,15 +654,38 @@ func (s *Store) AgentOwner(ctx context.Context, tenant, agent string) (string, b
 	if !ok {
 		return "", true, nil
 	}
-	var raw string
-	if err := s.db.QueryRowContext(ctx, `SELECT owners FROM policy_versions WHERE tenant = $1 AND version = $2`, tenant, prev.Version).Scan(&raw); err != nil {
+	var owners map[string]string
+	if err := s.versionJSON(ctx, tenant, prev.Version, "owners", &owners); err != nil {
 		return "", true, fmt.Errorf("owner of %s: %w", agent, err)
 	}
-	var owners map[string]string
-	if err := json.Unmarshal([]byte(raw), &owners); err != nil {
-		return "", true, fmt.Errorf("stored owners: %w", err)
-	}
 	return owners[agent], true, nil
+}
+
+// versionJSON reads one JSON column of a version row.
+func (s *Store) versionJSON(ctx context.Context, tenant string, version int64, col string, v any) error {
+	var raw string
+	if err := s.db.QueryRowContext(ctx, `SELECT `+col+` FROM policy_versions WHERE tenant = $1 AND version = $2`, tenant, version).Scan(&raw); err != nil {
+		return err
+	}
+	if err := json.Unmarshal([]byte(raw), v); err != nil {
+		return fmt.Errorf("stored %s: %w", col, err)
+	}
+	return nil
+}
+
+// DelegationAllowed reports whether the tenant's newest release lets agent
+// to act for from (from's may_delegate_to lists to), for the token
+// exchange (tokens.DelegationPolicy). No release allows nothing.
+func (s *Store) DelegationAllowed(ctx context.Context, tenant, from, to string) (bool, error) {
+	prev, ok, err := s.latest(ctx, s.db, tenant)
+	if err != nil || !ok {
+		return false, err
+	}
+	var delegates map[string][]string
+	if err := s.versionJSON(ctx, tenant, prev.Version, "delegates", &delegates); err != nil {
+		return false, fmt.Errorf("delegation of %s: %w", from, err)
+	}
+	return slices.Contains(delegates[from], to), nil
 }
 
 // BundlesActive returns the releases in force at some time in [from, to)

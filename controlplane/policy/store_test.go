@@ -42,7 +42,8 @@ func submitter(t *testing.T, s *Store) func(by string) Version {
 	return func(by string) Version {
 		t.Helper()
 		now := time.Now()
-		v, err := s.Submit(context.Background(), Submission{Tenant: "acme", Name: c.Name, Files: files, Budgets: map[string]float64{"billing-agent": 20}, Owners: map[string]string{"billing-agent": "finance"}, By: by, At: now,
+		v, err := s.Submit(context.Background(), Submission{Tenant: "acme", Name: c.Name, Files: files, Budgets: map[string]float64{"billing-agent": 20}, Owners: map[string]string{"billing-agent": "finance"},
+			Delegates: map[string][]string{"billing-agent": {"support-agent"}}, By: by, At: now,
 			Build: func(version int64) ([]byte, []byte, error) {
 				a, r, err := policies.BuildBundles(c, policies.BundleOptions{Revision: version, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
 				return r, a, err
@@ -246,6 +247,17 @@ func TestLifecycle(t *testing.T) {
 		}
 		if owner, _, err := s2.AgentOwner(ctx, "acme", "nobody"); err != nil || owner != "" {
 			t.Fatalf("owner of an unknown agent %q %v", owner, err)
+		}
+		for _, tc := range []struct {
+			from, to string
+			want     bool
+		}{{"billing-agent", "support-agent", true}, {"support-agent", "billing-agent", false}, {"nobody", "billing-agent", false}} {
+			if got, err := s2.DelegationAllowed(ctx, "acme", tc.from, tc.to); err != nil || got != tc.want {
+				t.Fatalf("DelegationAllowed(%s, %s) = %v, %v", tc.from, tc.to, got, err)
+			}
+		}
+		if got, err := s2.DelegationAllowed(ctx, "other", "billing-agent", "support-agent"); err != nil || got {
+			t.Fatalf("delegation without a release: %v %v", got, err)
 		}
 		active, err := s2.BundlesActive(ctx, "acme", time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
 		if err != nil || len(active) != 4 {

@@ -75,9 +75,26 @@ type Config struct {
 	// JWKS returns a tenant's agent-token JWKS (from the tokens service)
 	// for the plugin configuration; xDS sync fails without it.
 	JWKS func(ctx context.Context, tenant string) ([]byte, error)
+	// Extend, when set, runs inside New once the store, CA, keys, node and
+	// policy stores and notifier exist (and before routes are mounted), so
+	// services that need them (tokens, audit, approvals) can be built on
+	// the same database; what it returns is added to the fields above.
+	Extend func(ctx context.Context, s *Server) (Extensions, error)
 	// PluginConfig builds the filter plugin configuration shipped by ECDS
 	// for a tenant's release, state and JWKS; nil uses DefaultPluginConfig.
 	PluginConfig func(ctx context.Context, tenant string, bundle, stateEnvelope, jwks []byte) ([]byte, error)
+}
+
+// Extensions are what Config.Extend contributes.
+type Extensions struct {
+	Services       []Service
+	Authenticators []auth.Authenticator
+	Revocations    livestate.Revocations
+	Spend          livestate.Spend
+	JWKS           func(ctx context.Context, tenant string) ([]byte, error)
+	// Background runs until the server's background context ends (an
+	// expiry sweep, say); Shutdown waits for it.
+	Background []func(ctx context.Context)
 }
 
 // Server is a running (or ready to run) control plane.
@@ -102,9 +119,10 @@ type Server struct {
 	// written.
 	AdminTokenPath string
 
-	mux     *http.ServeMux
-	handler http.Handler
-	tlsCert *tls.Certificate
+	mux        *http.ServeMux
+	handler    http.Handler
+	background []func(ctx context.Context)
+	tlsCert    *tls.Certificate
 
 	mu      sync.Mutex
 	httpLn  net.Listener
@@ -228,6 +246,24 @@ func (s *Server) build(ctx context.Context) error {
 	}
 	dsn := st.Database
 	s.Notifier = notify.New(s.DB, dsn, s.log)
+	if s.cfg.Extend != nil {
+		ext, err := s.cfg.Extend(ctx, s)
+		if err != nil {
+			return fmt.Errorf("extend control plane: %w", err)
+		}
+		s.cfg.Services = append(s.cfg.Services, ext.Services...)
+		s.cfg.Authenticators = append(s.cfg.Authenticators, ext.Authenticators...)
+		if ext.Revocations != nil {
+			s.cfg.Revocations = ext.Revocations
+		}
+		if ext.Spend != nil {
+			s.cfg.Spend = ext.Spend
+		}
+		if ext.JWKS != nil {
+			s.cfg.JWKS = ext.JWKS
+		}
+		s.background = ext.Background
+	}
 	s.State, err = livestate.New(ctx, livestate.Config{DB: s.DB, Ring: s.StateKeys, Revocations: s.cfg.Revocations, Spend: s.cfg.Spend,
 		Budgets: s.Policy, Interval: st.StateInterval, Validity: st.StateValidity})
 	if err != nil {
@@ -377,6 +413,9 @@ func (s *Server) Start(ctx context.Context) error {
 	ready := make(chan struct{})
 	s.goBG(func() { _ = s.Notifier.Run(bg, ready) })
 	s.startLoops(bg)
+	for _, fn := range s.background {
+		s.goBG(func() { fn(bg) })
+	}
 	select {
 	case <-ready:
 	case <-ctx.Done():
