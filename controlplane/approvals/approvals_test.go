@@ -447,3 +447,68 @@ func TestNotifications(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliverOnce: agents polling an approved approval at the same time
+// get the override exactly once between them.
+func TestDeliverOnce(t *testing.T) {
+	e := newEnv(t, dbtest.New(t, db.Postgres), nil)
+	var a CreateResponse
+	e.call(t, node1, "POST", "/v1/approvals", request("billing-agent", "payments.create", "d1"), &a)
+	if st := e.call(t, lead, "POST", "/v1/approvals/"+a.ApprovalID+"/approve", nil, nil); st != 200 {
+		t.Fatalf("approve: %d", st)
+	}
+	agent := e.agentToken(t, "billing-agent")
+	const n = 20
+	views := make([]AgentView, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if st := e.call(t, agent, "GET", "/v1/approvals/"+a.ApprovalID, nil, &views[i]); st != 200 {
+				t.Errorf("poll: %d", st)
+			}
+		}()
+	}
+	wg.Wait()
+	tokens := 0
+	for _, v := range views {
+		if v.OverrideToken != "" {
+			tokens++
+		}
+	}
+	if tokens != 1 {
+		t.Errorf("%d polls received an override token, want 1", tokens)
+	}
+}
+
+// TestOverrideAcrossRotation: an override signed before a key rotation is
+// still redeemed after it.
+func TestOverrideAcrossRotation(t *testing.T) {
+	e := newEnv(t, dbtest.New(t, db.SQLite), nil)
+	tok, _ := e.approved(t, "k1")
+	if _, err := e.tokens.Rotate(context.Background(), "acme", ""); err != nil {
+		t.Fatal(err)
+	}
+	var ok struct{ OK bool }
+	if st := e.call(t, node1, "POST", "/v1/overrides/redeem", RedeemRequest{Token: tok, Tenant: "acme", Agent: "billing-agent",
+		Tool: "payments.create", ParamsDigest: digest("k1")}, &ok); st != 200 || !ok.OK {
+		t.Errorf("redeem after rotation: %d", st)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	d := dbtest.New(t, db.SQLite)
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"empty", Config{}},
+		{"no owners", Config{DB: d, Overrides: nil, Registerer: prometheus.NewRegistry()}},
+		{"negative", Config{DB: d, Owners: SourceOwners(nil), Registerer: prometheus.NewRegistry(), OverrideTTL: -1}},
+	} {
+		if _, err := New(context.Background(), tc.cfg); err == nil {
+			t.Errorf("%s: accepted", tc.name)
+		}
+	}
+}

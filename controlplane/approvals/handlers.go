@@ -3,6 +3,7 @@ package approvals
 import (
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"time"
@@ -67,7 +68,7 @@ func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, http.StatusRequestEntityTooLarge, "too_large", "request body too large", nil)
 		return
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/json" && ct != "application/json; charset=utf-8" {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
 		httpapi.Error(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "want application/json", nil)
 		return
 	}
@@ -270,4 +271,9 @@ func (s *Service) handleRedeem(w http.ResponseWriter, r *http.Request) {
 		httpapi.JSON(w, http.StatusOK, map[string]any{"ok": true, "approval_id": c.ApprovalID, "jti": c.ID})
 	}
 	s.m.redemptions.WithLabelValues(result).Inc()
+}
+
+func isJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
 }
