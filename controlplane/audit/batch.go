@@ -24,6 +24,9 @@ const (
 	MaxBatchEvents = 10000
 	MaxBatchBytes  = 32 << 20
 	maxIDLen       = 256
+	// maxCostMicroUSD bounds one call's cost (one million dollars) so that
+	// sums over batches and days cannot overflow.
+	maxCostMicroUSD = 1e12
 )
 
 // Batch is the body of POST /v1/audit/batches. Events stay raw: their hash
@@ -202,8 +205,8 @@ func checkEvent(ev *Event, b Batch) error {
 		return fmt.Errorf("node_id %q, the batch is from %q", ev.NodeID, b.NodeID)
 	case ev.Tenant != b.Tenant:
 		return fmt.Errorf("tenant %q, the batch is for %q", ev.Tenant, b.Tenant)
-	case ev.CostMicroUSD < 0:
-		return fmt.Errorf("cost_micro_usd %d is negative", ev.CostMicroUSD)
+	case ev.CostMicroUSD < 0 || ev.CostMicroUSD > maxCostMicroUSD:
+		return fmt.Errorf("cost_micro_usd %d: 0 to %d", ev.CostMicroUSD, int64(maxCostMicroUSD))
 	}
 	return nil
 }

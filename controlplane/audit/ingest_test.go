@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -234,6 +235,53 @@ func TestTamperingDetected(t *testing.T) {
 			}
 		})
 	})
+}
+
+// spanRecorder keeps what the service hands to its span sink.
+type spanRecorder struct {
+	mu   sync.Mutex
+	recs []Record
+}
+
+func (s *spanRecorder) RecordEvents(_ context.Context, recs []Record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recs = append(s.recs, recs...)
+}
+
+// TestSpansForNewEventsOnly: every stored event reaches the span sink once;
+// resent duplicates and refused batches do not.
+func TestSpansForNewEventsOnly(t *testing.T) {
+	d := dbtest.New(t, db.SQLite)
+	nodes := &nodeKeys{}
+	spans := &spanRecorder{}
+	e := newEnv(t, d, nodes, spans)
+	p := newProducer(t, "node-1", "acme", "c1")
+	nodes.enroll(p)
+	b1 := p.next(t, 4, func(m map[string]any) {
+		m["trace_id"] = "4bf92f3577b34da6a3ce929d0e0e4736"
+		m["span_id"] = "00f067aa0ba902b7"
+	})
+	for _, b := range []Batch{b1, b1, p.next(t, 2)} {
+		if r := e.send(p, b); r.status != 200 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+	}
+	bad := p.next(t, 1)
+	bad.Signature = strings.Repeat("0", 128)
+	if r := e.send(p, bad); r.status != 401 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	spans.mu.Lock()
+	defer spans.mu.Unlock()
+	if len(spans.recs) != 6 {
+		t.Fatalf("%d events reached the span sink, want 6", len(spans.recs))
+	}
+	for i, r := range spans.recs {
+		if r.Seq != int64(i+1) || r.ChainID != "c1" || (i < 4 && r.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736") {
+			t.Fatalf("span record %d: %+v", i, r.Event)
+		}
+	}
 }
 
 func TestAuthorization(t *testing.T) {

@@ -1,0 +1,69 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestPrepareRefuses(t *testing.T) {
+	p := newProducer(t, "node-1", "acme", "c1")
+	pub := p.key.Public().(ed25519.PublicKey)
+	// fresh makes a new valid batch from a new producer, changes it, and
+	// re-signs nothing: the refusal must come from the change.
+	fresh := func(opts ...evOpt) Batch {
+		q := newProducer(t, "node-1", "acme", "c1")
+		return q.next(t, 3, opts...)
+	}
+	for _, tc := range []struct {
+		name  string
+		batch func() Batch
+		kind  string
+	}{
+		{"no events", func() Batch { b := fresh(); b.Events = nil; return b }, CodeBadBatch},
+		{"seq_first 0", func() Batch { b := fresh(); b.SeqFirst, b.SeqLast = 0, 2; return b }, CodeBadBatch},
+		{"seq_last off", func() Batch { b := fresh(); b.SeqLast = 9; return b }, CodeBadBatch},
+		{"prev_hash not hex", func() Batch { b := fresh(); b.PrevHash = strings.Repeat("Z", 64); return b }, CodeBadBatch},
+		{"prev_hash upper case", func() Batch { b := fresh(); b.PrevHash = strings.Repeat("A", 64); return b }, CodeBadBatch},
+		{"empty chain id", func() Batch { b := fresh(); b.ChainID = ""; return b }, CodeBadBatch},
+		{"chain id with a space", func() Batch { b := fresh(); b.ChainID = "a b"; return b }, CodeBadBatch},
+		{"event of another node", func() Batch { return fresh(func(m map[string]any) { m["node_id"] = "node-2" }) }, CodeBadBatch},
+		{"event of another tenant", func() Batch { return fresh(func(m map[string]any) { m["tenant"] = "other" }) }, CodeBadBatch},
+		{"event time not RFC 3339", func() Batch { return fresh(func(m map[string]any) { m["time"] = "yesterday" }) }, CodeBadBatch},
+		{"event without id", func() Batch { return fresh(func(m map[string]any) { m["id"] = "" }) }, CodeBadBatch},
+		{"negative cost", func() Batch { return fresh(func(m map[string]any) { m["cost_micro_usd"] = -1 }) }, CodeBadBatch},
+		{"huge cost", func() Batch { return fresh(func(m map[string]any) { m["cost_micro_usd"] = 1e15 }) }, CodeBadBatch},
+		{"seq as a string", func() Batch { return fresh(func(m map[string]any) { m["seq"] = "1" }) }, CodeBadBatch},
+		{"event not an object", func() Batch { b := fresh(); b.Events[0] = json.RawMessage(`[1]`); return b }, CodeBadBatch},
+		{"duplicate key in an event", func() Batch {
+			b := fresh()
+			b.Events[0] = bytes.Replace(b.Events[0], []byte(`{`), []byte(`{"agent":"x",`), 1)
+			return b
+		}, CodeBadBatch},
+		{"same id twice", func() Batch { return fresh(func(m map[string]any) { m["id"] = "same" }) }, CodeDuplicateID},
+		{"unsigned", func() Batch { b := fresh(); b.Signature = ""; return b }, CodeBadSignature},
+		{"batch_hash of another batch", func() Batch { b := fresh(); b.BatchHash = strings.Repeat("0", 64); return b }, CodeHashMismatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Prepare(tc.batch(), pub)
+			var be *BatchError
+			if !errors.As(err, &be) || be.Kind != tc.kind {
+				t.Fatalf("err = %v, want %s", err, tc.kind)
+			}
+		})
+	}
+	if _, err := Prepare(p.next(t, 3), pub); err != nil {
+		t.Fatalf("a valid batch: %v", err)
+	}
+}
+
+func TestDecodeBatchStrict(t *testing.T) {
+	for _, in := range []string{``, `{`, `{"x":1}`, `{} {}`, `[]`, `{"events":{}}`, `{"seq_first":"1"}`} {
+		if _, err := DecodeBatch([]byte(in)); err == nil {
+			t.Errorf("%q decoded", in)
+		}
+	}
+}
