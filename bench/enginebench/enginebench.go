@@ -48,7 +48,8 @@ type Config struct {
 	// PolicyName labels the policy in the report (its path).
 	PolicyName string
 	// Scaling lists generated policy-set sizes (agents = tools = n) to
-	// measure p99 on, after the main policy; empty skips scaling.
+	// measure p99 on, after the main policy, with Plan.Lighter(); empty
+	// skips scaling.
 	Scaling []int
 	// ScalingWasm includes OPA's wasm in the scaling runs (compiling wasm
 	// for 1,000 tools takes about a minute).
@@ -360,7 +361,7 @@ func runScaling(ctx context.Context, cfg Config) (map[string]ScalingPoint, error
 			e.close(ctx)
 			return nil, fmt.Errorf("scaling %d: %w", n, err)
 		}
-		series, err := e.measureAll(ctx, cfg.Plan)
+		series, err := e.measureAll(ctx, cfg.Plan.Lighter())
 		e.close(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("scaling %d: %w", n, err)

@@ -34,7 +34,7 @@ type Config struct {
 	WasmName string
 	// Size is the generated policy set measured by path (agents = tools).
 	Size int
-	// Scaling lists more sizes to measure p99 on.
+	// Scaling lists more sizes to measure p99 on, with Plan.Lighter().
 	Scaling []int
 }
 
@@ -264,7 +264,7 @@ func runScaling(ctx context.Context, mod *wasmhost.Module, sink http.RoundTrippe
 			out[key] = map[string]any{"error": firstLine(err.Error()), "bundle_bytes": fx.BundleBytes}
 			continue
 		}
-		series, err := b.measure(ctx, cfg.Plan)
+		series, err := b.measure(ctx, cfg.Plan.Lighter())
 		_ = b.pool.Close(ctx)
 		if err != nil {
 			out[key] = map[string]any{"error": firstLine(err.Error()), "bundle_bytes": fx.BundleBytes}

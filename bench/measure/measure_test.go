@@ -135,3 +135,18 @@ func TestRounding(t *testing.T) {
 		t.Errorf("Round2(-1.235) = %v", Round2(-1.235))
 	}
 }
+
+func TestLighter(t *testing.T) {
+	cases := []struct{ in, want Plan }{
+		{Plan{Warmup: 1000, Requests: 10000, Runs: 5}, Plan{Warmup: 200, Requests: 2000, Runs: 3}},
+		{Plan{Warmup: 0, Requests: 3, Runs: 1}, Plan{Warmup: 0, Requests: 1, Runs: 1}},
+	}
+	for _, c := range cases {
+		if got := c.in.Lighter(); got != c.want {
+			t.Errorf("%+v.Lighter() = %+v, want %+v", c.in, got, c.want)
+		}
+		if err := c.in.Lighter().Validate(); err != nil {
+			t.Errorf("lighter plan invalid: %v", err)
+		}
+	}
+}

@@ -113,11 +113,11 @@ generated inputs (allowed, denied, sanitized and approval-bound calls). Every
 input's decisions are compared first; any disagreement is reported and makes
 the exit code 1. Prints a table, writes bench/results/engine-<time>.json.`, io)
 	var b benchFlags
-	b.register(fs, measure.Plan{Warmup: 2000, Requests: 20000, Runs: 5})
+	b.register(fs, measure.Plan{Warmup: 1000, Requests: 10000, Runs: 5})
 	policy := fs.String("policy", "policies/examples/payments.yaml", "policy file, or a directory holding one")
 	inputs := fs.Int("inputs", 1024, "distinct generated inputs the timed calls cycle through")
 	seed := fs.Uint64("seed", 42, "input generator seed")
-	fs.StringVar(&b.scaling, "scaling", "", "also measure generated policy sets of these sizes (agents = tools), e.g. 10,100,1000")
+	fs.StringVar(&b.scaling, "scaling", "", "also measure generated policy sets of these sizes (agents = tools), e.g. 10,100,1000, with a fifth of the requests and at most 3 runs")
 	scalingWasm := fs.Bool("scaling-wasm", false, "include OPA wasm in --scaling (compiling wasm for 1,000 tools takes about a minute)")
 	rest, code, ok := parseArgs(fs, args, io)
 	if !ok {
@@ -159,10 +159,10 @@ The policy is a generated set (--size agents × tools) with a signed runtime
 bundle; every answer is checked. Build the module first (make filter).
 Prints a table, writes bench/results/filter-<time>.json.`, io)
 	var b benchFlags
-	b.register(fs, measure.Plan{Warmup: 500, Requests: 5000, Runs: 5})
+	b.register(fs, measure.Plan{Warmup: 200, Requests: 2000, Runs: 3})
 	wasmPath := fs.String("wasm", "build/aegis-filter.wasm", "the filter module")
 	size := fs.Int("size", 10, "agents and tools in the generated policy set")
-	fs.StringVar(&b.scaling, "scaling", "", "also measure generated policy sets of these sizes, e.g. 10,100,1000")
+	fs.StringVar(&b.scaling, "scaling", "", "also measure generated policy sets of these sizes, e.g. 10,100,1000, with a fifth of the requests and at most 3 runs")
 	rest, code, ok := parseArgs(fs, args, io)
 	if !ok {
 		return code
@@ -207,7 +207,7 @@ server that decides with OPA's Go evaluator, as Envoy with OPA-Envoy does).
 Counts are totals across --concurrency clients. Every response is checked.
 Prints a table, writes bench/results/edge-<time>.json.`, io)
 	var b benchFlags
-	b.register(fs, measure.Plan{Warmup: 300, Requests: 3000, Runs: 3})
+	b.register(fs, measure.Plan{Warmup: 100, Requests: 1000, Runs: 3})
 	wasmPath := fs.String("wasm", "build/aegis-filter.wasm", "the filter module")
 	size := fs.Int("size", 10, "agents and tools in the generated policy set")
 	conc := fs.Int("concurrency", 4, "concurrent clients (closed loop)")
