@@ -40,7 +40,7 @@ type env struct {
 	d     *db.DB
 }
 
-type slogWriter struct{ t *testing.T }
+type slogWriter struct{ t testing.TB }
 
 func (w slogWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -50,7 +50,7 @@ func (w slogWriter) Write(p []byte) (int, error) {
 // newEnv starts the service on loopback behind a test middleware that takes
 // the principal from X-Test-* headers (standing in for the server's
 // authentication) or, for Bearer tokens, from AuthenticateAgent.
-func newEnv(t *testing.T, d *db.DB, deleg DelegationPolicy) *env {
+func newEnv(t testing.TB, d *db.DB, deleg DelegationPolicy) *env {
 	t.Helper()
 	kek := make([]byte, KEKSize)
 	_, _ = rand.Read(kek)
@@ -71,7 +71,7 @@ func newEnv(t *testing.T, d *db.DB, deleg DelegationPolicy) *env {
 	return &env{svc: svc, srv: srv, clock: clk, reg: reg, d: d}
 }
 
-func testAuth(t *testing.T, svc *Service, next http.Handler) http.Handler {
+func testAuth(t testing.TB, svc *Service, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if sub := r.Header.Get("X-Test-Subject"); sub != "" {
 			p := auth.Principal{Subject: sub, Tenant: r.Header.Get("X-Test-Tenant")}
