@@ -44,7 +44,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	filterWasm = filepath.Join(dir, "aegis-filter.wasm")
-	wasmCache = filepath.Join(dir, "wazero-cache")
+	// Compiled code outlives the run (wazero keys it by module and
+	// version): compiling the filter costs seconds on a busy machine.
+	wasmCache = filepath.Join(os.TempDir(), "aegis-edge-test-wazero-cache")
 	_, file, _, _ := runtime.Caller(0)
 	cmd := exec.Command("go", "build", "-trimpath", "-buildmode=c-shared", "-o", filterWasm, "./filter")
 	cmd.Dir = filepath.Join(filepath.Dir(file), "..")
@@ -194,7 +196,7 @@ func (f *fixture) config() Config {
 	c.Upstream = f.up.URL
 	c.Filter.Wasm = filterWasm
 	c.Filter.CacheDir = wasmCache
-	c.Filter.PoolSize = 2
+	c.Filter.PoolSize = 1
 	c.Filter.AuditFlush = 20 * time.Millisecond
 	c.LogLevel = "warn"
 	return c
