@@ -280,8 +280,13 @@ func (f *fakeTickers) all() []chan time.Time {
 
 func newHost(t *testing.T, wasm []byte, cfg wasmhost.PoolConfig) (*wasmhost.Module, *hostRuntime) {
 	t.Helper()
-	ctx := context.Background()
 	mod := compiled(t, wasm)
+	return mod, newHostOn(t, mod, cfg)
+}
+
+func newHostOn(t *testing.T, mod *wasmhost.Module, cfg wasmhost.PoolConfig) *hostRuntime {
+	t.Helper()
+	ctx := context.Background()
 	h := &hostRuntime{logged: map[string][]string{}, logCh: make(chan struct{}, 1), tickers: &fakeTickers{}}
 	back := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -318,7 +323,7 @@ func newHost(t *testing.T, wasm []byte, cfg wasmhost.PoolConfig) (*wasmhost.Modu
 	t.Cleanup(func() { pool.Close(ctx) })
 	h.front = httptest.NewServer(pool.Handler(http.HandlerFunc(h.upstream)))
 	t.Cleanup(h.front.Close)
-	return mod, h
+	return h
 }
 
 // modules caches compiled modules for the whole test binary: pools share

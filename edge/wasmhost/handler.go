@@ -141,11 +141,15 @@ func (sv *server) expire() {
 	sv.s.wakeup()
 }
 
-// kill interrupts whatever the guest is running; the instance is broken.
+// kill marks the instance timed out and broken, and interrupts the guest
+// when the module was compiled interruptible; otherwise the guest's
+// current call finishes and nothing more runs on the instance.
 func (in *instance) kill() {
 	in.timedOut.Store(true)
 	in.broken.Store(true)
-	_ = in.mod.CloseWithExitCode(context.Background(), exitTimeout)
+	if in.pool.mod.interruptible {
+		_ = in.mod.CloseWithExitCode(context.Background(), exitTimeout)
+	}
 }
 
 func (sv *server) serve(next http.Handler) {
@@ -465,7 +469,7 @@ func (sv *server) outbound(body []byte) (*http.Request, error) {
 		return nil, errors.New(":method or :path removed")
 	}
 	out.Method = method
-	if path != r.RequestURI {
+	if path != requestPath(r) {
 		u, err := url.ParseRequestURI(path)
 		if err != nil {
 			return nil, err

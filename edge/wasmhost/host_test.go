@@ -136,7 +136,12 @@ func TestTrapFailsClosedAndReplacesInstance(t *testing.T) {
 
 func TestTimeoutFailsClosed(t *testing.T) {
 	t.Run("guest running", func(t *testing.T) {
-		_, h := newHost(t, conformanceWasm, wasmhost.PoolConfig{Size: 1, PluginConfig: []byte("hang"), RequestTimeout: 300 * time.Millisecond})
+		mod, err := wasmhost.Compile(context.Background(), conformanceWasm, wasmhost.CompileOptions{InterruptOnTimeout: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mod.Close(context.Background())
+		h := newHostOn(t, mod, wasmhost.PoolConfig{Size: 1, PluginConfig: []byte("hang"), RequestTimeout: 300 * time.Millisecond})
 		resp, body := get(t, h.front.URL+"/x", "X-Hang", "1")
 		if resp.StatusCode != http.StatusServiceUnavailable || failureJSON(t, body) != wasmhost.FailureTimeout {
 			t.Fatalf("status %d %q", resp.StatusCode, body)

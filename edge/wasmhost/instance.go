@@ -125,7 +125,7 @@ func (p *Pool) newInstance(ctx context.Context, pluginConfig []byte, gen uint64)
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions().
-		WithSysWalltime().WithSysNanotime().WithSysNanosleep().
+		WithSysWalltime().WithSysNanotime().
 		WithRandSource(rand.Reader).
 		WithStdout(&logWriter{p: p, in: in, level: abi.LogInfo}).
 		WithStderr(&logWriter{p: p, in: in, level: abi.LogError})

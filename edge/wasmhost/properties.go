@@ -57,7 +57,7 @@ func (in *instance) property(path string) ([]byte, bool) {
 	r := s.req
 	switch path {
 	case "request\x00path":
-		return []byte(r.RequestURI), true
+		return []byte(requestPath(r)), true
 	case "request\x00url_path":
 		return []byte(r.URL.Path), true
 	case "request\x00query":

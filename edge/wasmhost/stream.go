@@ -133,18 +133,26 @@ func hostCloseStream(_ context.Context, in *instance, s []uint64) abi.Status {
 func requestHeaders(dst []pairs.KV, r *http.Request, scheme string) []pairs.KV {
 	dst = append(dst,
 		pairs.KV{Key: ":authority", Value: r.Host},
-		pairs.KV{Key: ":path", Value: r.RequestURI},
+		pairs.KV{Key: ":path", Value: requestPath(r)},
 		pairs.KV{Key: ":method", Value: r.Method},
 		pairs.KV{Key: ":scheme", Value: scheme},
 	)
-	if r.RequestURI == "" {
-		dst[len(dst)-3].Value = r.URL.RequestURI()
-	}
 	dst = appendHeader(dst, r.Header)
 	if len(r.TransferEncoding) > 0 && r.Header.Get("Transfer-Encoding") == "" {
 		dst = append(dst, pairs.KV{Key: "transfer-encoding", Value: strings.Join(r.TransferEncoding, ", ")})
 	}
 	return dst
+}
+
+// requestPath is :path as Envoy sets it: the origin-form target; an
+// absolute-form target (a forward-proxy request) is reduced to its path
+// and query, its host going to :authority.
+func requestPath(r *http.Request) string {
+	p := r.RequestURI
+	if p == "*" || (p != "" && p[0] == '/') {
+		return p
+	}
+	return r.URL.RequestURI()
 }
 
 // appendHeader appends h lower-cased and sorted by name.
