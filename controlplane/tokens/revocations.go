@@ -50,6 +50,7 @@ func (s *Service) Revoke(ctx context.Context, r Revocation) error {
 		return fmt.Errorf("revoke %s %q of tenant %q: %w", r.Kind, r.Value, r.Tenant, err)
 	}
 	s.m.revocations.WithLabelValues(r.Kind).Inc()
+	s.revocationsChanged(ctx, r.Tenant)
 	return nil
 }
 
@@ -60,7 +61,13 @@ func (s *Service) Unrevoke(ctx context.Context, tenant, kind, value string) (boo
 		return false, fmt.Errorf("unrevoke %s %q of tenant %q: %w", kind, value, tenant, err)
 	}
 	n, err := res.RowsAffected()
-	return n > 0, err
+	if err != nil {
+		return false, fmt.Errorf("unrevoke %s %q of tenant %q: %w", kind, value, tenant, err)
+	}
+	if n > 0 {
+		s.revocationsChanged(ctx, tenant)
+	}
+	return n > 0, nil
 }
 
 // Revocations lists the tenant's revocations still in force at now.
@@ -104,6 +111,7 @@ func (s *Service) SetKillSwitch(ctx context.Context, tenant string, enabled bool
 	if err != nil {
 		return fmt.Errorf("kill switch of tenant %q: %w", tenant, err)
 	}
+	s.revocationsChanged(ctx, tenant)
 	return nil
 }
 

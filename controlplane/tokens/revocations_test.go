@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/aegis-mesh/aegis/controlplane/db"
@@ -17,6 +18,15 @@ func TestRevocations(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		e := newEnv(t, d, nil)
 		ctx := context.Background()
+		var mu sync.Mutex
+		changed := 0
+		e.svc.cfg.OnRevocationsChanged = func(_ context.Context, tenant string) {
+			mu.Lock()
+			defer mu.Unlock()
+			if tenant == "acme" {
+				changed++
+			}
+		}
 		auditor := caller{sub: "eve", tenant: "acme", roles: "auditor"}
 		for _, tc := range []struct {
 			name   string
@@ -77,6 +87,12 @@ func TestRevocations(t *testing.T) {
 		if st, _, _ := e.do(t, acmeAdmin, "DELETE", "/v1/tenants/acme/revocations/agent/billing-agent", "", nil); st != http.StatusNotFound {
 			t.Errorf("unrevoke twice: %d", st)
 		}
+		mu.Lock()
+		// Three revocations (one repeated), the kill switch, one unrevoke.
+		if changed != 5 {
+			t.Errorf("live-state change notifications: %d, want 5", changed)
+		}
+		mu.Unlock()
 		e.clock.Add(e.svc.cfg.MaxTTL + 3*tokenSkew)
 		if agents, jtis, _, _ := e.svc.LiveRevocations(ctx, "acme"); len(agents) != 0 || len(jtis) != 0 {
 			t.Errorf("after expiry: agents %v jtis %v, want none", agents, jtis)

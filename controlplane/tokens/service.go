@@ -61,6 +61,10 @@ type Config struct {
 	// (a key created or rotated) so the server can push the new JWKS to
 	// nodes at once instead of waiting for their next fetch.
 	OnKeysChanged func(ctx context.Context, tenant string)
+	// OnRevocationsChanged, when set, is called after a tenant's
+	// revocations or kill switch changed, so live state is re-signed and
+	// pushed at once (a kill switch must not wait for the next refresh).
+	OnRevocationsChanged func(ctx context.Context, tenant string)
 	// Delegation gates token exchange; nil refuses every exchange.
 	Delegation DelegationPolicy
 	Registerer prometheus.Registerer
@@ -197,6 +201,12 @@ func (s *Service) activeKey(ctx context.Context, tenant, region string) (signing
 func (s *Service) keysChanged(ctx context.Context, tenant string) {
 	if s.cfg.OnKeysChanged != nil {
 		s.cfg.OnKeysChanged(ctx, tenant)
+	}
+}
+
+func (s *Service) revocationsChanged(ctx context.Context, tenant string) {
+	if s.cfg.OnRevocationsChanged != nil {
+		s.cfg.OnRevocationsChanged(ctx, tenant)
 	}
 }
 
