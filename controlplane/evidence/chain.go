@@ -25,7 +25,9 @@ var ZeroHash = hex.EncodeToString(make([]byte, sha256.Size))
 // the event. raw is the event as received; its canonical form is what the
 // producer hashed, so fields this version does not know still count.
 func EventHash(prev [32]byte, raw []byte) ([32]byte, []byte, error) {
-	canon, err := jcs.Canonicalize(raw)
+	// The canonical form is never longer than the input by more than a few
+	// escapes; sizing the buffer once avoids regrowing it per member.
+	canon, err := jcs.AppendCanonical(make([]byte, 0, len(raw)+64), raw)
 	if err != nil {
 		return [32]byte{}, nil, fmt.Errorf("canonical event: %w", err)
 	}
