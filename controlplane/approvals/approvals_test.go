@@ -295,6 +295,13 @@ func TestExpiry(t *testing.T) {
 		if n, err := e.svc.Sweep(context.Background()); err != nil || n != 0 {
 			t.Errorf("sweep after the read expired it: %d %v", n, err)
 		}
+		// A huge expires_in is capped at MaxExpiry, never wrapped around.
+		huge := request("billing-agent", "payments.create", "e3")
+		huge.ExpiresIn = 1 << 62
+		var h CreateResponse
+		if st := e.call(t, node1, "POST", "/v1/approvals", huge, &h); st != 201 || !h.ExpiresAt.Equal(e.clock.Now().Add(DefaultMaxExpiry)) {
+			t.Errorf("huge expires_in: %d, expires %s", st, h.ExpiresAt)
+		}
 		var list struct{ Approvals []Approval }
 		e.call(t, lead, "GET", "/v1/approvals?status=expired", nil, &list)
 		if len(list.Approvals) != 1 || list.Approvals[0].ID != a.ApprovalID {

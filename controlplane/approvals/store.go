@@ -97,7 +97,8 @@ func (s *Service) Create(ctx context.Context, tenant, node string, req CreateReq
 	now := s.now()
 	expiresIn := s.cfg.DefaultExpiry
 	if req.ExpiresIn > 0 {
-		expiresIn = min(time.Duration(req.ExpiresIn)*time.Second, s.cfg.MaxExpiry)
+		// Compared in seconds first: a huge expires_in must not overflow.
+		expiresIn = time.Duration(min(req.ExpiresIn, int64(s.cfg.MaxExpiry/time.Second))) * time.Second
 	}
 	chain := req.Chain
 	if len(chain) == 0 {

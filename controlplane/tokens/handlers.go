@@ -180,7 +180,7 @@ func (m *MintRequest) check(maxTTL time.Duration) string {
 		return "scope longer than 1024 bytes"
 	case len(m.Audience) > 8:
 		return "at most 8 audiences"
-	case m.TTLSeconds < 0 || time.Duration(m.TTLSeconds)*time.Second > maxTTL:
+	case m.TTLSeconds < 0 || m.TTLSeconds > int64(maxTTL/time.Second): // compared in seconds: no overflow
 		return fmt.Sprintf("ttl_seconds must be between 1 and %d", int64(maxTTL/time.Second))
 	}
 	for _, a := range m.ActingFor {

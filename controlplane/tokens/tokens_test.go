@@ -186,6 +186,7 @@ func TestMintRules(t *testing.T) {
 		{"global admin without tenant", caller{sub: "root", roles: "admin"}, `{"agent":"a"}`, 400},
 		{"ttl above max", acmeAdmin, `{"agent":"a","ttl_seconds":1801}`, 400},
 		{"negative ttl", acmeAdmin, `{"agent":"a","ttl_seconds":-1}`, 400},
+		{"ttl that overflows a duration", acmeAdmin, `{"agent":"a","ttl_seconds":9223372036854775}`, 400},
 		{"agent with space", acmeAdmin, `{"agent":"a b"}`, 400},
 		{"chain loop", acmeAdmin, `{"agent":"a","acting_for":["a"]}`, 400},
 		{"chain too deep", acmeAdmin, `{"agent":"a","acting_for":["b","c","d","e","f"]}`, 400},
