@@ -49,6 +49,9 @@ See docs/controlplane.md.`, io)
 	fs.Var(&trusted, "trusted-bundle-key", "PKIX PEM public key of an earlier bundle key; repeatable")
 	filterWasm := fs.String("filter-wasm", "", "filter module served to nodes; enables xDS")
 	wasmURL := fs.String("wasm-url", "", "URL nodes fetch the filter from (default https://<listen>/v1/filter.wasm)")
+	tokenKEK := fs.String("token-kek", "", "32-byte key sealing agent-token keys (default <data-dir>/keys/token.kek, generated)")
+	evidenceKey := fs.String("evidence-key", "", "Ed25519 PKCS#8 PEM key signing audit checkpoints (default <data-dir>/keys/evidence.key, generated)")
+	issuer := fs.String("issuer", "aegis", "iss claim of agent tokens")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	pos, code, ok := parseArgs(fs, args, io)
 	if !ok {
@@ -107,7 +110,8 @@ See docs/controlplane.md.`, io)
 	}
 	logger := slog.New(slog.NewJSONHandler(io.err, &slog.HandlerOptions{Level: level}))
 
-	sc := server.Config{Settings: cfg, Logger: logger}
+	sc := server.Config{Settings: cfg, Logger: logger,
+		Extend: server.Standard(server.StandardOptions{TokenKEKPath: *tokenKEK, EvidenceKeyPath: *evidenceKey, Issuer: *issuer})}
 	if *filterWasm != "" {
 		wasm, err := os.ReadFile(*filterWasm)
 		if err != nil {

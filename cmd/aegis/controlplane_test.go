@@ -50,7 +50,7 @@ func TestControlplaneRunsAndStops(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	for _, f := range []string{"admin.token", "ca.pem", "ca.key", "aegis.db", "keys/bundle.key", "keys/state.key"} {
+	for _, f := range []string{"admin.token", "ca.pem", "ca.key", "aegis.db", "keys/bundle.key", "keys/state.key", "keys/token.kek", "keys/evidence.key"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("%s missing after first start: %v", f, err)
 		}

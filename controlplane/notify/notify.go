@@ -29,6 +29,7 @@ const Channel = "aegis_events"
 const (
 	KindRelease = "release" // a release was published or rolled back
 	KindState   = "state"   // revocations, kill switch or budgets changed
+	KindKeys    = "keys"    // the tenant's agent-token keys (JWKS) changed
 	KindResync  = "resync"  // reload every tenant (after a reconnect)
 )
 

@@ -59,6 +59,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	s, err := New(context.Background(), Config{
 		Settings: config.Config{Listen: "127.0.0.1:0", XDSListen: "127.0.0.1:0", Database: d, DataDir: t.TempDir(), PlainHTTP: true},
 		Logger:   slog.New(slog.DiscardHandler),
+		Extend:   Standard(StandardOptions{}),
 		XDS:      &XDSOptions{Wasm: []byte("\x00asm\x01\x00\x00\x00"), WasmURL: "http://127.0.0.1:1/v1/filter.wasm", ControlPlane: xds.Endpoint{Host: "127.0.0.1", Port: 1}},
 	})
 	if err != nil {
@@ -74,7 +75,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 		served[strings.ToLower(method)+" "+path] = true
 	}
-	if len(served) < 30 {
+	if len(served) < 50 {
 		t.Fatalf("found only %d routes: the mux reflection is broken", len(served))
 	}
 

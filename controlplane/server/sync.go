@@ -62,7 +62,7 @@ func (s *Server) startLoops(ctx context.Context) {
 				// Releases go to xDS directly; state changes go through
 				// the live-state loop, which pushes via OnChange.
 				switch e.Kind {
-				case notify.KindRelease:
+				case notify.KindRelease, notify.KindKeys:
 					if s.XDS != nil {
 						s.syncTenant(ctx, e.Tenant)
 					}

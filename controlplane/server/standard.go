@@ -1,0 +1,172 @@
+package server
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aegis-mesh/aegis/controlplane/approvals"
+	"github.com/aegis-mesh/aegis/controlplane/audit"
+	"github.com/aegis-mesh/aegis/controlplane/auth"
+	"github.com/aegis-mesh/aegis/controlplane/nodes"
+	"github.com/aegis-mesh/aegis/controlplane/notify"
+	"github.com/aegis-mesh/aegis/controlplane/signing"
+	"github.com/aegis-mesh/aegis/controlplane/tokens"
+	"github.com/aegis-mesh/aegis/token"
+)
+
+// StandardOptions configure the services Standard mounts.
+type StandardOptions struct {
+	// TokenKEKPath is the 32-byte key-encryption key sealing agent-token
+	// signing keys (raw, hex or base64); default <data-dir>/keys/token.kek,
+	// generated (0600) when missing. Keep it out of the database's backups.
+	TokenKEKPath string
+	// EvidenceKeyPath is the Ed25519 key signing audit checkpoints and
+	// evidence packs; default <data-dir>/keys/evidence.key, generated.
+	EvidenceKeyPath string
+	// Issuer is the iss of agent tokens (default "aegis").
+	Issuer string
+	// DefaultRegion names the agent-token key used without a region
+	// claim (default "global").
+	DefaultRegion string
+	// CheckpointEvery is the period of signed audit chain checkpoints
+	// (default one minute).
+	CheckpointEvery time.Duration
+}
+
+// Standard returns a Config.Extend that mounts the tokens, audit and
+// approvals services on the control plane's store and connects them: agent
+// tokens authenticate API calls, revocations and spend feed live state,
+// the tenant's published policy answers delegation and agent ownership,
+// node keys check audit batches, and a key rotation pushes the new JWKS.
+func Standard(o StandardOptions) func(ctx context.Context, s *Server) (Extensions, error) {
+	return func(ctx context.Context, s *Server) (Extensions, error) {
+		dir := filepath.Join(s.settings.DataDir, "keys")
+		if o.TokenKEKPath == "" {
+			o.TokenKEKPath = filepath.Join(dir, "token.kek")
+		}
+		if o.EvidenceKeyPath == "" {
+			o.EvidenceKeyPath = filepath.Join(dir, "evidence.key")
+		}
+		if o.Issuer == "" {
+			o.Issuer = "aegis"
+		}
+		if o.DefaultRegion == "" {
+			o.DefaultRegion = "global"
+		}
+		if o.CheckpointEvery <= 0 {
+			o.CheckpointEvery = time.Minute
+		}
+		kek, err := loadOrCreateKEK(o.TokenKEKPath)
+		if err != nil {
+			return Extensions{}, err
+		}
+		evKey, _, err := signing.LoadOrCreate(o.EvidenceKeyPath)
+		if err != nil {
+			return Extensions{}, fmt.Errorf("evidence key: %w", err)
+		}
+		tok, err := tokens.New(ctx, tokens.Config{DB: s.DB, Issuer: o.Issuer, KeyEncryptionKey: kek, DefaultRegion: o.DefaultRegion,
+			Delegation: s.Policy, Registerer: s.registry, Logger: s.log,
+			OnKeysChanged: func(ctx context.Context, tenant string) {
+				if err := s.Notifier.Notify(ctx, notify.Event{Tenant: tenant, Kind: notify.KindKeys}); err != nil {
+					s.log.Warn("key change notification failed", "tenant", tenant, "error", err.Error())
+				}
+			}})
+		if err != nil {
+			return Extensions{}, fmt.Errorf("tokens service: %w", err)
+		}
+		store, err := audit.OpenStore(ctx, s.DB)
+		if err != nil {
+			return Extensions{}, fmt.Errorf("audit store: %w", err)
+		}
+		aud, err := audit.New(audit.Config{Store: store, Nodes: s.Nodes, IsUnknownNode: func(err error) bool { return errors.Is(err, nodes.ErrUnknownNode) },
+			EvidenceKey: evKey.Private(), Bundles: s.Policy, Registerer: s.registry, Logger: s.log})
+		if err != nil {
+			return Extensions{}, fmt.Errorf("audit service: %w", err)
+		}
+		appr, err := approvals.New(ctx, approvals.Config{DB: s.DB, Overrides: tok, Owners: s.Policy, Registerer: s.registry, Logger: s.log})
+		if err != nil {
+			return Extensions{}, fmt.Errorf("approvals service: %w", err)
+		}
+		return Extensions{
+			Services:       []Service{tok, aud, appr},
+			Authenticators: []auth.Authenticator{tok.AuthenticateAgent},
+			Revocations:    tok,
+			StateRoutes: []string{"PUT /v1/tenants/{tenant}/kill-switch", "POST /v1/tenants/{tenant}/revocations",
+				"DELETE /v1/tenants/{tenant}/revocations/{kind}/{value}"},
+			Spend: store,
+			JWKS: func(ctx context.Context, tenant string) ([]byte, error) {
+				ks, err := tok.KeySet(ctx, tenant)
+				if err != nil {
+					return nil, err
+				}
+				var pubs []ed25519.PublicKey
+				for _, kid := range ks.KeyIDs() {
+					if pub, ok := ks.Lookup(kid); ok {
+						pubs = append(pubs, pub)
+					}
+				}
+				if len(pubs) == 0 {
+					return nil, fmt.Errorf("tenant %s has no agent-token keys yet", tenant)
+				}
+				return token.MarshalJWKS(pubs...)
+			},
+			Background: []func(ctx context.Context){
+				appr.Run,
+				func(ctx context.Context) { _ = aud.RunCheckpoints(ctx, o.CheckpointEvery) },
+			},
+		}, nil
+	}
+}
+
+// loadOrCreateKEK reads a 32-byte key (raw, hex or base64) or creates one
+// (hex, mode 0600).
+func loadOrCreateKEK(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		k := make([]byte, tokens.KEKSize)
+		if _, err := rand.Read(k); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("token KEK: %w", err)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, os.ErrExist) {
+			return loadOrCreateKEK(path)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("token KEK: %w", err)
+		}
+		_, werr := f.WriteString(hex.EncodeToString(k) + "\n")
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr != nil {
+			return nil, fmt.Errorf("token KEK %s: %w", path, werr)
+		}
+		return k, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("token KEK: %w", err)
+	}
+	if len(data) == tokens.KEKSize {
+		return data, nil
+	}
+	s := strings.TrimSpace(string(data))
+	if k, err := hex.DecodeString(s); err == nil && len(k) == tokens.KEKSize {
+		return k, nil
+	}
+	if k, err := base64.StdEncoding.DecodeString(s); err == nil && len(k) == tokens.KEKSize {
+		return k, nil
+	}
+	return nil, fmt.Errorf("token KEK %s: want %d bytes, raw, hex or base64", path, tokens.KEKSize)
+}
