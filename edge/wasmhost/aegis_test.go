@@ -33,6 +33,7 @@ var aegisFx struct {
 	jwks      string
 	acme      []byte
 	bench     []byte
+	platform  []byte
 }
 
 func fixtures(t testing.TB) {
@@ -77,6 +78,9 @@ func buildFixtures() error {
 		return runtime, err
 	}
 	if fx.acme, err = build("../../policies/examples/payments.yaml"); err != nil {
+		return err
+	}
+	if fx.platform, err = build("../../policies/examples/mcp-devops.yaml"); err != nil {
 		return err
 	}
 	fx.bench, err = build("../../filter/testdata/bench.yaml")
@@ -308,5 +312,66 @@ func TestAegisFilterRequests(t *testing.T) {
 	if m.Pool.Traps != 0 || m.Pool.Instances != 2 || len(m.Pool.Memory) != 2 {
 		t.Errorf("pool stats %+v", m.Pool)
 	}
-	_ = strconv.Itoa
+}
+
+// TestAegisToolsList: an MCP tools/list response, JSON or a streamed event
+// stream, reaches the agent filtered to the tools it may call.
+func TestAegisToolsList(t *testing.T) {
+	fixtures(t)
+	pool := newAegisPool(t, 1, aegisConfig(map[string][]byte{"platform": aegisFx.platform}, ""))
+	tools := `{"jsonrpc":"2.0","id":10,"result":{"tools":[{"name":"get_pods"},{"name":"deploy"},{"name":"get_logs"},{"name":"undeclared"}]}}`
+	cases := []struct {
+		name, ct string
+		chunks   []string // written and flushed one by one
+		want     []string
+		absent   []string
+	}{
+		{"json", "application/json", []string{tools[:40], tools[40:]}, []string{`"get_pods"`, `"get_logs"`}, []string{"deploy", "undeclared"}},
+		{"event stream", "text/event-stream", []string{"event: message\n", "data: " + tools + "\n\n"}, []string{"data: ", `"get_logs"`}, []string{"deploy"}},
+		{"hostile", "application/json", []string{`{"jsonrpc":"2.0","id":10,"result":{"tools":[]},"result":{"tools":[{"name":"deploy"}]}}`},
+			[]string{`"error"`, "could not be checked"}, []string{"deploy"}},
+	}
+	oncall := mintToken(t, "oncall-assistant", "platform")
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.Copy(io.Discard, r.Body)
+				w.Header().Set("Content-Type", tc.ct)
+				w.Header().Set("Content-Length", strconv.Itoa(len(strings.Join(tc.chunks, ""))))
+				for _, c := range tc.chunks {
+					io.WriteString(w, c)
+					w.(http.Flusher).Flush()
+				}
+			})
+			front := httptest.NewServer(pool.Handler(up))
+			defer front.Close()
+			req, _ := http.NewRequest("POST", front.URL+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":10,"method":"tools/list"}`))
+			req.Host = "mcp-k8s.platform.internal"
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+oncall)
+			resp, err := front.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got := string(b)
+			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != tc.ct {
+				t.Fatalf("status %d, content-type %q: %s", resp.StatusCode, resp.Header.Get("Content-Type"), got)
+			}
+			if cl := resp.Header.Get("Content-Length"); cl != "" && cl != strconv.Itoa(len(b)) {
+				t.Errorf("content-length %s for %d bytes", cl, len(b))
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("forwarded %s lacks %s", got, w)
+				}
+			}
+			for _, a := range tc.absent {
+				if strings.Contains(got, a) {
+					t.Errorf("forwarded %s contains %s", got, a)
+				}
+			}
+		})
+	}
 }

@@ -38,9 +38,9 @@ var ErrImportNotAllowed = errors.New("import not registered by Envoy")
 // Module is a compiled filter together with the runtime that runs its
 // instances. Close it after every Pool built on it.
 type Module struct {
-	rt       wazero.Runtime
-	compiled wazero.CompiledModule
-	cache    wazero.CompilationCache
+	rt            wazero.Runtime
+	compiled      wazero.CompiledModule
+	cache         wazero.CompilationCache
 	abiVersion    string
 	interruptible bool
 }
