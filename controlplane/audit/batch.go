@@ -89,6 +89,9 @@ const (
 	CodeHashMismatch = "hash_mismatch"
 	CodeUnknownNode  = "unknown_node"
 	CodeBadBatch     = "bad_request"
+	// CodeReplay is an incident kind only: a batch whose events were all
+	// stored already is answered 200 with duplicates.
+	CodeReplay = "replay"
 )
 
 // BatchError is a batch refused for its content. Kind is an API code;

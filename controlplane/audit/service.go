@@ -237,6 +237,15 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 		httpapi.JSON(w, http.StatusConflict, conflictBody{Error: ce.Kind, Message: ce.Msg, ExpectedSeq: ce.ExpectedSeq})
 		return
 	}
+	if res.Accepted == 0 && res.Duplicates > 0 {
+		// A whole batch seen before: harmless for the chain and answered as
+		// duplicates (a producer whose reply was lost must not be stuck),
+		// but recorded, since an attacker replaying captured batches looks
+		// the same.
+		in.Kind, in.ExpectedSeq = CodeReplay, res.HeadSeq+1
+		in.Detail = fmt.Sprintf("all %d events already stored; answered as duplicates", res.Duplicates)
+		s.incident(ctx, in)
+	}
 	s.m.batches.WithLabelValues("ok").Inc()
 	s.m.events.Add(float64(res.Accepted))
 	s.m.duplicates.Add(float64(res.Duplicates))
