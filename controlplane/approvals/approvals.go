@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/aegis-mesh/aegis/controlplane/auth"
 	"github.com/aegis-mesh/aegis/controlplane/db"
 	"github.com/aegis-mesh/aegis/controlplane/webhook"
 	"github.com/aegis-mesh/aegis/token"
@@ -59,6 +60,12 @@ type OwnerPolicy interface {
 	AgentOwner(ctx context.Context, tenant, agent string) (owner string, forbidSelfApproval bool, err error)
 }
 
+// AgentTokens verifies an agent token a node forwards on behalf of the
+// agent whose request it holds. *tokens.Service implements it.
+type AgentTokens interface {
+	AgentPrincipal(ctx context.Context, tok string) (auth.Principal, error)
+}
+
 // Notifier receives approval events; *webhook.Notifier implements it.
 // Notify must not block.
 type Notifier interface {
@@ -79,6 +86,10 @@ type Config struct {
 	DB        *db.DB
 	Overrides Overrides
 	Owners    OwnerPolicy
+	// Agents lets a node poll an approval for the agent whose request it
+	// holds (header x-aegis-agent-token) and receive the override in the
+	// agent's place; nil: nodes only see the status.
+	Agents AgentTokens
 	// Notifier is told about new and decided approvals; nil: nobody.
 	Notifier Notifier
 	// DefaultExpiry applies when a request has no expires_in; MaxExpiry

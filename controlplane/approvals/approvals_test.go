@@ -13,6 +13,7 @@ import (
 
 	"github.com/aegis-mesh/aegis/controlplane/db"
 	"github.com/aegis-mesh/aegis/controlplane/db/dbtest"
+	"github.com/aegis-mesh/aegis/controlplane/tokens"
 	"github.com/aegis-mesh/aegis/controlplane/webhook"
 	"github.com/aegis-mesh/aegis/token"
 )
@@ -518,4 +519,51 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%s: accepted", tc.name)
 		}
 	}
+}
+
+// TestNodePollsForAgent: the filter's approval hold polls as the node with
+// the held request's agent token forwarded, and receives the override in
+// the agent's place, once; other agents' or tenants' tokens do not work.
+func TestNodePollsForAgent(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		e := newEnv(t, d, nil)
+		var a CreateResponse
+		e.call(t, node1, "POST", "/v1/approvals", request("billing-agent", "payments.create", "h1"), &a)
+		billing := e.agentToken(t, "billing-agent").bearer
+		support := e.agentToken(t, "support-agent").bearer
+		var m tokens.MintResponse
+		if st := e.call(t, caller{sub: "root", roles: "admin"}, "POST", "/v1/tokens/agent", tokens.MintRequest{Tenant: "globex", Agent: "billing-agent"}, &m); st != 201 {
+			t.Fatalf("mint globex token: %d", st)
+		}
+		asNode := func(fwd string) caller { c := node1; c.fwd = fwd; return c }
+		var view AgentView
+		if st := e.call(t, asNode(billing), "GET", "/v1/approvals/"+a.ApprovalID, nil, &view); st != 200 || view.Status != StatusPending {
+			t.Fatalf("hold poll while pending: %d %+v", st, view)
+		}
+		e.call(t, lead, "POST", "/v1/approvals/"+a.ApprovalID+"/approve", nil, nil)
+		for _, tc := range []struct {
+			name   string
+			as     caller
+			status int
+		}{
+			{"other agent's token", asNode(support), 404},
+			{"other tenant's token", asNode(m.Token), 404},
+			{"garbage", asNode("a.b.c"), 403},
+			{"approver forwarding", caller{sub: "lead-1", tenant: "acme", roles: "approver", fwd: billing}, 200},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				var v AgentView
+				if st := e.call(t, tc.as, "GET", "/v1/approvals/"+a.ApprovalID, nil, &v); st != tc.status || v.OverrideToken != "" {
+					t.Errorf("status %d override %q, want %d and no override", st, v.OverrideToken, tc.status)
+				}
+			})
+		}
+		if st := e.call(t, asNode(billing), "GET", "/v1/approvals/"+a.ApprovalID, nil, &view); st != 200 || view.Status != StatusApproved || view.OverrideToken == "" {
+			t.Fatalf("hold poll after approval: %d %+v", st, view)
+		}
+		var again AgentView
+		if st := e.call(t, e.agentToken(t, "billing-agent"), "GET", "/v1/approvals/"+a.ApprovalID, nil, &again); st != 200 || again.OverrideToken != "" || !again.OverrideIssued {
+			t.Errorf("the agent got the override a second time: %+v", again)
+		}
+	})
 }

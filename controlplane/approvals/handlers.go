@@ -143,6 +143,10 @@ func (s *Service) handleList(w http.ResponseWriter, r *http.Request) {
 	httpapi.JSON(w, http.StatusOK, map[string]any{"approvals": as})
 }
 
+// HeaderAgentToken carries the agent's token when a node polls an approval
+// on the agent's behalf (the filter's approval hold).
+const HeaderAgentToken = "X-Aegis-Agent-Token"
+
 // AgentView is what the requesting agent sees of its approval.
 type AgentView struct {
 	ApprovalID    string    `json:"approval_id"`
@@ -168,10 +172,29 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "reading the approval failed", err)
 		return
 	}
+	// A node holding the agent's request polls in the agent's name with
+	// the agent's own token; it then gets exactly what the agent would.
+	if fwd := r.Header.Get(HeaderAgentToken); fwd != "" && p.Has(auth.RoleNode) && !p.Has(auth.RoleAgent) {
+		if s.cfg.Agents == nil || p.Tenant == "" {
+			httpapi.Error(w, http.StatusForbidden, "forbidden", "forwarded agent tokens are not accepted here", nil)
+			return
+		}
+		ap, err := s.cfg.Agents.AgentPrincipal(r.Context(), fwd)
+		if err != nil {
+			s.log.InfoContext(r.Context(), "forwarded agent token refused", "node", p.Subject, "reason", err.Error())
+			httpapi.Error(w, http.StatusForbidden, "invalid_agent_token", "the forwarded agent token does not verify", nil)
+			return
+		}
+		if ap.Tenant != p.Tenant {
+			httpapi.Error(w, http.StatusNotFound, "not_found", "no such approval", nil)
+			return
+		}
+		p = ap
+	}
 	switch {
 	case p.Has(auth.RoleAgent):
 		// Only the requesting agent; for anyone else it does not exist.
-		if p.Tenant == "" || p.Subject != a.Agent {
+		if p.Tenant == "" || p.Tenant != a.Tenant || p.Subject != a.Agent {
 			httpapi.Error(w, http.StatusNotFound, "not_found", "no such approval", nil)
 			return
 		}

@@ -93,7 +93,7 @@ func newEnv(t *testing.T, d *db.DB, notifier Notifier) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(ctx, Config{DB: d, Overrides: ts, Owners: paymentsOwners(t), Notifier: notifier, Registerer: reg, Logger: log, Now: clk.Now})
+	svc, err := New(ctx, Config{DB: d, Overrides: ts, Agents: ts, Owners: paymentsOwners(t), Notifier: notifier, Registerer: reg, Logger: log, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,6 +122,7 @@ func newEnv(t *testing.T, d *db.DB, notifier Notifier) *env {
 type caller struct {
 	sub, tenant, roles string
 	bearer             string
+	fwd                string // forwarded agent token (x-aegis-agent-token)
 }
 
 var (
@@ -147,6 +148,9 @@ func (e *env) do(t *testing.T, as caller, method, path string, body []byte) (int
 	}
 	if as.bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+as.bearer)
+	}
+	if as.fwd != "" {
+		req.Header.Set(HeaderAgentToken, as.fwd)
 	}
 	resp, err := e.srv.Client().Do(req)
 	if err != nil {

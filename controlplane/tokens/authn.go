@@ -99,3 +99,15 @@ func (s *Service) AuthenticateAgent(r *http.Request) (auth.Principal, bool, erro
 	}
 	return auth.Principal{Subject: token.Agent(c), Tenant: c.Tenant, Roles: []auth.Role{auth.RoleAgent}, TokenID: c.ID}, true, nil
 }
+
+// AgentPrincipal verifies a bare agent token (as AuthenticateAgent does for
+// a bearer header) and returns its principal. Nodes forward the token of
+// the agent whose request they hold this way (x-aegis-agent-token) when
+// they poll its approval.
+func (s *Service) AgentPrincipal(ctx context.Context, tok string) (auth.Principal, error) {
+	c, err := s.verifyAgent(ctx, tok)
+	if err != nil {
+		return auth.Principal{}, fmt.Errorf("agent token: %w", err)
+	}
+	return auth.Principal{Subject: token.Agent(c), Tenant: c.Tenant, Roles: []auth.Role{auth.RoleAgent}, TokenID: c.ID}, nil
+}
