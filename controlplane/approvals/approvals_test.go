@@ -119,6 +119,21 @@ func TestLifecycle(t *testing.T) {
 		if st := e.call(t, node1, "POST", "/v1/approvals", request("billing-agent", "payments.create", "p1"), &fresh); st != http.StatusCreated || fresh.ApprovalID == first.ApprovalID {
 			t.Errorf("request after the decision: %d %+v", st, fresh)
 		}
+
+		for _, m := range []struct {
+			c    prometheus.Counter
+			want float64
+		}{
+			{e.svc.m.volume.WithLabelValues("created"), 3},
+			{e.svc.m.volume.WithLabelValues("batched"), 1},
+			{e.svc.m.volume.WithLabelValues("approved"), 1},
+			{e.svc.m.redemptions.WithLabelValues("ok"), 1},
+			{e.svc.m.redemptions.WithLabelValues("already_redeemed"), 1},
+		} {
+			if got := counter(t, m.c); got != m.want {
+				t.Errorf("metric %s = %v, want %v", m.c.Desc(), got, m.want)
+			}
+		}
 	})
 }
 
