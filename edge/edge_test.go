@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/aegis-mesh/aegis/edge/internal/cptest"
 	"github.com/aegis-mesh/aegis/edge/wal"
 	"github.com/aegis-mesh/aegis/token"
@@ -69,7 +72,8 @@ func TestEdgeEnforces(t *testing.T) {
 	defer cp.Close()
 	cfg := f.config()
 	cfg.ControlPlane.URL = cp.URL
-	s, base, admin := start(t, cfg)
+	spans := tracetest.NewSpanRecorder()
+	s, base, admin := startWith(t, cfg, Deps{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))})
 
 	good := "Bearer " + f.mint(t, "billing-agent", "acme", 5*time.Minute)
 	otherKey := &fixture{tokenKey: genKey(t)}
@@ -206,6 +210,25 @@ func TestEdgeEnforces(t *testing.T) {
 		}
 	})
 
+	t.Run("spans", func(t *testing.T) {
+		byAction := map[string]map[string]string{}
+		for _, sp := range spans.Ended() {
+			attrs := map[string]string{}
+			for _, kv := range sp.Attributes() {
+				attrs[string(kv.Key)] = kv.Value.Emit()
+			}
+			byAction[attrs["aegis.action"]] = attrs
+		}
+		allow := byAction["allow"]
+		if allow == nil || allow["aegis.agent_id"] != "billing-agent" || allow["aegis.tool"] != "payments.create" ||
+			allow["aegis.policy_version"] == "" || allow["http.response.status_code"] != "200" {
+			t.Fatalf("allow span attributes %v", allow)
+		}
+		if byAction["deny"] == nil || byAction["sanitize"] == nil || byAction["none"] == nil {
+			t.Errorf("spans by action: %v", byAction)
+		}
+	})
+
 	t.Run("metrics and health", func(t *testing.T) {
 		for path, want := range map[string]string{
 			"/metrics": `aegis_edge_decisions_total{action="allow"}`,
@@ -231,19 +254,6 @@ func TestEdgeEnforces(t *testing.T) {
 			}
 		}
 	})
-}
-
-func TestApprovalOfflineFailsClosed(t *testing.T) {
-	f := newFixture(t, "payments.yaml")
-	_, base, _ := start(t, f.config())
-	good := "Bearer " + f.mint(t, "billing-agent", "acme", 5*time.Minute)
-	status, body := do(t, base, call{method: "POST", host: payHost, path: "/v1/payments", auth: good, body: payment("7500", "EUR", "")})
-	if status != 503 || !strings.Contains(body, "control_plane_unavailable") {
-		t.Fatalf("approval offline: %d %s", status, body)
-	}
-	if len(f.up.seen()) != 0 {
-		t.Fatal("upstream reached")
-	}
 }
 
 func TestTamperedBundle(t *testing.T) {
@@ -275,20 +285,23 @@ func TestTamperedBundle(t *testing.T) {
 	// file offered at start is tampered.
 	cfg2 := f.config()
 	cfg2.StateDir = filepath.Join(f.dir, "state2")
-	writeFile(t, f.bundlePath, good)
-	s2, _, _ := start(t, cfg2)
-	if e, ok := s2.Store().Get("acme"); !ok || e.Manifest.Revision != 1 {
-		t.Fatal("good bundle not cached")
-	}
-	s2.Shutdown(context.Background())
-	writeFile(t, f.bundlePath, tampered)
-	s3, base3, _ := start(t, cfg2)
-	if ready, _ := s3.Ready(); !ready {
+	os.MkdirAll(filepath.Join(cfg2.StateDir, "bundles"), 0o700)
+	writeFile(t, filepath.Join(cfg2.StateDir, "bundles", "acme.bundle"), good)
+	s2, base2, _ := start(t, cfg2)
+	if ready, _ := s2.Ready(); !ready {
 		t.Fatal("cached good bundle not used")
 	}
-	status, body = do(t, base3, call{method: "POST", host: payHost, path: "/v1/payments", auth: auth, body: payment("1", "EUR", "")})
+	status, body = do(t, base2, call{method: "POST", host: payHost, path: "/v1/payments", auth: auth, body: payment("1", "EUR", "")})
 	if status != 200 {
 		t.Fatalf("with the cached bundle: %d %s", status, body)
+	}
+
+	// Offline, an approval cannot be created: the write tool's fail mode
+	// (closed) answers 503 and nothing reaches the upstream.
+	before := len(f.up.seen())
+	status, body = do(t, base2, call{method: "POST", host: payHost, path: "/v1/payments", auth: auth, body: payment("7500", "EUR", "")})
+	if status != 503 || !strings.Contains(body, "control_plane_unavailable") || len(f.up.seen()) != before {
+		t.Fatalf("approval offline: %d %s", status, body)
 	}
 }
 
@@ -449,10 +462,12 @@ log_level: warn
 	}
 	t.Logf("acknowledged %d before the kill; WAL holds %d (torn tail %d bytes)", acked, sum.LastSeq, sum.TornBytes)
 
-	// Restart with a control plane: everything is shipped, once.
+	// Restart with a control plane: everything is shipped, once. (No
+	// filter is needed for shipping.)
 	cp := cptest.New(f.nodeKey.Public().(ed25519.PublicKey))
 	defer cp.Close()
 	cfg.ControlPlane.URL = cp.URL
+	cfg.Filter.Wasm = "none"
 	s, _, _ := start(t, cfg)
 	waitFor(t, "the WAL shipped", func() bool { seq, _ := s.WAL().Head(); return s.WAL().Shipped() == seq })
 	seq, _ := s.WAL().Head()

@@ -213,9 +213,14 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 // URLs.
 func start(t testing.TB, cfg Config) (*Server, string, string) {
 	t.Helper()
+	return startWith(t, cfg, Deps{})
+}
+
+func startWith(t testing.TB, cfg Config, deps Deps) (*Server, string, string) {
+	t.Helper()
 	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	s, err := NewServer(ctx, cfg, Deps{Logger: log})
+	deps.Logger = slog.New(slog.NewTextHandler(testLogWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := NewServer(ctx, cfg, deps)
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}
