@@ -81,6 +81,9 @@ input. (For an edge audit WAL use --dir DIR.)`, io)
 	fmt.Fprintf(io.out, "OK: evidence pack for tenant %s, %s to %s (created %s)\n", m.Tenant, m.From, m.To, m.CreatedAt)
 	fmt.Fprintf(io.out, "  %d events in %d chains, %d of %d checkpoints met, %d policy bundles, %d approvals\n",
 		rep.Events, rep.Chains, rep.CheckpointsMatched, rep.Checkpoints, rep.Bundles, rep.Approvals)
+	if len(rep.RevisionsWithoutBundle) > 0 {
+		fmt.Fprintf(io.out, "  NOTE: no policy bundle in the pack for revisions %v that events were decided under\n", rep.RevisionsWithoutBundle)
+	}
 	if rep.KeyPinned {
 		fmt.Fprintf(io.out, "  signed by the pinned evidence key %s\n", m.KeyID)
 	} else {

@@ -82,7 +82,7 @@ func TestExportVerifies(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.Events != 24 || rep.Chains != 2 || rep.Checkpoints != 2 || rep.CheckpointsMatched != 2 || rep.Bundles != 1 || rep.Approvals != 1 {
+		if rep.Events != 24 || rep.Chains != 2 || rep.Checkpoints != 2 || rep.CheckpointsMatched != 2 || rep.Bundles != 1 || rep.Approvals != 1 || len(rep.RevisionsWithoutBundle) != 0 {
 			t.Fatalf("report %+v", rep)
 		}
 		// A window in the middle of the chains starts after the last

@@ -183,7 +183,8 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Events != 10 || rep.Chains != 2 || rep.Checkpoints != 2 || rep.CheckpointsMatched != 2 || rep.Approvals != 1 || rep.Bundles != 1 || !rep.KeyPinned {
+	if rep.Events != 10 || rep.Chains != 2 || rep.Checkpoints != 2 || rep.CheckpointsMatched != 2 || rep.Approvals != 1 || rep.Bundles != 1 || !rep.KeyPinned ||
+		len(rep.RevisionsWithoutBundle) != 0 {
 		t.Fatalf("report %+v", rep)
 	}
 	// Deterministic: the same content gives the same bytes.

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -60,6 +61,10 @@ type Report struct {
 	CheckpointsMatched int      `json:"checkpoints_matched"`
 	Approvals          int      `json:"approvals"`
 	Bundles            int      `json:"bundles"`
+	// RevisionsWithoutBundle lists policy revisions events were decided
+	// under that no bundle in the pack carries (the pack may hold no
+	// bundles at all, or a node ran an older revision during a rollout).
+	RevisionsWithoutBundle []int64 `json:"revisions_without_bundle,omitempty"`
 }
 
 type cpKey struct {
@@ -80,6 +85,7 @@ type verifier struct {
 	rep         Report
 	windowTo    time.Time
 	rawManifest []byte
+	revisions   map[int64]bool
 }
 
 // Verify reads a pack from r and checks, in this order: the manifest's
@@ -130,6 +136,16 @@ func Verify(r io.Reader, opts VerifyOptions) (*Report, error) {
 	v.rep.Checkpoints = len(v.cps)
 	v.rep.CheckpointsMatched = len(v.matched)
 	v.rep.Bundles = len(v.m.Bundles)
+	have := map[int64]bool{}
+	for _, b := range v.m.Bundles {
+		have[b.Revision] = true
+	}
+	for r := range v.revisions {
+		if !have[r] {
+			v.rep.RevisionsWithoutBundle = append(v.rep.RevisionsWithoutBundle, r)
+		}
+	}
+	slices.Sort(v.rep.RevisionsWithoutBundle)
 	if v.rep.Events != v.m.Events {
 		return nil, broken(EventsFile, "manifest counts %d events, the pack holds %d", v.m.Events, v.rep.Events)
 	}
@@ -433,9 +449,10 @@ func (v *verifier) event(st *chainState, line int, data []byte) *BrokenError {
 		return broken(link, "event is not in canonical form")
 	}
 	var ev struct {
-		Seq    int64  `json:"seq"`
-		NodeID string `json:"node_id"`
-		Tenant string `json:"tenant"`
+		Seq            int64  `json:"seq"`
+		NodeID         string `json:"node_id"`
+		Tenant         string `json:"tenant"`
+		PolicyRevision int64  `json:"policy_revision"`
 	}
 	if err := json.Unmarshal(l.Event, &ev); err != nil {
 		return broken(link, "event: %v", err)
@@ -452,6 +469,10 @@ func (v *verifier) event(st *chainState, line int, data []byte) *BrokenError {
 		}
 		v.matched[cpKey{name, l.Seq}] = true
 	}
+	if v.revisions == nil {
+		v.revisions = map[int64]bool{}
+	}
+	v.revisions[ev.PolicyRevision] = true
 	st.prev = sum
 	st.next++
 	return nil
