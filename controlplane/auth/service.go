@@ -30,6 +30,7 @@ func (s *Service) Register(mux *http.ServeMux) {
 	mux.HandleFunc("PUT /v1/tenants/{tenant}/approval-rule", s.setApprovalRule)
 	mux.HandleFunc("POST /v1/tokens/api", s.issueToken)
 	mux.HandleFunc("DELETE /v1/tokens/api/{jti}", s.revokeToken)
+	mux.HandleFunc("GET /v1/tenants/{tenant}/tokens", s.listTokens)
 	mux.HandleFunc("GET /v1/whoami", s.whoami)
 }
 
@@ -270,4 +271,25 @@ func (s *Service) whoami(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpapi.JSON(w, http.StatusOK, map[string]any{"subject": p.Subject, "tenant": p.Tenant, "roles": p.Roles, "jti": p.TokenID})
+}
+
+// listTokens shows who holds which roles in a tenant (admin, auditor).
+func (s *Service) listTokens(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("tenant")
+	if _, ok := Require(w, r, name, RoleAdmin, RoleAuditor); !ok {
+		return
+	}
+	if _, err := s.Store.Tenant(r.Context(), name); errors.Is(err, ErrUnknownTenant) {
+		WriteUnknownTenant(w, name)
+		return
+	} else if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	ts, err := s.Store.Tokens(r.Context(), name)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	httpapi.JSON(w, http.StatusOK, map[string]any{"tokens": ts})
 }

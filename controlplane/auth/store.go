@@ -217,3 +217,44 @@ func (s *Store) RevokeSubject(ctx context.Context, tenant, subject string, now t
 	}
 	return nil
 }
+
+// TokenInfo describes an issued API token (never the token itself).
+type TokenInfo struct {
+	JTI       string     `json:"jti"`
+	Subject   string     `json:"subject"`
+	Tenant    string     `json:"tenant,omitempty"`
+	Roles     []Role     `json:"roles"`
+	IssuedBy  string     `json:"issued_by"`
+	IssuedAt  time.Time  `json:"issued_at"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// Tokens lists the API tokens issued for tenant: who holds which roles.
+func (s *Store) Tokens(ctx context.Context, tenant string) ([]TokenInfo, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT jti, subject, tenant, roles, issued_by, issued_at, expires_at, revoked_at FROM api_tokens WHERE tenant = $1 ORDER BY issued_at, jti`, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("list API tokens: %w", err)
+	}
+	defer rows.Close()
+	out := []TokenInfo{}
+	for rows.Next() {
+		var ti TokenInfo
+		var roles string
+		var issued, expires int64
+		var revoked sql.NullInt64
+		if err := rows.Scan(&ti.JTI, &ti.Subject, &ti.Tenant, &roles, &ti.IssuedBy, &issued, &expires, &revoked); err != nil {
+			return nil, fmt.Errorf("list API tokens: %w", err)
+		}
+		for _, r := range strings.Fields(roles) {
+			ti.Roles = append(ti.Roles, Role(r))
+		}
+		ti.IssuedAt, ti.ExpiresAt = db.FromMicros(issued), db.FromMicros(expires)
+		if revoked.Valid {
+			t := db.FromMicros(revoked.Int64)
+			ti.RevokedAt = &t
+		}
+		out = append(out, ti)
+	}
+	return out, rows.Err()
+}

@@ -51,6 +51,7 @@ func (s *Service) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/tenants/{tenant}/nodes", s.list)
 	mux.HandleFunc("DELETE /v1/tenants/{tenant}/nodes/{node}", s.disable)
 	mux.HandleFunc("POST /v1/nodes/enroll", s.enroll)
+	mux.HandleFunc("POST /v1/nodes/renew", s.renew)
 	mux.HandleFunc("GET /v1/ca", s.ca)
 }
 
@@ -279,4 +280,36 @@ func (s *Service) disable(w http.ResponseWriter, r *http.Request) {
 func (s *Service) ca(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/x-pem-file")
 	_, _ = w.Write(s.CA.PEM)
+}
+
+// renew gives an enrolled node a fresh certificate and token for its
+// registered key, before the old ones expire. The node proves itself with
+// its current credential; the key, tenant, region and role stay as
+// enrolled.
+func (s *Service) renew(w http.ResponseWriter, r *http.Request) {
+	p, ok := auth.Require(w, r, "", auth.RoleNode)
+	if !ok {
+		return
+	}
+	n, err := s.Store.Node(r.Context(), p.Subject)
+	if err != nil || n.Tenant != p.Tenant {
+		httpapi.Error(w, http.StatusForbidden, "forbidden", "not an enrolled node", nil)
+		return
+	}
+	now := s.now()
+	cert, err := s.CA.IssueNode(n.Tenant, n.ID, n.PublicKey, now, s.CertTTL)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	it, err := s.Issuer.Issue(auth.Principal{Subject: n.ID, Tenant: n.Tenant, Roles: []auth.Role{auth.RoleNode}}, now, s.TokenTTL)
+	if err == nil {
+		err = s.Tokens.RecordToken(r.Context(), it, "renewal")
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	httpapi.JSON(w, http.StatusOK, EnrollResponse{NodeID: n.ID, Tenant: n.Tenant, Region: n.Region, Role: n.Role, Certificate: string(cert),
+		CA: string(s.CA.PEM), Token: it.Token, TokenExpiresAt: it.ExpiresAt})
 }

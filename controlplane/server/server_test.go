@@ -58,6 +58,12 @@ func TestAuthAndTenants(t *testing.T) {
 		h.tenant("globex", false, 1)
 		h.expect(h.do("GET", "/v1/tenants/globex", tadmin, nil), 403, "forbidden")
 
+		toks := h.expect(h.do("GET", "/v1/tenants/acme/tokens", h.admin, nil), 200, "").json(t)["tokens"].([]any)
+		if len(toks) != 2 || strings.Contains(string(h.do("GET", "/v1/tenants/acme/tokens", h.admin, nil).body), author) {
+			t.Fatalf("token listing: %v", toks)
+		}
+		h.expect(h.do("GET", "/v1/tenants/acme/tokens", author, nil), 403, "forbidden")
+
 		// Revocation takes effect on the next request.
 		jti := who["jti"].(string)
 		h.expect(h.do("DELETE", "/v1/tokens/api/"+jti, h.admin, nil), 204, "")
@@ -127,10 +133,19 @@ func TestEnrollment(t *testing.T) {
 		h.expect(h.do("POST", "/v1/tenants/acme/join-tokens", h.admin, map[string]any{"region": "eu", "role": "router"}), 400, "bad_request")
 		h.expect(h.do("POST", "/v1/tenants/nosuch/join-tokens", h.admin, map[string]any{"region": "eu", "role": "edge"}), 404, "unknown_tenant")
 
+		// Renewal keeps the enrolled identity and issues a new token.
+		rn := h.expect(h.req(n.client, "POST", "/v1/nodes/renew", "", nil), 200, "").json(t)
+		if rn["node_id"] != n.id || rn["tenant"] != "acme" || rn["token"] == n.token {
+			t.Fatalf("renewal %v", rn)
+		}
+		h.expect(h.do("GET", "/v1/tenants/acme/state", rn["token"].(string), nil), 200, "")
+		h.expect(h.do("POST", "/v1/nodes/renew", h.admin, nil), 403, "forbidden")
+
 		// Disabling a node ends both of its credentials.
 		h.expect(h.do("DELETE", "/v1/tenants/acme/nodes/"+n.id, h.admin, nil), 204, "")
 		h.expect(h.do("GET", "/v1/tenants/acme/state", n.token, nil), 401, "unauthenticated")
 		h.expect(h.req(n.client, "GET", "/v1/tenants/acme/state", "", nil), 401, "unauthenticated")
+		h.expect(h.do("GET", "/v1/tenants/acme/state", rn["token"].(string), nil), 401, "unauthenticated")
 		if _, _, err := h.s.Nodes.NodeKey(context.Background(), n.id); err == nil {
 			t.Fatal("NodeKey still finds a disabled node")
 		}
