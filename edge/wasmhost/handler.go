@@ -81,8 +81,9 @@ type server struct {
 	info *StreamInfo
 
 	expired atomic.Bool
-	replied bool // a complete response was written by the host or filter
-	abort   bool // reset the client connection
+	ended   atomic.Bool // finish ran: the instance may serve another request
+	replied bool        // a complete response was written by the host or filter
+	abort   bool        // reset the client connection
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -105,8 +106,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	sv := &server{p: p, in: in, w: w, r: r, ctx: ctx, info: info,
-		s: &stream{req: r, scheme: scheme, start: time.Now(), wake: make(chan struct{}, 1)}}
+	sv := &server{p: p, in: in, w: w, r: r, ctx: ctx, info: info, s: in.newStream(r, scheme)}
 	info.Instance = in.id
 	timer := time.AfterFunc(p.cfg.RequestTimeout, sv.expire)
 	defer func() {
@@ -133,6 +133,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // interrupted by closing its module (the instance is then replaced); a
 // request waiting on a paused stream is woken and failed.
 func (sv *server) expire() {
+	if sv.ended.Load() {
+		return
+	}
 	sv.expired.Store(true)
 	in := sv.in
 	if in.running.Load() {
@@ -316,7 +319,10 @@ func (sv *server) guest(f api.Function, args ...uint64) (abi.Action, error) {
 	}
 	in := sv.in
 	in.mu.Lock()
-	r, err := in.call(f, sv.s.id, append([]uint64{uint64(sv.s.id)}, args...)...)
+	var buf [4]uint64
+	buf[0] = uint64(sv.s.id)
+	n := 1 + copy(buf[1:], args)
+	r, err := in.call(f, sv.s.id, buf[:n]...)
 	in.mu.Unlock()
 	return abi.Action(uint32(r)), err
 }
@@ -500,6 +506,9 @@ func (sv *server) finish() {
 		})
 		defer guard.Stop()
 	}
+	// From here the deadline timer no longer acts: the instance may soon
+	// serve another request.
+	sv.ended.Store(true)
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if in.stream != s {
@@ -516,6 +525,34 @@ func (sv *server) finish() {
 	}
 	in.stream = nil
 	sv.info.FilterState = s.state
+	in.recycle(s)
+}
+
+// newStream returns a stream for r, reusing the buffers of the instance's
+// previous one.
+func (in *instance) newStream(r *http.Request, scheme string) *stream {
+	s := in.spare
+	in.spare = nil
+	if s == nil {
+		s = &stream{}
+	}
+	select {
+	case <-in.wake: // a stale wakeup from the previous request
+	default:
+	}
+	s.req, s.scheme, s.start, s.wake = r, scheme, time.Now(), in.wake
+	return s
+}
+
+// recycle keeps a finished stream's buffers for the next request; the
+// filter state map went to the embedder and is not reused.
+func (in *instance) recycle(s *stream) {
+	*s = stream{
+		reqHeaders: s.reqHeaders[:0], reqTrailers: s.reqTrailers[:0],
+		respHeaders: s.respHeaders[:0], respTrailers: s.respTrailers[:0],
+		reqBody: s.reqBody[:0], respBody: s.respBody[:0],
+	}
+	in.spare = s
 }
 
 // respWriter is the ResponseWriter next writes to: it runs the response

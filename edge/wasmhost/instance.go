@@ -66,6 +66,11 @@ type instance struct {
 	// running is set while guest code runs on behalf of a request.
 	running atomic.Bool
 
+	// wake and spare are reused by the requests the instance serves, one
+	// at a time.
+	wake  chan struct{}
+	spare *stream
+
 	stack      [8]uint64
 	allocStack [1]uint64
 }
@@ -120,8 +125,11 @@ func (e errRestricted) Error() string {
 // guest refuses is an error (the instance is closed).
 func (p *Pool) newInstance(ctx context.Context, pluginConfig []byte, gen uint64) (*instance, error) {
 	id := p.nextInstance.Add(1)
-	in := &instance{pool: p, id: id, gen: gen, nextID: rootContextID + 1, callouts: map[uint32]*callout{}}
-	in.cctx = callCtx{parent: context.WithoutCancel(ctx), in: in}
+	in := &instance{pool: p, id: id, gen: gen, nextID: rootContextID + 1, callouts: map[uint32]*callout{},
+		wake: make(chan struct{}, 1)}
+	// Guest calls never see the caller's context values or cancellation:
+	// deadlines are the host's business (see kill).
+	in.cctx = callCtx{parent: context.Background(), in: in}
 	cfg := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions().
