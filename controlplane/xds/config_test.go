@@ -75,8 +75,8 @@ func TestConfigValidate(t *testing.T) {
 
 func TestRevisionOf(t *testing.T) {
 	for in, want := range map[string]int64{"r12-abcdef": 12, "r0-x": 0, "l-abc": 0, "": 0, "r-1-x": 0, "rx-1": 0} {
-		if got := revisionOf(in); got != want {
-			t.Errorf("revisionOf(%q) = %d, want %d", in, got, want)
+		if got := RevisionOf(in); got != want {
+			t.Errorf("RevisionOf(%q) = %d, want %d", in, got, want)
 		}
 	}
 }

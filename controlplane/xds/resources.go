@@ -25,6 +25,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -63,11 +64,33 @@ type builder struct {
 	cfg         *Config
 	fingerprint []byte
 	wasmSHA256  string
+	// pcHead and pcTail are the wire form of the filter's PluginConfig
+	// before and after its configuration field.
+	pcHead, pcTail []byte
 }
 
-func newBuilder(cfg *Config) *builder {
+func newBuilder(cfg *Config) (*builder, error) {
 	sum := sha256.Sum256(cfg.Wasm)
-	return &builder{cfg: cfg, fingerprint: cfg.fingerprint(), wasmSHA256: hex.EncodeToString(sum[:])}
+	b := &builder{cfg: cfg, fingerprint: cfg.fingerprint(), wasmSHA256: hex.EncodeToString(sum[:])}
+	// PluginConfig's fields before configuration (4) and after it, in the
+	// order protobuf-go writes them: by number, oneof members (vm_config)
+	// last.
+	full := b.wasm(nil).GetConfig()
+	det := proto.MarshalOptions{Deterministic: true}
+	head, err := det.Marshal(&wasmv3.PluginConfig{Name: full.Name, RootId: full.RootId})
+	if err != nil {
+		return nil, err
+	}
+	policy, err := det.Marshal(&wasmv3.PluginConfig{FailurePolicy: full.FailurePolicy})
+	if err != nil {
+		return nil, err
+	}
+	vm, err := det.Marshal(&wasmv3.PluginConfig{Vm: full.Vm})
+	if err != nil {
+		return nil, err
+	}
+	b.pcHead, b.pcTail = head, append(policy, vm...)
+	return b, nil
 }
 
 // ecdsVersion is the version of the node's ECDS resource: the release
@@ -85,8 +108,9 @@ func (b *builder) ecdsVersion(n nodeInfo, rel *release) string {
 	return "r" + strconv.FormatInt(rev, 10) + "-" + hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// revisionOf reads the revision back out of an ECDS version.
-func revisionOf(version string) int64 {
+// RevisionOf reads the release revision out of an ECDS version
+// (r<revision>-<digest>); 0 for anything else.
+func RevisionOf(version string) int64 {
 	s, ok := strings.CutPrefix(version, "r")
 	if !ok {
 		return 0
@@ -103,10 +127,54 @@ func (b *builder) listenerVersion(n nodeInfo) string {
 	return "l-" + hex.EncodeToString(h.Sum(nil))[:16]
 }
 
+// envoyResources are a node's listener, routes and clusters. They depend
+// on the node and the server configuration only, never on a release, so a
+// node keeps them from one publish to the next.
+type envoyResources struct {
+	version   string
+	listeners []types.Resource
+	routes    []types.Resource
+	clusters  []types.Resource
+}
+
+// envoy builds and validates the Envoy resources of n (none for the edge).
+func (b *builder) envoy(n nodeInfo) (*envoyResources, error) {
+	e := &envoyResources{version: b.listenerVersion(n)}
+	if n.role == RoleEdge {
+		return e, nil
+	}
+	l, err := b.listener(n)
+	if err != nil {
+		return nil, err
+	}
+	e.listeners = []types.Resource{l}
+	e.routes = []types.Resource{b.routes()}
+	e.clusters = b.clusters()
+	for _, set := range [][]types.Resource{e.listeners, e.routes, e.clusters} {
+		for _, r := range set {
+			if err := ValidateDeep(r); err != nil {
+				return nil, fmt.Errorf("resource %s: %w", cache.GetResourceName(r), err)
+			}
+		}
+	}
+	return e, nil
+}
+
 // snapshot builds the node's snapshot: ECDS for every role, and for Envoy
-// roles the listener, its routes and clusters. Every resource is checked
-// with ValidateDeep and the snapshot with Consistent before it is used.
-func (b *builder) snapshot(n nodeInfo, rel *release) (*cache.Snapshot, error) {
+// roles the listener, its routes and clusters (env, from envoy; nil builds
+// them). Every resource is checked with ValidateDeep and the snapshot with
+// Consistent before it is used.
+func (b *builder) snapshot(n nodeInfo, rel *release, env *envoyResources) (*cache.Snapshot, error) {
+	if env == nil {
+		var err error
+		if env, err = b.envoy(n); err != nil {
+			return nil, err
+		}
+	}
+	// The ECDS resource is not validated here but once per release
+	// (validateRelease): a node's copy differs only in the "node" member of
+	// the plugin configuration string, which no rule constrains, and
+	// validating every copy was the largest per-node cost of a publish.
 	ecds, err := b.extensionConfig(n, rel)
 	if err != nil {
 		return nil, err
@@ -114,26 +182,27 @@ func (b *builder) snapshot(n nodeInfo, rel *release) (*cache.Snapshot, error) {
 	snap := &cache.Snapshot{}
 	snap.Resources[types.ExtensionConfig] = cache.NewResources(b.ecdsVersion(n, rel), []types.Resource{ecds})
 	if n.role != RoleEdge {
-		lv := b.listenerVersion(n)
-		l, err := b.listener(n)
-		if err != nil {
-			return nil, err
-		}
-		snap.Resources[types.Listener] = cache.NewResources(lv, []types.Resource{l})
-		snap.Resources[types.Route] = cache.NewResources(lv, []types.Resource{b.routes()})
-		snap.Resources[types.Cluster] = cache.NewResources(lv, b.clusters())
-	}
-	for typ := range snap.Resources {
-		for name, r := range snap.Resources[typ].Items {
-			if err := ValidateDeep(r.Resource); err != nil {
-				return nil, fmt.Errorf("resource %s: %w", name, err)
-			}
-		}
+		snap.Resources[types.Listener] = cache.NewResources(env.version, env.listeners)
+		snap.Resources[types.Route] = cache.NewResources(env.version, env.routes)
+		snap.Resources[types.Cluster] = cache.NewResources(env.version, env.clusters)
 	}
 	if err := snap.Consistent(); err != nil {
 		return nil, err
 	}
 	return snap, nil
+}
+
+// validateRelease checks the ECDS resource of rel (nil: the deny
+// configuration) with ValidateDeep, as any node of its tenant would get it.
+func (b *builder) validateRelease(tenant string, rel *release) error {
+	ecds, err := b.extensionConfig(nodeInfo{id: "validation-template", tenant: tenant, region: "region", role: RoleGateway}, rel)
+	if err != nil {
+		return err
+	}
+	if err := ValidateDeep(ecds); err != nil {
+		return fmt.Errorf("resource %s: %w", FilterName, err)
+	}
+	return nil
 }
 
 // pluginConfig is the filter configuration a node gets: the release's
@@ -187,23 +256,54 @@ func marshal(v any) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
+// extensionConfig builds the node's ECDS resource: a TypedExtensionConfig
+// holding the Wasm filter configuration with the node's plugin
+// configuration. It writes the Wasm wire form directly, the fixed parts
+// (pcHead, pcTail) marshalled once, in one allocation: the same bytes as
+// marshalling b.wasm(conf) (tested), without the three intermediate copies
+// of a configuration that carries whole bundles, for every node of a
+// publish.
 func (b *builder) extensionConfig(n nodeInfo, rel *release) (*corev3.TypedExtensionConfig, error) {
 	conf, err := pluginConfig(n, rel)
 	if err != nil {
 		return nil, err
 	}
-	w, err := anypb.New(b.wasm(conf))
-	if err != nil {
-		return nil, err
-	}
-	return &corev3.TypedExtensionConfig{Name: FilterName, TypedConfig: w}, nil
+	svLen := fieldSize(1, len(conf))
+	anyLen := fieldSize(1, len(stringValueURL)) + fieldSize(2, svLen)
+	pcLen := len(b.pcHead) + fieldSize(4, anyLen) + len(b.pcTail)
+	buf := make([]byte, 0, fieldSize(1, pcLen))
+	buf = appendLen(buf, 1, pcLen) // Wasm.config
+	buf = append(buf, b.pcHead...)
+	buf = appendLen(buf, 4, anyLen) // PluginConfig.configuration
+	buf = appendLen(buf, 1, len(stringValueURL))
+	buf = append(buf, stringValueURL...) // Any.type_url
+	buf = appendLen(buf, 2, svLen)       // Any.value
+	buf = appendLen(buf, 1, len(conf))   // StringValue.value
+	buf = append(buf, conf...)
+	buf = append(buf, b.pcTail...)
+	return &corev3.TypedExtensionConfig{Name: FilterName, TypedConfig: &anypb.Any{TypeUrl: WasmTypeURL, Value: buf}}, nil
+}
+
+const stringValueURL = "type.googleapis.com/google.protobuf.StringValue"
+
+// fieldSize is the wire size of a length-delimited field of n bytes.
+func fieldSize(num protowire.Number, n int) int {
+	return protowire.SizeTag(num) + protowire.SizeBytes(n)
+}
+
+func appendLen(b []byte, num protowire.Number, n int) []byte {
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendVarint(b, uint64(n))
 }
 
 // wasm is the filter's configuration: the module fetched from the control
 // plane and pinned by sha256 (with retries: remote fetches fail
 // transiently), fail closed, trust root from the node's environment.
 func (b *builder) wasm(pluginJSON []byte) *wasmfilterv3.Wasm {
-	conf, _ := anypb.New(wrapperspb.String(string(pluginJSON)))
+	var conf *anypb.Any
+	if pluginJSON != nil {
+		conf, _ = anypb.New(wrapperspb.String(string(pluginJSON)))
+	}
 	return &wasmfilterv3.Wasm{Config: &wasmv3.PluginConfig{
 		Name:   FilterName,
 		RootId: WasmVMID,

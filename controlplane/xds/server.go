@@ -72,6 +72,7 @@ type nodeState struct {
 	// always reflects the newest inputs.
 	setMu sync.Mutex
 	built string // versions of the snapshot set in the cache, "" for none
+	envoy *envoyResources
 
 	info      nodeInfo
 	streams   int
@@ -102,12 +103,19 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	cfg.Wasm = slices.Clone(cfg.Wasm)
 	cfg.Upstreams = slices.Clone(cfg.Upstreams)
+	b, err := newBuilder(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("xds: %w", err)
+	}
+	if err := b.validateRelease("tenant", nil); err != nil {
+		return nil, fmt.Errorf("xds: deny configuration: %w", err)
+	}
 	s := &Server{
 		ctx:      ctx,
 		cfg:      cfg,
 		log:      cfg.Logger,
 		now:      cfg.Now,
-		build:    newBuilder(&cfg),
+		build:    b,
 		releases: map[string][]*release{},
 		nodes:    map[string]*nodeState{},
 		streams:  map[streamKey]*streamState{},
@@ -184,6 +192,9 @@ func (s *Server) SetTenant(ctx context.Context, tenant string, tc TenantConfig) 
 	now := s.now()
 	rel, err := newRelease(tenant, tc, members, now)
 	if err != nil {
+		return fmt.Errorf("tenant %s: %w", tenant, err)
+	}
+	if err := s.build.validateRelease(tenant, rel); err != nil {
 		return fmt.Errorf("tenant %s: %w", tenant, err)
 	}
 	s.mu.Lock()
@@ -274,7 +285,16 @@ func (s *Server) refresh(ns *nodeState) error {
 	if key == ns.built {
 		return nil
 	}
-	snap, err := s.build.snapshot(info, rel)
+	if ns.envoy == nil || ns.envoy.version != s.build.listenerVersion(info) {
+		env, err := s.build.envoy(info)
+		if err != nil {
+			s.metrics.buildErrors.Inc()
+			s.log.Error("xds: building a node's listener", "node", info.id, "tenant", info.tenant, "err", err)
+			return fmt.Errorf("node %s: %w", info.id, err)
+		}
+		ns.envoy = env
+	}
+	snap, err := s.build.snapshot(info, rel, ns.envoy)
 	if err != nil {
 		s.metrics.buildErrors.Inc()
 		s.log.Error("xds: building a node snapshot", "node", info.id, "tenant", info.tenant, "err", err)
@@ -513,7 +533,7 @@ func (s *Server) nackLocked(ns *nodeState, typeURL string, last sent, msg string
 	now := s.now()
 	s.metrics.nacks.WithLabelValues(typeName(typeURL)).Inc()
 	msg = truncate(msg, 2048)
-	ns.nack = &Nack{Type: typeName(typeURL), Version: last.version, Revision: revisionOf(last.version), Nonce: last.nonce, Error: msg, At: now}
+	ns.nack = &Nack{Type: typeName(typeURL), Version: last.version, Revision: RevisionOf(last.version), Nonce: last.nonce, Error: msg, At: now}
 	if typeURL != typeECDS {
 		ns.nack.Revision = 0
 	}

@@ -168,7 +168,7 @@ func TestDeltaReceivesECDSAcksAndNacks(t *testing.T) {
 	if b, n := bundleOf(ecdsConfig(t, resp.GetResources()[0].GetResource()), "acme"); n != 1 || b == "" {
 		t.Fatal("release not delivered over delta")
 	}
-	if revisionOf(resp.GetSystemVersionInfo()) != 7 {
+	if RevisionOf(resp.GetSystemVersionInfo()) != 7 {
 		t.Fatalf("system version %q", resp.GetSystemVersionInfo())
 	}
 	if err := d.ack(resp); err != nil {

@@ -89,8 +89,8 @@ func (s *Server) rowLocked(ns *nodeState) NodeStatus {
 func (s *Server) completeLocked(r *NodeStatus) {
 	info := nodeInfo{id: r.NodeID, tenant: r.Tenant, region: r.Region, role: r.Role}
 	r.ExpectedVersion = s.build.ecdsVersion(info, s.releaseFor(info))
-	r.ExpectedRevision = revisionOf(r.ExpectedVersion)
-	r.AckedRevision = revisionOf(r.AckedVersion)
+	r.ExpectedRevision = RevisionOf(r.ExpectedVersion)
+	r.AckedRevision = RevisionOf(r.AckedVersion)
 	switch {
 	case r.Nack != nil:
 		r.State = StateNacked

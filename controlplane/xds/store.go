@@ -221,7 +221,7 @@ func (st *store) nodes(ctx context.Context) ([]NodeStatus, error) {
 		if nType.Valid {
 			r.Nack = &Nack{Type: nType.String, Version: nVersion.String, Nonce: nNonce.String, Error: nError.String, At: db.FromMicros(nackAt.Int64)}
 			if r.Nack.Type == "ecds" {
-				r.Nack.Revision = revisionOf(r.Nack.Version)
+				r.Nack.Revision = RevisionOf(r.Nack.Version)
 			}
 		}
 		out = append(out, r)

@@ -52,8 +52,8 @@ func TestDriftStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(events) != 2 || events[0].Kind != "nack" || events[0].Error != "bundle rejected: expired" || revisionOf(events[0].Version) != 2 ||
-			events[1].Kind != "ack" || revisionOf(events[1].Version) != 1 || events[0].Nonce == "" || events[0].Tenant != "acme" {
+		if len(events) != 2 || events[0].Kind != "nack" || events[0].Error != "bundle rejected: expired" || RevisionOf(events[0].Version) != 2 ||
+			events[1].Kind != "ack" || RevisionOf(events[1].Version) != 1 || events[0].Nonce == "" || events[0].Tenant != "acme" {
 			t.Fatalf("history %+v", events)
 		}
 		ts := httpEnv(t, env)

@@ -1,6 +1,7 @@
 package xds
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
 	"math/big"
@@ -32,7 +33,7 @@ func mustAny(t testing.TB, m proto.Message) *anypb.Any {
 func gatewayListener(t testing.TB) *listenerv3.Listener {
 	t.Helper()
 	cfg := testConfig(t)
-	l, err := newBuilder(&cfg).listener(nodeInfo{id: "gw-1", tenant: "acme", region: "eu", role: RoleGateway})
+	l, err := mustBuilder(t, &cfg).listener(nodeInfo{id: "gw-1", tenant: "acme", region: "eu", role: RoleGateway})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func TestValidateDeep(t *testing.T) {
 // resource passes ValidateDeep (snapshot refuses otherwise).
 func TestSnapshotResources(t *testing.T) {
 	cfg := testConfig(t)
-	b := newBuilder(&cfg)
+	b := mustBuilder(t, &cfg)
 	members, err := checkTenantConfig("acme", TenantConfig{PluginConfigJSON: pluginJSON("acme", "m"), Version: "v1", Revision: 4})
 	if err != nil {
 		t.Fatal(err)
@@ -190,12 +191,12 @@ func TestSnapshotResources(t *testing.T) {
 	} {
 		t.Run(string(tc.role), func(t *testing.T) {
 			n := nodeInfo{id: "n-1", tenant: "acme", region: "eu", role: tc.role}
-			snap, err := b.snapshot(n, rel)
+			snap, err := b.snapshot(n, rel, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			ecds := snap.Resources[types.ExtensionConfig]
-			if len(ecds.Items) != 1 || ecds.Version != b.ecdsVersion(n, rel) || revisionOf(ecds.Version) != 4 {
+			if len(ecds.Items) != 1 || ecds.Version != b.ecdsVersion(n, rel) || RevisionOf(ecds.Version) != 4 {
 				t.Fatalf("ECDS %v version %q", ecds.Items, ecds.Version)
 			}
 			tec := ecds.Items[FilterName].Resource.(*corev3.TypedExtensionConfig)
@@ -236,7 +237,7 @@ func TestSnapshotResources(t *testing.T) {
 			rel2 := *rel
 			rel2.digest = "other"
 			rel2.cfg.Revision = 5
-			snap2, err := b.snapshot(n, &rel2)
+			snap2, err := b.snapshot(n, &rel2, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -294,5 +295,65 @@ func TestDenyConfiguration(t *testing.T) {
 	_ = pub
 	if ed25519.Verify(ed25519.PublicKey(raw), []byte("m"), ed25519.Sign(priv, []byte("m"))) {
 		t.Fatal("verified")
+	}
+}
+
+func mustBuilder(t testing.TB, cfg *Config) *builder {
+	t.Helper()
+	b, err := newBuilder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestExtensionConfigEncoding: the hand-written wire form of the ECDS
+// resource is exactly what marshalling the message gives, and what
+// validateRelease checks is what every node gets but for "node".
+func TestExtensionConfigEncoding(t *testing.T) {
+	cfg := testConfig(t)
+	b := mustBuilder(t, &cfg)
+	tc := TenantConfig{PluginConfigJSON: pluginJSON("acme", "m"), Version: "v1", Revision: 4}
+	members, err := checkTenantConfig("acme", tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel, err := newRelease("acme", tc, members, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*release{nil, rel} {
+		for _, n := range []nodeInfo{{id: "n1", tenant: "acme"}, {id: "gw-eu-7", tenant: "acme", region: "eu-west-1"}} {
+			got, err := b.extensionConfig(n, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conf, err := pluginConfig(n, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := proto.MarshalOptions{Deterministic: true}.Marshal(b.wasm(conf))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.GetTypedConfig().GetTypeUrl() != WasmTypeURL || !bytes.Equal(got.GetTypedConfig().GetValue(), want) {
+				t.Fatalf("node %s: encoding differs from proto.Marshal", n.id)
+			}
+			if err := ValidateDeep(got); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A release whose resource fails validation is refused at publish.
+	env := newEnv(t, nil)
+	// Remote code without its sha256 pin violates a rule.
+	full := env.srv.build.wasm(nil).GetConfig()
+	full.GetVmConfig().GetCode().GetRemote().Sha256 = ""
+	det := proto.MarshalOptions{Deterministic: true}
+	policy, _ := det.Marshal(&wasmv3.PluginConfig{FailurePolicy: full.FailurePolicy})
+	vm, _ := det.Marshal(&wasmv3.PluginConfig{Vm: full.Vm})
+	env.srv.build.pcTail = append(policy, vm...)
+	if err := env.srv.SetTenant(testCtx(t), "acme", tc); err == nil || !strings.Contains(err.Error(), "Sha256") {
+		t.Fatalf("got %v", err)
 	}
 }
