@@ -421,11 +421,10 @@ func (s *Service) streamJSONL(w http.ResponseWriter, r *http.Request, q Query) {
 				s.internal(w, "query", err)
 				return
 			}
-			// Headers are gone: cut the stream short so the reader sees an
-			// incomplete line rather than a clean end.
+			// Headers are gone: abort the connection so the reader sees a
+			// failed transfer, never a clean but short stream.
 			s.log.Error("audit: jsonl export", "error", err)
-			w.Write([]byte("{"))
-			return
+			panic(http.ErrAbortHandler)
 		}
 		if _, err := w.Write(buf); err != nil {
 			return
@@ -516,7 +515,10 @@ func (s *Service) handleExport(w http.ResponseWriter, r *http.Request) {
 			s.internal(w, "export", err)
 			return
 		}
+		// Part of the pack is out: abort the connection so the client
+		// sees a failed download rather than a clean end.
 		s.log.Error("audit: export cut short", "error", err)
+		panic(http.ErrAbortHandler)
 	}
 }
 
