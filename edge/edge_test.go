@@ -215,7 +215,7 @@ func TestEdgeEnforces(t *testing.T) {
 		for _, sp := range spans.Ended() {
 			attrs := map[string]string{}
 			for _, kv := range sp.Attributes() {
-				attrs[string(kv.Key)] = kv.Value.Emit()
+				attrs[string(kv.Key)] = kv.Value.String()
 			}
 			byAction[attrs["aegis.action"]] = attrs
 		}

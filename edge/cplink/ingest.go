@@ -31,7 +31,7 @@ const MaxBatchBytes = 8 << 20
 
 // Appender is what Ingest needs from the WAL.
 type Appender interface {
-	Append(ctx context.Context, events []json.RawMessage) (first, last int64, err error)
+	AppendEvents(ctx context.Context, events []wal.Event) (first, last int64, err error)
 }
 
 var _ Appender = (*wal.WAL)(nil)
@@ -102,7 +102,7 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (in *Ingest) ingest(ctx context.Context, body []byte) (int, any) {
-	b, hashes, err := parseVMBatch(body)
+	b, evs, hashes, err := parseVMBatch(body)
 	if err != nil {
 		in.log.Error("audit batch from the filter refused", "err", err)
 		return http.StatusBadRequest, apiError{Error: "bad_request", Message: err.Error()}
@@ -132,7 +132,7 @@ func (in *Ingest) ingest(ctx context.Context, body []byte) (int, any) {
 	if !bytes.Equal(prevOfFirstNew, c.head) {
 		return http.StatusConflict, conflict{Error: "fork", ExpectedSeq: c.next}
 	}
-	if _, _, err := in.w.Append(ctx, b.Events[skip:]); err != nil {
+	if _, _, err := in.w.AppendEvents(ctx, evs[skip:]); err != nil {
 		in.log.Error("audit: appending to the WAL failed; the filter keeps the batch", "chain", b.ChainID, "err", err)
 		return http.StatusServiceUnavailable, apiError{Error: "wal_unavailable", Message: "the audit WAL refused the events"}
 	}
@@ -141,44 +141,41 @@ func (in *Ingest) ingest(ctx context.Context, body []byte) (int, any) {
 }
 
 // parseVMBatch decodes a batch strictly and recomputes its hash chain,
-// returning each event's hash.
-func parseVMBatch(body []byte) (vmBatch, [][]byte, error) {
+// returning the parsed events and each one's hash.
+func parseVMBatch(body []byte) (vmBatch, []wal.Event, [][]byte, error) {
 	var b vmBatch
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&b); err != nil {
-		return b, nil, fmt.Errorf("audit batch: %w", err)
+		return b, nil, nil, fmt.Errorf("audit batch: %w", err)
 	}
 	if dec.More() {
-		return b, nil, errors.New("audit batch: data after the object")
+		return b, nil, nil, errors.New("audit batch: data after the object")
 	}
 	if b.ChainID == "" || len(b.Events) == 0 || b.SeqFirst < 1 || b.SeqLast != b.SeqFirst+int64(len(b.Events))-1 {
-		return b, nil, errors.New("audit batch: chain_id, events and seq_first..seq_last do not agree")
+		return b, nil, nil, errors.New("audit batch: chain_id, events and seq_first..seq_last do not agree")
 	}
 	prev, err := hex.DecodeString(b.PrevHash)
 	if err != nil || len(prev) != 32 {
-		return b, nil, errors.New("audit batch: prev_hash is not 32 hex-encoded bytes")
+		return b, nil, nil, errors.New("audit batch: prev_hash is not 32 hex-encoded bytes")
 	}
+	evs := make([]wal.Event, len(b.Events))
 	hashes := make([][]byte, len(b.Events))
 	for i, raw := range b.Events {
-		canon, err := wal.Canonical(raw)
+		ev, err := wal.ParseEvent(raw)
 		if err != nil {
-			return b, nil, fmt.Errorf("audit batch: events[%d]: %w", i, err)
+			return b, nil, nil, fmt.Errorf("audit batch: events[%d]: %w", i, err)
 		}
-		var seq struct {
-			Seq int64 `json:"seq"`
+		if seq, ok := ev.Int("seq"); !ok || seq != b.SeqFirst+int64(i) {
+			return b, nil, nil, fmt.Errorf("audit batch: events[%d]: seq %d out of order", i, seq)
 		}
-		if err := json.Unmarshal(canon, &seq); err != nil || seq.Seq != b.SeqFirst+int64(i) {
-			return b, nil, fmt.Errorf("audit batch: events[%d]: seq %d out of order", i, seq.Seq)
-		}
-		h := wal.ChainHash(prev, canon)
-		hashes[i] = h[:]
-		prev = h[:]
+		h := wal.ChainHash(prev, ev.Canonical())
+		evs[i], hashes[i], prev = ev, h[:], h[:]
 	}
 	if hex.EncodeToString(prev) != b.BatchHash {
-		return b, nil, errors.New("audit batch: batch_hash does not match the events")
+		return b, nil, nil, errors.New("audit batch: batch_hash does not match the events")
 	}
-	return b, hashes, nil
+	return b, evs, hashes, nil
 }
 
 type apiError struct {

@@ -219,20 +219,53 @@ func syncDir(dir string) error {
 	return nil
 }
 
+// Event is an audit event decoded strictly (see Canonical), ready to be
+// appended.
+type Event struct{ obj object }
+
+// ParseEvent decodes one event object strictly.
+func ParseEvent(raw []byte) (Event, error) {
+	obj, err := decodeEvent(raw)
+	if err != nil {
+		return Event{}, err
+	}
+	return Event{obj: obj}, nil
+}
+
+// Int returns an integer member of the event.
+func (e Event) Int(name string) (int64, bool) {
+	v, ok := e.obj[name].(int64)
+	return v, ok
+}
+
+// Canonical returns the event's JCS form as it stands.
+func (e Event) Canonical() []byte { return appendJCS(nil, e.obj) }
+
 // Append adds events (JSON objects, as the filter sends them) to the
 // chain, stamping seq and node_id, and returns the seqs they got. Either
 // all events are appended or none: a malformed one refuses the call.
 func (w *WAL) Append(ctx context.Context, events []json.RawMessage) (first, last int64, err error) {
+	evs := make([]Event, len(events))
+	for i, raw := range events {
+		if evs[i], err = ParseEvent(raw); err != nil {
+			return 0, 0, fmt.Errorf("events[%d]: %w", i, err)
+		}
+	}
+	return w.AppendEvents(ctx, evs)
+}
+
+// AppendEvents is Append for events already parsed. It sets their seq and
+// node_id.
+func (w *WAL) AppendEvents(ctx context.Context, evs []Event) (first, last int64, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, 0, err
 	}
-	objs := make([]object, len(events))
-	for i, raw := range events {
-		obj, err := decodeEvent(raw)
-		if err != nil {
-			return 0, 0, fmt.Errorf("events[%d]: %w", i, err)
+	objs := make([]object, len(evs))
+	for i, e := range evs {
+		if e.obj == nil {
+			return 0, 0, fmt.Errorf("events[%d]: empty event", i)
 		}
-		objs[i] = obj
+		objs[i] = e.obj
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
