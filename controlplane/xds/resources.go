@@ -207,22 +207,33 @@ func (b *builder) validateRelease(tenant string, rel *release) error {
 
 // pluginConfig is the filter configuration a node gets: the release's
 // members (or the deny configuration) with "node" set to the node's
-// enrolled identity. The release body is marshalled once; only the node
-// member is added per node.
+// enrolled identity.
 func pluginConfig(n nodeInfo, rel *release) ([]byte, error) {
-	if rel == nil {
-		return denyConfig(nodeMember(n))
-	}
-	node, err := marshal(nodeMember(n))
+	head, node, err := pluginConfigParts(n, rel)
 	if err != nil {
 		return nil, err
 	}
+	out := make([]byte, 0, len(head)+len(node)+1)
+	return append(append(append(out, head...), node...), '}'), nil
+}
+
+// pluginConfigParts returns the plugin configuration as head + node + "}":
+// the release body is marshalled once, and only the node member is made
+// per node.
+func pluginConfigParts(n nodeInfo, rel *release) (head, node []byte, err error) {
+	if rel == nil {
+		deny, err := denyConfig(nodeMember(n))
+		if err != nil {
+			return nil, nil, err
+		}
+		return deny[:len(deny)-1], nil, nil
+	}
+	member, err := marshal(nodeMember(n))
+	if err != nil {
+		return nil, nil, err
+	}
 	body := rel.body
-	out := make([]byte, 0, len(body)+len(node)+16)
-	out = append(out, body[:len(body)-1]...) // without the closing brace
-	out = append(out, `,"node":`...)
-	out = append(out, node...)
-	return append(out, '}'), nil
+	return body[:len(body)-1], append([]byte(`,"node":`), member...), nil
 }
 
 func nodeMember(n nodeInfo) map[string]string {
@@ -264,11 +275,12 @@ func marshal(v any) ([]byte, error) {
 // of a configuration that carries whole bundles, for every node of a
 // publish.
 func (b *builder) extensionConfig(n nodeInfo, rel *release) (*corev3.TypedExtensionConfig, error) {
-	conf, err := pluginConfig(n, rel)
+	head, node, err := pluginConfigParts(n, rel)
 	if err != nil {
 		return nil, err
 	}
-	svLen := fieldSize(1, len(conf))
+	confLen := len(head) + len(node) + 1
+	svLen := fieldSize(1, confLen)
 	anyLen := fieldSize(1, len(stringValueURL)) + fieldSize(2, svLen)
 	pcLen := len(b.pcHead) + fieldSize(4, anyLen) + len(b.pcTail)
 	buf := make([]byte, 0, fieldSize(1, pcLen))
@@ -278,8 +290,10 @@ func (b *builder) extensionConfig(n nodeInfo, rel *release) (*corev3.TypedExtens
 	buf = appendLen(buf, 1, len(stringValueURL))
 	buf = append(buf, stringValueURL...) // Any.type_url
 	buf = appendLen(buf, 2, svLen)       // Any.value
-	buf = appendLen(buf, 1, len(conf))   // StringValue.value
-	buf = append(buf, conf...)
+	buf = appendLen(buf, 1, confLen)     // StringValue.value
+	buf = append(buf, head...)
+	buf = append(buf, node...)
+	buf = append(buf, '}')
 	buf = append(buf, b.pcTail...)
 	return &corev3.TypedExtensionConfig{Name: FilterName, TypedConfig: &anypb.Any{TypeUrl: WasmTypeURL, Value: buf}}, nil
 }
