@@ -366,7 +366,10 @@ func (t pgTxn) exec(ctx context.Context, q string, args ...any) error {
 
 func (t pgTxn) forUpdate() string { return " FOR UPDATE" }
 
-var eventColumns = []string{"node_id", "chain_id", "seq", "tenant", "id", "time_us", "agent", "tool", "action", "policy_revision", "cost_micro_usd", "hash", "body", "received_us"}
+// eventColumns lists audit_events' columns in the order rows are written.
+func eventColumns() []string {
+	return []string{"node_id", "chain_id", "seq", "tenant", "id", "time_us", "agent", "tool", "action", "policy_revision", "cost_micro_usd", "hash", "body", "received_us"}
+}
 
 func (t pgTxn) insertEvents(ctx context.Context, rs []Record, tenant, nodeID string, now int64) error {
 	i := 0
@@ -379,7 +382,7 @@ func (t pgTxn) insertEvents(ctx context.Context, rs []Record, tenant, nodeID str
 		return []any{nodeID, r.ChainID, r.Seq, tenant, r.ID, r.TimeUS, r.Agent, r.Tool, r.Action, r.PolicyRevision, r.CostMicroUSD,
 			hex.EncodeToString(r.Hash[:]), string(r.Body), now}, nil
 	})
-	n, err := t.tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, eventColumns, src)
+	n, err := t.tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, eventColumns(), src)
 	if err != nil {
 		return err
 	}
@@ -405,7 +408,7 @@ func (t sqlTxn) exec(ctx context.Context, q string, args ...any) error {
 func (t sqlTxn) forUpdate() string { return "" }
 
 func (t sqlTxn) insertEvents(ctx context.Context, rs []Record, tenant, nodeID string, now int64) error {
-	stmt, err := t.tx.PrepareContext(ctx, `INSERT INTO audit_events (`+strings.Join(eventColumns, ", ")+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`)
+	stmt, err := t.tx.PrepareContext(ctx, `INSERT INTO audit_events (`+strings.Join(eventColumns(), ", ")+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`)
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ import (
 )
 
 // ZeroHash is the previous hash of the first event of every chain.
-var ZeroHash = hex.EncodeToString(make([]byte, sha256.Size))
+const ZeroHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
 // EventHash returns sha256(prev || JCS(event)) and the canonical form of
 // the event. raw is the event as received; its canonical form is what the

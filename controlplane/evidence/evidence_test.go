@@ -329,3 +329,9 @@ func FuzzVerify(f *testing.F) {
 }
 
 func keysID(pub ed25519.PublicKey) string { return keys.KeyID(pub) }
+
+func TestZeroHash(t *testing.T) {
+	if ZeroHash != hex.EncodeToString(make([]byte, sha256.Size)) {
+		t.Fatal("ZeroHash is not 32 zero bytes in hex")
+	}
+}
