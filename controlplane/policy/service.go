@@ -150,9 +150,14 @@ func (s *Service) submit(w http.ResponseWriter, r *http.Request) {
 		errs = policies.Errors{{Code: "tenant_mismatch", Message: fmt.Sprintf("metadata.tenant is %q, the request is for tenant %q", ps.Metadata.Tenant, t.Name),
 			Location: tenantLocation(name, files[name]), Path: "metadata.tenant"}}
 	}
-	var compiled *policies.Compiled
+	var compiled, observe *policies.Compiled
 	if len(errs) == 0 {
 		compiled, err = policies.Compile(r.Context(), ps, policies.Options{})
+		if err == nil {
+			obs := *ps
+			obs.Defaults.Mode = "observe"
+			observe, err = policies.Compile(r.Context(), &obs, policies.Options{SkipWasm: true})
+		}
 		var pe *policies.Error
 		var pes policies.Errors
 		switch {
@@ -189,9 +194,14 @@ func (s *Service) submit(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	v, err := s.cfg.Store.Submit(r.Context(), Submission{
 		Tenant: t.Name, Name: compiled.Name, Files: files, Budgets: budgets, Owners: owners, Delegates: delegates, By: p.Subject, At: now,
-		Build: func(version int64) ([]byte, []byte, error) {
-			archive, runtime, err := policies.BuildBundles(compiled, policies.BundleOptions{Revision: version, CreatedAt: now, ExpiresAt: now.Add(s.cfg.BundleValidity)})
-			return runtime, archive, err
+		Build: func(version int64) ([]byte, []byte, []byte, error) {
+			opts := policies.BundleOptions{Revision: version, CreatedAt: now, ExpiresAt: now.Add(s.cfg.BundleValidity)}
+			archive, runtime, err := policies.BuildBundles(compiled, opts)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			_, observeRuntime, err := policies.BuildBundles(observe, opts)
+			return runtime, observeRuntime, archive, err
 		},
 	})
 	if err != nil {

@@ -144,8 +144,10 @@ type Submission struct {
 	Tenant, Name string
 	Files        map[string]string
 	// Build makes the unsigned runtime and archive bundles for a version
-	// number (the revision a node sees is set again at publish).
-	Build   func(version int64) (runtime, archive []byte, err error)
+	// number (the revision a node sees is set again at publish), and the
+	// runtime bundle of the same policy with defaults.mode forced to
+	// observe, which an observe-stage release ships.
+	Build   func(version int64) (runtime, observe, archive []byte, err error)
 	Budgets map[string]float64
 	// Owners maps agent id → owner (the policy's agents[].owner).
 	Owners map[string]string
@@ -184,16 +186,16 @@ func (s *Store) Submit(ctx context.Context, sub Submission) (Version, error) {
 			return err
 		}
 		v.Version = last + 1
-		runtime, archive, err := sub.Build(v.Version)
+		runtime, observe, archive, err := sub.Build(v.Version)
 		if err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE policy_heads SET last_version = $2 WHERE tenant = $1`, sub.Tenant, v.Version); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO policy_versions (tenant, version, name, digest, sources, runtime_bundle, archive_bundle, budgets, owners, delegates, submitted_by, submitted_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-			sub.Tenant, v.Version, sub.Name, v.Digest, string(src), runtime, archive, string(budgets), string(owners), string(delegates), sub.By, db.Micros(v.SubmittedAt)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO policy_versions (tenant, version, name, digest, sources, runtime_bundle, archive_bundle, budgets, owners, delegates, submitted_by, submitted_at, observe_bundle)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+			sub.Tenant, v.Version, sub.Name, v.Digest, string(src), runtime, archive, string(budgets), string(owners), string(delegates), sub.By, db.Micros(v.SubmittedAt), observe); err != nil {
 			return err
 		}
 		return addEvent(ctx, tx, sub.Tenant, Event{At: v.SubmittedAt, Kind: "submitted", Actor: sub.By, Version: v.Version, Detail: "digest " + v.Digest})
@@ -390,9 +392,19 @@ func (s *Store) Publish(ctx context.Context, req PublishRequest) (Release, error
 			}
 			return fmt.Errorf("%w: version %d has %d approval(s), the rule needs %d", ErrNotApproved, version, len(v.Approvers), req.Rule.Required)
 		}
+		// An observe-stage release ships the policy with defaults.mode
+		// forced to observe: every finding becomes a shadow decision, so
+		// nodes record what would happen without blocking anything.
+		col := "runtime_bundle"
+		if req.Stage == StageObserve {
+			col = "observe_bundle"
+		}
 		var unsigned []byte
-		if err := tx.QueryRowContext(ctx, `SELECT runtime_bundle FROM policy_versions WHERE tenant = $1 AND version = $2`, req.Tenant, version).Scan(&unsigned); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT `+col+` FROM policy_versions WHERE tenant = $1 AND version = $2`, req.Tenant, version).Scan(&unsigned); err != nil {
 			return err
+		}
+		if len(unsigned) == 0 {
+			return fmt.Errorf("version %d has no %s bundle", version, req.Stage)
 		}
 		rel = Release{Tenant: req.Tenant, Seq: lastSeq + 1, Revision: revision, Version: version, Stage: req.Stage, Selector: req.Selector,
 			Rollback: req.Rollback, Publisher: req.Publisher, Approvers: v.Approvers, KeyID: req.Key.ID,

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -39,14 +40,25 @@ func submitter(t *testing.T, s *Store) func(by string) Version {
 	if err != nil {
 		t.Fatal(err)
 	}
+	obs := *ps
+	obs.Defaults.Mode = "observe"
+	oc, err := policies.Compile(context.Background(), &obs, policies.Options{SkipWasm: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return func(by string) Version {
 		t.Helper()
 		now := time.Now()
 		v, err := s.Submit(context.Background(), Submission{Tenant: "acme", Name: c.Name, Files: files, Budgets: map[string]float64{"billing-agent": 20}, Owners: map[string]string{"billing-agent": "finance"},
 			Delegates: map[string][]string{"billing-agent": {"support-agent"}}, By: by, At: now,
-			Build: func(version int64) ([]byte, []byte, error) {
-				a, r, err := policies.BuildBundles(c, policies.BundleOptions{Revision: version, CreatedAt: now, ExpiresAt: now.Add(time.Hour)})
-				return r, a, err
+			Build: func(version int64) ([]byte, []byte, []byte, error) {
+				opts := policies.BundleOptions{Revision: version, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+				a, r, err := policies.BuildBundles(c, opts)
+				if err != nil {
+					return nil, nil, nil, err
+				}
+				_, o, err := policies.BuildBundles(oc, opts)
+				return r, o, a, err
 			}})
 		if err != nil {
 			t.Fatal(err)
@@ -147,6 +159,12 @@ func TestLifecycle(t *testing.T) {
 		m2 := verified(t, r2.Bundle, keyB.Current().Public)
 		if r2.KeyID == r1.KeyID || m2.Revision != 2 || m2.Release.Stage != StageObserve {
 			t.Fatalf("rotated release: key %s vs %s, manifest %+v", r2.KeyID, r1.KeyID, m2.Release)
+		}
+		if got := settingsMode(t, r1.Bundle); got != "enforce" {
+			t.Fatalf("enforce release runs mode %q", got)
+		}
+		if got := settingsMode(t, r2.Bundle); got != "observe" {
+			t.Fatalf("observe release runs mode %q", got)
 		}
 		old, err := s.Release(ctx, "acme", 1)
 		if err != nil {
@@ -347,4 +365,39 @@ func mustLookup(t *testing.T, r *signing.Ring, kid string) ed25519.PublicKey {
 		t.Fatalf("key %s not trusted", kid)
 	}
 	return pub
+}
+
+// settingsMode digs defaults.mode out of a bundle's data.json.
+func settingsMode(t *testing.T, data []byte) string {
+	t.Helper()
+	b, err := bundle.Open(data, bundle.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc any
+	if err := json.Unmarshal(b.Files[policies.DataPath], &doc); err != nil {
+		t.Fatal(err)
+	}
+	var find func(v any) (string, bool)
+	find = func(v any) (string, bool) {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return "", false
+		}
+		if st, ok := m["settings"].(map[string]any); ok {
+			mode, ok := st["mode"].(string)
+			return mode, ok
+		}
+		for _, c := range m {
+			if mode, ok := find(c); ok {
+				return mode, true
+			}
+		}
+		return "", false
+	}
+	mode, ok := find(doc)
+	if !ok {
+		t.Fatal("data.json has no settings.mode")
+	}
+	return mode
 }
