@@ -98,7 +98,9 @@ func New(ctx context.Context, cfg Config) (*Exporter, error) {
 		name = "aegis-controlplane"
 	}
 	tp := sdktrace.NewTracerProvider(
-		sdktrace.WithBatcher(exp),
+		// A batch of 10,000 events arrives at once; the SDK's default
+		// queue (2,048) would drop most of its spans.
+		sdktrace.WithBatcher(exp, sdktrace.WithMaxQueueSize(1<<16), sdktrace.WithMaxExportBatchSize(4096)),
 		// Every decision is evidence: sample all of them, whatever the
 		// parent's sampling flag says.
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
