@@ -44,7 +44,7 @@ const (
 	// FilterName names the ECDS resource (a TypedExtensionConfig wrapping
 	// envoy.extensions.filters.http.wasm.v3.Wasm) and the HTTP filter
 	// that discovers it.
-	FilterName = "aegis-filter"
+	FilterName = "aegis"
 	// ListenerGateway and ListenerSidecar name the listener of each role.
 	ListenerGateway = "aegis-gateway"
 	ListenerSidecar = "aegis-sidecar"
