@@ -271,6 +271,18 @@ func TestPolicyLifecycle(t *testing.T) {
 			t.Fatalf("%d lifecycle events, want 7: %v", len(events), events)
 		}
 
+		metrics := string(h.expect(h.do("GET", "/metrics", "", nil), 200, "").body)
+		for _, want := range []string{
+			`aegis_policy_transitions_total{result="ok",transition="publish"} 2`,
+			`aegis_policy_transitions_total{result="self_approval",transition="approve"} 1`,
+			`aegis_cp_http_requests_total{code="422",route="POST /v1/tenants/{tenant}/policies"} 3`,
+			`aegis_cp_http_requests_total{code="304",route="GET /v1/tenants/{tenant}/bundle"} 1`,
+		} {
+			if !strings.Contains(metrics, want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+
 		// Restart: releases, state seq and credentials come back.
 		seq := doc.Seq
 		h.stop()
