@@ -203,3 +203,36 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeBatchKeepsEverySpan: one audit batch at the size limit reaches
+// the collector whole.
+func TestLargeBatchKeepsEverySpan(t *testing.T) {
+	rcv := &receiver{}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	collectortrace.RegisterTraceServiceServer(srv, rcv)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	exp, err := New(ctx, Config{Protocol: GRPC, Endpoint: lis.Addr().String(), Insecure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := make([]audit.Record, audit.MaxBatchEvents)
+	for i := range recs {
+		recs[i] = audit.Record{Event: audit.Event{ID: fmt.Sprintf("d-%d", i), Seq: int64(i + 1), Time: "2026-11-20T12:00:00Z", Action: "allow"}}
+	}
+	exp.RecordEvents(ctx, recs)
+	if err := exp.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if len(rcv.spans) != len(recs) {
+		t.Fatalf("%d spans reached the collector, want %d", len(rcv.spans), len(recs))
+	}
+}
