@@ -10,6 +10,11 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/aegis-mesh/aegis/edge"
 )
 
@@ -28,7 +33,8 @@ Quick start:
     --region eu-west-1
 
 Everything else goes in --config FILE (YAML, strict); flags override it.
-See docs/edge.md.`, io)
+With OTEL_EXPORTER_OTLP_ENDPOINT set, a span per request is exported over
+OTLP/HTTP. See docs/edge.md.`, io)
 	configPath := fs.String("config", "", "YAML configuration file")
 	listen := fs.String("listen", "", "proxy listen address (host:port)")
 	admin := fs.String("admin", "", "admin listen address for /metrics, /healthz, /readyz")
@@ -109,7 +115,21 @@ See docs/edge.md.`, io)
 }
 
 func serveEdge(ctx context.Context, cfg edge.Config, io stdio) int {
-	srv, err := edge.NewServer(ctx, cfg, edge.Deps{})
+	var deps edge.Deps
+	if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" {
+		// Spans go to the collector the standard OTLP variables name
+		// (endpoint, headers, protocol http/protobuf).
+		exp, err := otlptracehttp.New(ctx)
+		if err != nil {
+			fmt.Fprintf(io.err, "aegis edge: OTLP exporter: %v\n", err)
+			return exitFailure
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(resource.NewSchemaless(
+			attribute.String("service.name", "aegis-edge"), attribute.String("service.instance.id", cfg.Node.ID))))
+		defer tp.Shutdown(context.Background())
+		deps.TracerProvider = tp
+	}
+	srv, err := edge.NewServer(ctx, cfg, deps)
 	if err != nil {
 		fmt.Fprintf(io.err, "aegis edge: %v\n", err)
 		return exitFailure

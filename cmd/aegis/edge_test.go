@@ -50,6 +50,16 @@ func TestEdgeRunsWithoutFilter(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "jwks.json"), jwks, 0o600)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "upstream") }))
 	defer up.Close()
+	// An OTLP/HTTP collector: spans arrive as protobuf on /v1/traces.
+	traces := make(chan []byte, 10)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/v1/traces" {
+			traces <- b
+		}
+	}))
+	defer collector.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
 
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -85,5 +95,13 @@ func TestEdgeRunsWithoutFilter(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("edge did not stop")
+	}
+	select {
+	case b := <-traces:
+		if !strings.Contains(string(b), "aegis-edge") || !strings.Contains(string(b), "aegis.action") {
+			t.Errorf("exported spans lack the service name or decision attributes")
+		}
+	default:
+		t.Error("no spans exported at shutdown")
 	}
 }
