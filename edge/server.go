@@ -160,7 +160,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (_ *Server, err error
 			return nil, err
 		}
 	}
-	s.cluster = cplink.NewCluster(cplink.NewIngest(s.wal, s.log), s.remote)
+	s.cluster = cplink.NewCluster(cplink.NewIngest(s.wal, s.log), s.remote).WithStateCache(filepath.Join(cfg.StateDir, "state"))
 
 	routes := map[string]*url.URL{}
 	for h, u := range cfg.Routes {

@@ -8,6 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -91,6 +94,13 @@ const MaxForwardBytes = 1 << 20
 type Cluster struct {
 	audit  http.Handler
 	remote *Remote // nil: offline
+	// stateDir, when set, keeps the last live-state document per tenant
+	// (GET /v1/tenants/{tenant}/state) and serves it while the control
+	// plane is unreachable, so that revocations and the kill switch stay
+	// in force across restarts. The filter verifies its signature and
+	// refuses a lower seq or an expired document, so an old copy never
+	// weakens what it already holds.
+	stateDir string
 }
 
 var _ http.RoundTripper = (*Cluster)(nil)
@@ -101,6 +111,45 @@ func NewCluster(audit http.Handler, remote *Remote) *Cluster {
 	return &Cluster{audit: audit, remote: remote}
 }
 
+// WithStateCache keeps live-state documents in dir (see Cluster).
+func (c *Cluster) WithStateCache(dir string) *Cluster {
+	c.stateDir = dir
+	return c
+}
+
+var statePath = regexp.MustCompile(`^/v1/tenants/([A-Za-z0-9._-]{1,128})/state$`)
+
+// stateTenant returns the tenant of a live-state fetch, or "".
+func (c *Cluster) stateTenant(req *http.Request) string {
+	if c.stateDir == "" || req.Method != http.MethodGet {
+		return ""
+	}
+	m := statePath.FindStringSubmatch(req.URL.Path)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+func (c *Cluster) cachedState(req *http.Request, tenant string) (*http.Response, bool) {
+	b, err := os.ReadFile(filepath.Join(c.stateDir, tenant+".json"))
+	if err != nil {
+		return nil, false
+	}
+	return jsonResponse(req, http.StatusOK, string(b)), true
+}
+
+func (c *Cluster) keepState(tenant string, body []byte) {
+	if err := os.MkdirAll(c.stateDir, 0o700); err != nil {
+		return
+	}
+	tmp := filepath.Join(c.stateDir, tenant+".json.tmp")
+	if err := os.WriteFile(tmp, body, 0o600); err != nil {
+		return
+	}
+	os.Rename(tmp, filepath.Join(c.stateDir, tenant+".json"))
+}
+
 // RoundTrip implements http.RoundTripper.
 func (c *Cluster) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil {
@@ -109,7 +158,13 @@ func (c *Cluster) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Path == AuditPath {
 		return serveLocal(c.audit, req), nil
 	}
+	stateTenant := c.stateTenant(req)
 	if c.remote == nil {
+		if stateTenant != "" {
+			if resp, ok := c.cachedState(req, stateTenant); ok {
+				return resp, nil
+			}
+		}
 		return jsonResponse(req, http.StatusServiceUnavailable,
 			`{"error":"control_plane_unavailable","message":"the edge has no control plane configured"}`), nil
 	}
@@ -134,6 +189,11 @@ func (c *Cluster) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := c.remote.Do(req.Context(), req.Method, path, body, hdr)
 	if err != nil {
+		if stateTenant != "" {
+			if resp, ok := c.cachedState(req, stateTenant); ok {
+				return resp, nil
+			}
+		}
 		// The caller sees a transport error, as an unreachable cluster
 		// looks in Envoy; the filter then applies its fail mode.
 		return nil, err
@@ -145,6 +205,15 @@ func (c *Cluster) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	if len(rb) > MaxForwardBytes {
 		return nil, errors.New("control plane answer over the size limit")
+	}
+	if stateTenant != "" {
+		if resp.StatusCode == http.StatusOK {
+			c.keepState(stateTenant, rb)
+		} else if resp.StatusCode >= 500 {
+			if cached, ok := c.cachedState(req, stateTenant); ok {
+				return cached, nil
+			}
+		}
 	}
 	out := jsonResponse(req, resp.StatusCode, string(rb))
 	if ct := resp.Header.Get("Content-Type"); ct != "" {

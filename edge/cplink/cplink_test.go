@@ -237,3 +237,47 @@ func TestShipperDeliversOnceAcrossOutagesAndRestarts(t *testing.T) {
 		}
 	}
 }
+
+func get(t *testing.T, c http.RoundTripper, path string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://aegis-cp"+path, nil)
+	resp, err := c.RoundTrip(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(rb)
+}
+
+func TestClusterKeepsLiveStateForOffline(t *testing.T) {
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	cp := cptest.New(pub)
+	defer cp.Close()
+	remote, _ := NewRemote(cp.URL, "", time.Second)
+	dir := t.TempDir()
+	c := NewCluster(http.NotFoundHandler(), remote).WithStateCache(dir)
+	doc := `{"tenant":"acme","seq":7,"kill_switch":true}`
+	cp.SetState("acme", []byte(doc))
+
+	if status, body := get(t, c, "/v1/tenants/acme/state"); status != 200 || body != doc {
+		t.Fatalf("online: %d %s", status, body)
+	}
+	cp.SetDown(true)
+	if status, body := get(t, c, "/v1/tenants/acme/state"); status != 200 || body != doc {
+		t.Fatalf("control plane down: %d %s", status, body)
+	}
+	cp.Close()
+	if status, body := get(t, c, "/v1/tenants/acme/state"); status != 200 || body != doc {
+		t.Fatalf("control plane gone: %d %s", status, body)
+	}
+	offline := NewCluster(http.NotFoundHandler(), nil).WithStateCache(dir)
+	if status, body := get(t, offline, "/v1/tenants/acme/state"); status != 200 || body != doc {
+		t.Fatalf("offline after restart: %d %s", status, body)
+	}
+	for _, path := range []string{"/v1/tenants/globex/state", "/v1/tenants/../state", "/v1/tenants/acme/bundle"} {
+		if status, _ := get(t, offline, path); status != 503 {
+			t.Errorf("%s offline without a copy: %d, want 503", path, status)
+		}
+	}
+}

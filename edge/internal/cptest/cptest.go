@@ -36,6 +36,7 @@ type Server struct {
 	bundles map[string][]byte
 	// Approvals counts POST /v1/approvals.
 	approvals int
+	states    map[string][]byte
 }
 
 type chainPos struct {
@@ -45,11 +46,12 @@ type chainPos struct {
 
 // New starts a server that trusts batches signed by pub.
 func New(pub ed25519.PublicKey) *Server {
-	s := &Server{pub: pub, chains: map[string]chainPos{}, ids: map[string]bool{}, bundles: map[string][]byte{}}
+	s := &Server{pub: pub, chains: map[string]chainPos{}, ids: map[string]bool{}, bundles: map[string][]byte{}, states: map[string][]byte{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/audit/batches", s.audit)
 	mux.HandleFunc("GET /v1/tenants/{tenant}/bundle", s.bundle)
 	mux.HandleFunc("POST /v1/approvals", s.approval)
+	mux.HandleFunc("GET /v1/tenants/{tenant}/state", s.state)
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		down := s.down
@@ -221,6 +223,25 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Write(data)
+}
+
+// SetState serves doc as tenant's live state.
+func (s *Server) SetState(tenant string, doc []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.states[tenant] = doc
+}
+
+func (s *Server) state(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	doc, ok := s.states[r.PathValue("tenant")]
+	s.mu.Unlock()
+	if !ok {
+		reply(w, 404, map[string]any{"error": "not_found"})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(doc)
 }
 
 func (s *Server) approval(w http.ResponseWriter, r *http.Request) {
