@@ -191,6 +191,9 @@ func (c *Config) Validate() error {
 	if c.Filter.AuditFlush != 0 && (c.Filter.AuditFlush < 10*time.Millisecond || c.Filter.AuditFlush > 10*time.Minute) {
 		add("filter.audit_flush %s: want 10ms–10m", c.Filter.AuditFlush)
 	}
+	if c.Filter.StateRefresh != 0 && (c.Filter.StateRefresh < 100*time.Millisecond || c.Filter.StateRefresh > time.Hour) {
+		add("filter.state_refresh %s: want 100ms–1h", c.Filter.StateRefresh)
+	}
 	return errors.Join(errs...)
 }
 

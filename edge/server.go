@@ -369,11 +369,13 @@ func (s *Server) pluginConfig() ([]byte, error) {
 		"no_bundle":         map[string]any{"read": c.Filter.NoBundleRead, "write": "closed"},
 		"on_audit_overflow": c.Filter.OnAuditOverflow,
 	}
-	if c.Filter.StateRefresh > 0 && len(c.ControlPlane.Tenants) > 0 {
-		// Live state is fetched by the filter through its cluster, which
-		// the edge forwards to the control plane.
+	if c.Filter.StateRefresh > 0 {
+		// Live state is fetched by the filter through its cluster: the
+		// edge forwards it to the control plane and keeps the last copy.
 		conf["state"] = map[string]any{"refresh_ms": c.Filter.StateRefresh.Milliseconds()}
-		conf["fetch"] = map[string]any{"tenants": c.ControlPlane.Tenants}
+		if len(c.ControlPlane.Tenants) > 0 {
+			conf["fetch"] = map[string]any{"tenants": c.ControlPlane.Tenants}
+		}
 	}
 	return json.Marshal(conf)
 }
