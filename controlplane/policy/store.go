@@ -1,10 +1,12 @@
 package policy
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
 	"embed"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,6 +21,7 @@ import (
 	"github.com/aegis-mesh/aegis/controlplane/db"
 	"github.com/aegis-mesh/aegis/controlplane/evidence"
 	"github.com/aegis-mesh/aegis/controlplane/signing"
+	"github.com/aegis-mesh/aegis/jcs"
 )
 
 //go:embed migrations/*.sql
@@ -57,8 +60,52 @@ type Release struct {
 	Digest    string    `json:"digest"` // sha256 of the signed runtime bundle
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Record is the signed release record (RecordFields as RFC 8785 JSON)
+	// and RecordSignature its Ed25519 signature by KeyID, base64: who
+	// approved and published which bundle digest, for auditors who hold
+	// only the bundle public key.
+	Record          string `json:"record"`
+	RecordSignature string `json:"record_signature"`
 	// Bundle is the signed runtime bundle; filled by Release and Current.
 	Bundle []byte `json:"-"`
+}
+
+// RecordFields is the content of a signed release record.
+type RecordFields struct {
+	Format    string    `json:"format"` // "aegis.release/v1"
+	Tenant    string    `json:"tenant"`
+	Seq       int64     `json:"seq"`
+	Revision  int64     `json:"revision"`
+	Version   int64     `json:"version"`
+	Digest    string    `json:"bundle_sha256"`
+	Stage     string    `json:"stage"`
+	Regions   []string  `json:"regions"`
+	Roles     []string  `json:"roles"`
+	Replaces  int64     `json:"replaces"`
+	Rollback  bool      `json:"rollback"`
+	Publisher string    `json:"publisher"`
+	Approvers []string  `json:"approvers"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// signRecord writes and signs the release record of rel.
+func signRecord(rel Release, key *signing.Key) (record, sig string, err error) {
+	raw, err := json.Marshal(RecordFields{Format: "aegis.release/v1", Tenant: rel.Tenant, Seq: rel.Seq, Revision: rel.Revision, Version: rel.Version,
+		Digest: rel.Digest, Stage: rel.Stage, Regions: nonNil(rel.Selector.Regions), Roles: nonNil(rel.Selector.Roles), Replaces: rel.Replaces,
+		Rollback: rel.Rollback, Publisher: rel.Publisher, Approvers: nonNil(rel.Approvers), CreatedAt: rel.CreatedAt, ExpiresAt: rel.ExpiresAt})
+	if err != nil {
+		return "", "", err
+	}
+	canon, err := jcs.Canonicalize(raw)
+	if err != nil {
+		return "", "", fmt.Errorf("release record: %w", err)
+	}
+	s, err := key.Sign(canon)
+	if err != nil {
+		return "", "", err
+	}
+	return string(canon), base64.StdEncoding.EncodeToString(s), nil
 }
 
 // Event is one immutable lifecycle row.
@@ -417,16 +464,19 @@ func (s *Store) Publish(ctx context.Context, req PublishRequest) (Release, error
 		}
 		sum := sha256.Sum256(rel.Bundle)
 		rel.Digest = hex.EncodeToString(sum[:])
+		if rel.Record, rel.RecordSignature, err = signRecord(rel, req.Key); err != nil {
+			return err
+		}
 		regions, _ := json.Marshal(nonNil(req.Selector.Regions))
 		roles, _ := json.Marshal(nonNil(req.Selector.Roles))
 		appr, _ := json.Marshal(v.Approvers)
 		if _, err := tx.ExecContext(ctx, `UPDATE policy_heads SET last_revision = $2, last_seq = $3 WHERE tenant = $1`, req.Tenant, max(lastRev, revision), rel.Seq); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO releases (tenant, seq, revision, version, stage, regions, roles, replaces, rollback, publisher, approvers, key_id, bundle, digest, created_at, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO releases (tenant, seq, revision, version, stage, regions, roles, replaces, rollback, publisher, approvers, key_id, bundle, digest, created_at, expires_at, record, record_sig)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
 			req.Tenant, rel.Seq, revision, version, req.Stage, string(regions), string(roles), rel.Replaces, rel.Rollback, req.Publisher, string(appr), rel.KeyID,
-			rel.Bundle, rel.Digest, db.Micros(rel.CreatedAt), db.Micros(rel.ExpiresAt)); err != nil {
+			rel.Bundle, rel.Digest, db.Micros(rel.CreatedAt), db.Micros(rel.ExpiresAt), rel.Record, rel.RecordSignature); err != nil {
 			return err
 		}
 		kind, detail := "published", fmt.Sprintf("stage %s regions %v roles %v", req.Stage, req.Selector.Regions, req.Selector.Roles)
@@ -473,19 +523,29 @@ func signRelease(unsigned []byte, rel Release, key *signing.Key, ring *signing.R
 	if err != nil {
 		return nil, fmt.Errorf("signed release: %w", err)
 	}
+	// The manifest signature must be exactly what the sigstore signer
+	// makes of the manifest (pure Ed25519 is deterministic) and verify
+	// through the ring, or nothing is stored.
+	sig, err := key.Sign(signed.ManifestBytes)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Equal(sig, signed.Signature) {
+		return nil, errors.New("signed release: bundle signature differs from the signer's")
+	}
 	if err := ring.Verify(key.ID, signed.ManifestBytes, signed.Signature); err != nil {
 		return nil, fmt.Errorf("signed release: %w", err)
 	}
 	return out, nil
 }
 
-const releaseCols = `seq, revision, version, stage, regions, roles, replaces, rollback, publisher, approvers, key_id, digest, created_at, expires_at`
+const releaseCols = `seq, revision, version, stage, regions, roles, replaces, rollback, publisher, approvers, key_id, digest, created_at, expires_at, record, record_sig`
 
 func scanRelease(tenant string, row interface{ Scan(...any) error }, withBundle bool) (Release, error) {
 	r := Release{Tenant: tenant}
 	var regions, roles, appr string
 	var created, expires int64
-	dest := []any{&r.Seq, &r.Revision, &r.Version, &r.Stage, &regions, &roles, &r.Replaces, &r.Rollback, &r.Publisher, &appr, &r.KeyID, &r.Digest, &created, &expires}
+	dest := []any{&r.Seq, &r.Revision, &r.Version, &r.Stage, &regions, &roles, &r.Replaces, &r.Rollback, &r.Publisher, &appr, &r.KeyID, &r.Digest, &created, &expires, &r.Record, &r.RecordSignature}
 	if withBundle {
 		dest = append(dest, &r.Bundle)
 	}
@@ -726,12 +786,9 @@ func (s *Store) BundlesActive(ctx context.Context, tenant string, from, to time.
 		if err != nil {
 			return nil, err
 		}
-		rec, err := json.MarshalIndent(r, "", "  ")
-		if err != nil {
-			return nil, err
-		}
 		out = append(out, evidence.Bundle{Revision: r.Revision, Name: fmt.Sprintf("release-%d", r.Seq),
-			Files: map[string][]byte{"bundle.tar.gz": b, "release.json": append(rec, '\n')}})
+			Files: map[string][]byte{"bundle.tar.gz": b, "release.json": []byte(r.Record), "release.sig": []byte(r.RecordSignature + "\n"),
+				"release.kid": []byte(r.KeyID + "\n")}})
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -159,6 +160,19 @@ func TestLifecycle(t *testing.T) {
 		m2 := verified(t, r2.Bundle, keyB.Current().Public)
 		if r2.KeyID == r1.KeyID || m2.Revision != 2 || m2.Release.Stage != StageObserve {
 			t.Fatalf("rotated release: key %s vs %s, manifest %+v", r2.KeyID, r1.KeyID, m2.Release)
+		}
+		for _, r := range []Release{r1, r2} {
+			sig, err := base64.StdEncoding.DecodeString(r.RecordSignature)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := keyB.Verify(r.KeyID, []byte(r.Record), sig); err != nil {
+				t.Fatalf("release record signature: %v", err)
+			}
+			var rec RecordFields
+			if err := json.Unmarshal([]byte(r.Record), &rec); err != nil || rec.Digest != r.Digest || rec.Revision != r.Revision || rec.Publisher != "pat" {
+				t.Fatalf("release record %s: %v", r.Record, err)
+			}
 		}
 		if got := settingsMode(t, r1.Bundle); got != "enforce" {
 			t.Fatalf("enforce release runs mode %q", got)
