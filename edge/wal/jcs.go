@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/aegis-mesh/aegis/jcs"
 )
 
 // maxDepth bounds nesting in an event: events are flat records with a few
@@ -27,6 +29,12 @@ type object map[string]any
 func decodeEvent(raw []byte) (object, error) {
 	if !utf8.Valid(raw) {
 		return nil, errors.New("event is not valid UTF-8")
+	}
+	// The shared canonicalizer's grammar first: it refuses what
+	// encoding/json would quietly repair (lone surrogate escapes become
+	// U+FFFD there), so the WAL never hashes a reading of its own.
+	if _, err := jcs.Canonicalize(raw); err != nil {
+		return nil, fmt.Errorf("event: %w", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()

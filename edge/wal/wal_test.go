@@ -105,6 +105,7 @@ func TestAppendRefusesBadEvents(t *testing.T) {
 		{"not an object", `["a"]`},
 		{"trailing data", `{"id":"a"} {}`},
 		{"invalid utf-8", "{\"id\":\"\xff\"}"},
+		{"lone surrogate", `{"id":"\ud800"}`},
 		{"truncated", `{"id":"a"`},
 		{"too deep", strings.Repeat(`{"a":`, 20) + "1" + strings.Repeat("}", 20)},
 	} {
