@@ -123,6 +123,21 @@ func BenchmarkWasmRequest(b *testing.B) {
 				b.ReportMetric(q(0.99), "p99-µs")
 				b.ReportMetric(q(0.999), "p99.9-µs")
 				b.ReportMetric(float64(lat[len(lat)-1].Nanoseconds())/1e3, "max-µs")
+				if runtime == "wasm" {
+					// The guest's collector, as its gauges report it (updated
+					// on tick): cycles per 1000 requests and the longest pause.
+					drain()
+					gauge := func(name string) float64 {
+						v, err := host.GetGaugeMetric(name)
+						if err != nil {
+							b.Fatalf("%s: %v", name, err)
+						}
+						return float64(v)
+					}
+					b.ReportMetric(gauge("aegis.runtime.gc_cycles")*1000/float64(b.N+1), "gc/1k-req")
+					b.ReportMetric(gauge("aegis.runtime.gc_pause_max_us"), "gc-pause-max-µs")
+					b.ReportMetric(gauge("aegis.runtime.heap_live_bytes")/(1<<20), "live-MiB")
+				}
 			})
 		}
 	}

@@ -337,3 +337,43 @@ func appendJCSString(b []byte, s string) []byte {
 	}
 	return append(b, '"')
 }
+
+// AppendJSON appends the batch as the JSON body of POST /v1/audit/batches:
+// the same members encoding/json writes, with each event in its canonical
+// form. It replaces encoding/json on the tick path, where reflecting over
+// thousands of events cost more than the events' own hashing.
+func (b *Batch) AppendJSON(dst []byte) ([]byte, error) {
+	dst = append(dst, `{"node_id":`...)
+	dst = appendJCSString(dst, b.NodeID)
+	dst = append(dst, `,"tenant":`...)
+	dst = appendJCSString(dst, b.Tenant)
+	dst = append(dst, `,"chain_id":`...)
+	dst = appendJCSString(dst, b.ChainID)
+	dst = strconv.AppendInt(append(dst, `,"seq_first":`...), b.SeqFirst, 10)
+	dst = strconv.AppendInt(append(dst, `,"seq_last":`...), b.SeqLast, 10)
+	dst = append(dst, `,"prev_hash":`...)
+	dst = appendJCSString(dst, b.PrevHash)
+	dst = append(dst, `,"events":`...)
+	if b.Events == nil {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, '[')
+		for i := range b.Events {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var err error
+			if dst, err = AppendCanonical(dst, &b.Events[i]); err != nil {
+				return nil, fmt.Errorf("event %d: %w", b.Events[i].Seq, err)
+			}
+		}
+		dst = append(dst, ']')
+	}
+	dst = append(dst, `,"batch_hash":`...)
+	dst = appendJCSString(dst, b.BatchHash)
+	if b.Signature != "" {
+		dst = append(dst, `,"signature":`...)
+		dst = appendJCSString(dst, b.Signature)
+	}
+	return append(dst, '}'), nil
+}
