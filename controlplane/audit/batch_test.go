@@ -67,3 +67,31 @@ func TestDecodeBatchStrict(t *testing.T) {
 		}
 	}
 }
+
+func TestParseCursor(t *testing.T) {
+	c := Cursor{TimeUS: 1763640000000000, ID: "node-1-7"}
+	got, err := ParseCursor(c.String())
+	if err != nil || got != c {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	for _, s := range []string{"zz", "!!", "MTIz", "OmlkeA", "YWJjOmlk", "MTI6"} { // "123", ":idx", "abc:id", "12:"
+		if _, err := ParseCursor(s); err == nil {
+			t.Errorf("%q parsed", s)
+		}
+	}
+}
+
+func FuzzParseCursor(f *testing.F) {
+	f.Add(Cursor{TimeUS: 5, ID: "a"}.String())
+	f.Add("MTI6")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := ParseCursor(s)
+		if err != nil || s == "" {
+			return
+		}
+		again, err := ParseCursor(c.String())
+		if err != nil || again != c {
+			t.Fatalf("%q parsed to %+v, which does not round-trip: %+v %v", s, c, again, err)
+		}
+	})
+}
