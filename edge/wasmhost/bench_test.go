@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -46,7 +47,7 @@ func benchPool(b *testing.B, size int) *wasmhost.Pool {
 		Size: size,
 		PluginConfig: aegisConfig(map[string][]byte{"bench": aegisFx.bench},
 			`"control_plane":{"cluster":"cp"},"audit":{"max_queue":8192,"batch_size":4096,"flush_interval_ms":10}`),
-		Env:      map[string]string{"AEGIS_BUNDLE_PUBLIC_KEY": aegisFx.pubPEM},
+		Env:      benchEnv(),
 		Clusters: map[string]http.RoundTripper{"cp": okTransport{}},
 		Logger:   quietLogger(b),
 		LogLevel: 3,
@@ -56,6 +57,20 @@ func benchPool(b *testing.B, size int) *wasmhost.Pool {
 	}
 	b.Cleanup(func() { pool.Close(ctx) })
 	return pool
+}
+
+// benchEnv is the guest environment; AEGIS_BENCH_GOGC and
+// AEGIS_BENCH_GOMEMLIMIT, when set, tune the guest's garbage collector
+// (the Go runtime in the module reads GOGC and GOMEMLIMIT at start).
+func benchEnv() map[string]string {
+	env := map[string]string{"AEGIS_BUNDLE_PUBLIC_KEY": aegisFx.pubPEM}
+	if v := os.Getenv("AEGIS_BENCH_GOGC"); v != "" {
+		env["GOGC"] = v
+	}
+	if v := os.Getenv("AEGIS_BENCH_GOMEMLIMIT"); v != "" {
+		env["GOMEMLIMIT"] = v
+	}
+	return env
 }
 
 // BenchmarkHandler measures one request through Pool.Handler with the
@@ -179,4 +194,49 @@ func BenchmarkInstanceStart(b *testing.B) {
 	b.StopTimer()
 	m := pool.Metrics()
 	b.ReportMetric(float64(m.Pool.Memory[0])/(1<<20), "MiB/vm")
+}
+
+// BenchmarkHostFloor runs a request through the conformance filter's
+// headers area (read the map and one header, add, replace and remove
+// headers on the request, add and remove on the response): the host's
+// own cost per request with a filter that does almost nothing.
+func BenchmarkHostFloor(b *testing.B) {
+	ctx := context.Background()
+	mod, err := wasmhost.Compile(ctx, conformanceWasm, wasmhost.CompileOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer mod.Close(ctx)
+	pool, err := wasmhost.NewPool(ctx, mod, wasmhost.PoolConfig{Size: 1, PluginConfig: []byte("headers"), Logger: quietLogger(b), LogLevel: 3})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close(ctx)
+	for _, variant := range []string{"filter", "baseline"} {
+		b.Run(variant, func(b *testing.B) {
+			h := pool.Handler(okUpstream)
+			if variant == "baseline" {
+				h = okUpstream
+			}
+			lat := make([]time.Duration, 0, b.N)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				req := httptest.NewRequest("GET", "http://tool.internal/v1/x?q=1", nil)
+				req.Header.Set("X-Replace", "old")
+				req.Header.Set("X-Remove", "gone")
+				rec := httptest.NewRecorder()
+				t0 := time.Now()
+				h.ServeHTTP(rec, req)
+				lat = append(lat, time.Since(t0))
+				if rec.Code != 200 {
+					b.Fatalf("status %d", rec.Code)
+				}
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+		})
+	}
 }

@@ -2,6 +2,7 @@ package wasmhost
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/aegis-mesh/aegis/edge/wasmhost/internal/abi"
@@ -50,27 +51,41 @@ func hostGetStatus(_ context.Context, in *instance, s []uint64) abi.Status {
 }
 
 // ticker delivers proxy_on_tick to one instance.
+// Its own lock: close stops ticks without waiting for the guest.
 type ticker struct {
+	mu     sync.Mutex
 	stopCh chan struct{}
 }
 
 func (t *ticker) stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.stopCh != nil {
 		close(t.stopCh)
 		t.stopCh = nil
 	}
 }
 
+// start replaces the current tick source with a new stop channel.
+func (t *ticker) start() chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopCh != nil {
+		close(t.stopCh)
+	}
+	t.stopCh = make(chan struct{})
+	return t.stopCh
+}
+
 // proxy_set_tick_period_milliseconds(period): 0 stops ticks. Each
 // instance ticks on its own schedule (each VM has its own timers in Envoy).
 func hostSetTickPeriod(_ context.Context, in *instance, s []uint64) abi.Status {
 	period := time.Duration(uint32(s[0])) * time.Millisecond
-	in.tick.stop()
 	if period == 0 || in.closed.Load() {
+		in.tick.stop()
 		return abi.StatusOK
 	}
-	stop := make(chan struct{})
-	in.tick.stopCh = stop
+	stop := in.tick.start()
 	c, cancel := in.pool.newTicker(period)
 	go func() {
 		defer cancel()

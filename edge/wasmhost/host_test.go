@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -318,4 +319,27 @@ func TestQueueResolve(t *testing.T) {
 		t.Fatalf("headers %v", out.upstreamHdr)
 	}
 	h.waitLog(t, "info", "dequeued /q")
+}
+
+// TestCompilationCacheOnDisk: a module compiled into a cache directory
+// compiles again from it (a restart) and serves requests.
+func TestCompilationCacheOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	for i := range 2 {
+		mod, err := wasmhost.Compile(ctx, conformanceWasm, wasmhost.CompileOptions{CacheDir: dir})
+		if err != nil {
+			t.Fatalf("compile %d: %v", i, err)
+		}
+		h := newHostOn(t, mod, wasmhost.PoolConfig{PluginConfig: []byte("local_reply")})
+		if out := h.do(t, exchange{path: "/x", headers: [][2]string{{"x-deny", "cached"}}}); out.status != 403 {
+			t.Fatalf("compile %d: %+v", i, out)
+		}
+		h.pool.Close(ctx)
+		mod.Close(ctx)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		t.Fatalf("cache directory empty (%v)", err)
+	}
 }

@@ -274,13 +274,17 @@ func (in *instance) close() {
 		return
 	}
 	in.tick.stop()
-	in.mu.Lock()
-	for _, c := range in.callouts {
-		c.cancel()
-	}
-	in.mu.Unlock()
 	if in.mod != nil {
 		_ = in.mod.Close(context.Background())
+	}
+	// A guest stuck in an endless loop holds mu forever; its callouts are
+	// then left to their own timeouts (the pool's context cancels them on
+	// Close).
+	if in.mu.TryLock() {
+		for _, c := range in.callouts {
+			c.cancel()
+		}
+		in.mu.Unlock()
 	}
 }
 
