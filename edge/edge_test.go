@@ -21,6 +21,8 @@ import (
 
 	"github.com/aegis-mesh/aegis/edge/internal/cptest"
 	"github.com/aegis-mesh/aegis/edge/wal"
+	"github.com/aegis-mesh/aegis/keys"
+	"github.com/aegis-mesh/aegis/state"
 	"github.com/aegis-mesh/aegis/token"
 )
 
@@ -491,4 +493,46 @@ func walLastSeq(t *testing.T, admin string) int64 {
 		}
 	}
 	return 0
+}
+
+// TestKillSwitchSurvivesOutage: the control plane's signed live state (kill
+// switch on) reaches the filter through the edge, and after the control
+// plane is gone and the edge restarts, the edge's copy keeps it in force.
+func TestKillSwitchSurvivesOutage(t *testing.T) {
+	f := newFixture(t, "payments.yaml")
+	stateKey := genKey(t)
+	statePub, _ := keys.MarshalPublicPEM(stateKey.Public().(ed25519.PublicKey))
+	cp := cptest.New(f.nodeKey.Public().(ed25519.PublicKey))
+	now := time.Now().UTC().Truncate(time.Second)
+	doc, err := state.Sign(stateKey, state.Document{Tenant: "acme", Seq: 1, IssuedAt: now, ExpiresAt: now.Add(time.Hour), KillSwitch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.SetState("acme", doc)
+	cfg := f.config()
+	cfg.Trust.StateKey = writeFile(t, filepath.Join(f.dir, "state.pub"), statePub)
+	cfg.Filter.StateRefresh = 100 * time.Millisecond
+	cfg.ControlPlane.URL = cp.URL
+	s, base, _ := start(t, cfg)
+	auth := "Bearer " + f.mint(t, "billing-agent", "acme", time.Minute)
+	pay := call{method: "POST", host: payHost, path: "/v1/payments", auth: auth, body: payment("1", "EUR", "")}
+	waitFor(t, "the kill switch", func() bool {
+		status, body := do(t, base, pay)
+		return status == 403 && strings.Contains(body, "kill_switch")
+	})
+	s.Shutdown(context.Background())
+	cp.Close()
+
+	// Restarted without a control plane, the edge hands its copy to the
+	// filter inline: the very first request is refused.
+	before := len(f.up.seen())
+	_, base2, _ := start(t, cfg)
+	for range 5 {
+		if status, body := do(t, base2, pay); status != 403 || !strings.Contains(body, "kill_switch") {
+			t.Fatalf("kill switch lifted while offline: %d %s", status, body)
+		}
+	}
+	if n := len(f.up.seen()) - before; n != 0 {
+		t.Fatalf("%d requests reached the upstream after the restart", n)
+	}
 }

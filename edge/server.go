@@ -24,6 +24,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -369,16 +370,55 @@ func (s *Server) pluginConfig() ([]byte, error) {
 		"no_bundle":         map[string]any{"read": c.Filter.NoBundleRead, "write": "closed"},
 		"on_audit_overflow": c.Filter.OnAuditOverflow,
 	}
+	st := map[string]any{}
+	if s.statePEM != nil {
+		// The last live state the edge kept is in force from the first
+		// request: a restart without the control plane must not lift a
+		// kill switch or a revocation until the first refresh.
+		if inline := s.cachedStates(); len(inline) > 0 {
+			st["inline"] = inline
+		}
+	}
 	if c.Filter.StateRefresh > 0 {
 		// Live state is fetched by the filter through its cluster: the
 		// edge forwards it to the control plane and keeps the last copy.
-		conf["state"] = map[string]any{"refresh_ms": c.Filter.StateRefresh.Milliseconds()}
+		st["refresh_ms"] = c.Filter.StateRefresh.Milliseconds()
 		if len(c.ControlPlane.Tenants) > 0 {
 			conf["fetch"] = map[string]any{"tenants": c.ControlPlane.Tenants}
 		}
 	}
+	if len(st) > 0 {
+		conf["state"] = st
+	}
 	return json.Marshal(conf)
 }
+
+// cachedStates reads the live-state copies the control-plane cluster
+// kept, by tenant. Unreadable entries are left out (the filter verifies
+// the rest).
+func (s *Server) cachedStates() map[string]json.RawMessage {
+	dir := filepath.Join(s.cfg.StateDir, "state")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	out := map[string]json.RawMessage{}
+	for _, e := range ents {
+		tenant, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || !e.Type().IsRegular() || !tenantName.MatchString(tenant) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil || !json.Valid(b) {
+			s.log.Warn("cached live state unreadable; left out", "tenant", tenant, "err", err)
+			continue
+		}
+		out[tenant] = b
+	}
+	return out
+}
+
+var tenantName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 
 // reconfigure hands the current bundles to the filter (hot swap: in-flight
 // requests finish on the old configuration).
