@@ -178,8 +178,8 @@ func (c Config) Validate() error {
 	pos("state_validity", c.StateValidity)
 	pos("reconcile_interval", c.ReconcileInterval)
 	pos("shutdown_timeout", c.ShutdownTimeout)
-	if c.StateValidity > 0 && c.StateValidity <= c.StateInterval {
-		errs = append(errs, fmt.Errorf("state_validity %v must exceed state_interval %v, or nodes see expired state between refreshes", c.StateValidity, c.StateInterval))
+	if c.StateValidity > 0 && c.StateValidity < 2*c.StateInterval {
+		errs = append(errs, fmt.Errorf("state_validity %v must be at least twice state_interval %v: state is re-signed at half its validity and checked every interval", c.StateValidity, c.StateInterval))
 	}
 	if c.MaxPolicyBytes <= 0 || c.MaxPolicyBytes > 64<<20 {
 		errs = append(errs, fmt.Errorf("max_policy_bytes %d: want 1..%d", c.MaxPolicyBytes, 64<<20))

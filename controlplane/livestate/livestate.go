@@ -52,8 +52,10 @@ type Config struct {
 	Revocations Revocations
 	Spend       Spend
 	Budgets     Budgets
-	// Interval is how old a document may get before it is re-signed even
-	// if nothing changed; Validity is each document's lifetime.
+	// Interval is how often the facts are re-read; a new document is
+	// signed when they changed, or when the last one has used up half of
+	// Validity, its lifetime (so nodes always hold a valid one without a
+	// new seq, and a new push, every interval).
 	Interval, Validity time.Duration
 	Now                func() time.Time
 }
@@ -76,8 +78,8 @@ func New(ctx context.Context, cfg Config) (*Builder, error) {
 	if err := cfg.DB.Migrate(ctx, "livestate", sub); err != nil {
 		return nil, err
 	}
-	if cfg.Interval <= 0 || cfg.Validity <= cfg.Interval {
-		return nil, fmt.Errorf("live state: validity %v must exceed interval %v", cfg.Validity, cfg.Interval)
+	if cfg.Interval <= 0 || cfg.Validity < 2*cfg.Interval {
+		return nil, fmt.Errorf("live state: validity %v must be at least twice the interval %v", cfg.Validity, cfg.Interval)
 	}
 	return &Builder{cfg: cfg}, nil
 }
@@ -162,7 +164,7 @@ func (b *Builder) load(ctx context.Context, tenant string) (stored, bool, error)
 }
 
 // Refresh recomputes tenant's state and signs a new document (next seq)
-// when the facts changed or the last one is older than the interval.
+// when the facts changed or the last one is past half its validity.
 // changed reports whether a new document was stored by this call.
 func (b *Builder) Refresh(ctx context.Context, tenant string) (Signed, bool, error) {
 	const attempts = 5
@@ -182,7 +184,7 @@ func (b *Builder) Refresh(ctx context.Context, tenant string) (Signed, bool, err
 		}
 		// Another replica's fresh document is as good as ours when we keep
 		// losing the race; the next refresh signs our facts.
-		if ok && (cur.digest == dg || attempt == attempts) && now.Sub(cur.issued) < b.cfg.Interval {
+		if ok && (cur.digest == dg || attempt == attempts) && now.Sub(cur.issued) < b.cfg.Validity/2 {
 			s, err := b.open(cur.envelope)
 			return s, false, err
 		}

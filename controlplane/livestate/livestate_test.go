@@ -80,6 +80,10 @@ func TestRefresh(t *testing.T) {
 			t.Fatalf("unchanged facts re-signed: seq %d", s.Doc.Seq)
 		}
 		clock = clock.Add(6 * time.Second)
+		if s, changed, _ := b.Refresh(ctx, "acme"); changed || s.Doc.Seq != 1 {
+			t.Fatalf("unchanged facts re-signed after one interval: seq %d", s.Doc.Seq)
+		}
+		clock = clock.Add(30 * time.Second)
 		if s, changed, _ := b.Refresh(ctx, "acme"); !changed || s.Doc.Seq != 2 {
 			t.Fatalf("aged document not re-signed: seq %d", s.Doc.Seq)
 		}
