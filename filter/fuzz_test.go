@@ -31,6 +31,7 @@ func FuzzRequest(f *testing.F) {
 	f.Add(uint8(1), "POST", "/mcp", "content-type", "application/json", []byte(`[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_pods","arguments":{"namespace":"a"}}}]`), true)
 	f.Add(uint8(2), "GET", "/v1/invoices/%2F..", "x-aegis-override", "x", []byte(nil), false)
 	f.Add(uint8(3), "POST", "/mcp", "content-encoding", "gzip", []byte(`{"jsonrpc":"2.0","id":{"a":1},"method":"tools/call"}`), true)
+	f.Add(uint8(0), "POST", "/v1/payments", "x-aegis-override", "eyJhbGciOiJFZERTQSJ9.e30.AAAA", []byte(`{"amount":7500,"currency":"EUR","beneficiary_iban":"DE89370400440532013000"}`), true)
 	f.Add(uint8(4), "DELETE", "/mcp?x=1&x=2", "authorization", "Bearer forged", []byte(`{"a":1,"a":2}`), true)
 	f.Fuzz(func(t *testing.T, sel uint8, method, path, hname, hvalue string, body []byte, hasBody bool) {
 		fuzzHost.once.Do(func() {
@@ -70,7 +71,7 @@ func FuzzRequest(f *testing.F) {
 		}
 		if r := host.GetSentLocalResponse(id); r != nil {
 			switch r.StatusCode {
-			case 200, 401, 403, 429, 503:
+			case 200, 400, 401, 403, 429, 503:
 			default:
 				t.Fatalf("status %d", r.StatusCode)
 			}
