@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -140,6 +141,9 @@ type env struct {
 	nodes *nodeKeys
 	key   ed25519.PrivateKey
 	now   time.Time
+	// dropReplies makes the server process requests fully and then cut the
+	// connection instead of replying: a crash between commit and reply.
+	dropReplies atomic.Bool
 }
 
 func evidenceKey() ed25519.PrivateKey {
@@ -169,6 +173,10 @@ func newEnv(t testing.TB, d *db.DB, nodes *nodeKeys, spans SpanSink) *env {
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p, ok := principalFor(r.Header.Get("Authorization")); ok {
 			r = r.WithContext(auth.WithPrincipal(r.Context(), p))
+		}
+		if e.dropReplies.Load() {
+			mux.ServeHTTP(httptest.NewRecorder(), r)
+			panic(http.ErrAbortHandler)
 		}
 		mux.ServeHTTP(w, r)
 	}))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -333,10 +334,19 @@ func TestRestartDuringIngest(t *testing.T) {
 		nodes.enroll(p)
 		first := newEnv(t, d, nodes, nil)
 		b1, b2 := p.next(t, 50), p.next(t, 50)
-		for _, b := range []Batch{b1, b2} {
-			if r := first.send(p, b); r.status != 200 {
-				t.Fatalf("%d %s", r.status, r.body)
-			}
+		if r := first.send(p, b1); r.status != 200 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		// The instance stores b2 and dies before replying: the producer
+		// sees a failed call and must resend.
+		first.dropReplies.Store(true)
+		body, _ := json.Marshal(b2)
+		req, _ := http.NewRequest("POST", first.srv.URL+"/v1/audit/batches", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer node:node-1:acme")
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err := first.srv.Client().Do(req); err == nil {
+			resp.Body.Close()
+			t.Fatalf("the call whose reply was dropped answered %s", resp.Status)
 		}
 		first.srv.Close()
 
