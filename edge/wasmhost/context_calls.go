@@ -29,10 +29,20 @@ func hostSetEffectiveContext(_ context.Context, in *instance, s []uint64) abi.St
 	return abi.StatusOK
 }
 
-// proxy_done(): the root context finished the work it deferred in
-// proxy_on_done. This host calls proxy_on_done only when it retires an
-// instance and does not wait, so there is nothing to complete.
-func hostDone(context.Context, *instance, []uint64) abi.Status { return abi.StatusOK }
+// proxy_done(): the root context finished the work it deferred when
+// proxy_on_done returned false; the instance can be deleted. NotFound
+// before proxy_on_done.
+func hostDone(_ context.Context, in *instance, _ []uint64) abi.Status {
+	if !in.draining {
+		return abi.StatusNotFound
+	}
+	select {
+	case <-in.doneCh:
+	default:
+		close(in.doneCh)
+	}
+	return abi.StatusOK
+}
 
 // proxy_get_status(code_ptr, msg_ptr_ptr, msg_size_ptr): the status of the
 // http_call response being delivered (0 otherwise), no message.

@@ -343,3 +343,34 @@ func TestCompilationCacheOnDisk(t *testing.T) {
 		t.Fatalf("cache directory empty (%v)", err)
 	}
 }
+
+// TestDrainOnReplace: an instance replaced by a new configuration gets
+// proxy_on_done; a filter that answers false keeps ticking until it calls
+// proxy_done, and only then is deleted.
+func TestDrainOnReplace(t *testing.T) {
+	_, h := newHost(t, conformanceWasm, wasmhost.PoolConfig{Size: 1, PluginConfig: []byte("drain")})
+	old := h.tickers.all()
+	if len(old) != 1 {
+		t.Fatalf("%d tick sources", len(old))
+	}
+	if err := h.pool.UpdateConfig(context.Background(), []byte("headers")); err != nil {
+		t.Fatal(err)
+	}
+	h.waitLog(t, "info", "done requested")
+	select {
+	case old[0] <- time.Now():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the draining instance stopped ticking")
+	}
+	h.waitLog(t, "info", "finished")
+	if errs := h.logs("error"); len(errs) > 0 {
+		t.Errorf("errors: %q", errs)
+	}
+	// Close waits for the drain to end; the old instance is gone then.
+	if err := h.pool.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if m := h.pool.Metrics(); m.Pool.Instances != 0 {
+		t.Errorf("instances after close: %d", m.Pool.Instances)
+	}
+}

@@ -66,6 +66,11 @@ type instance struct {
 	// running is set while guest code runs on behalf of a request.
 	running atomic.Bool
 
+	// draining is set once proxy_on_done ran on the root context; doneCh
+	// closes when the filter then calls proxy_done.
+	draining bool
+	doneCh   chan struct{}
+
 	// wake and spare are reused by the requests the instance serves, one
 	// at a time.
 	wake  chan struct{}
@@ -126,7 +131,7 @@ func (e errRestricted) Error() string {
 func (p *Pool) newInstance(ctx context.Context, pluginConfig []byte, gen uint64) (*instance, error) {
 	id := p.nextInstance.Add(1)
 	in := &instance{pool: p, id: id, gen: gen, nextID: rootContextID + 1, callouts: map[uint32]*callout{},
-		wake: make(chan struct{}, 1)}
+		wake: make(chan struct{}, 1), doneCh: make(chan struct{})}
 	// Guest calls never see the caller's context values or cancellation:
 	// deadlines are the host's business (see kill).
 	in.cctx = callCtx{parent: context.Background(), in: in}

@@ -53,6 +53,10 @@ type PoolConfig struct {
 	// Now is the clock of proxy_get_current_time_nanoseconds (default
 	// time.Now). The guest's WASI clock is always the system clock.
 	Now func() time.Time
+	// DrainTimeout bounds how long a replaced instance may keep working
+	// after proxy_on_done returned false, until it calls proxy_done
+	// (default 5s).
+	DrainTimeout time.Duration
 	// NewTicker starts a tick source for proxy_set_tick_period_milliseconds
 	// (default: time.NewTicker). Tests step ticks with it.
 	NewTicker func(period time.Duration) (<-chan time.Time, func())
@@ -69,6 +73,9 @@ func (c PoolConfig) withDefaults() PoolConfig {
 	}
 	if c.RequestTimeout <= 0 {
 		c.RequestTimeout = defaultRequestTimeout
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 5 * time.Second
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = defaultMaxBodyBytes
@@ -193,8 +200,10 @@ func (p *Pool) acquire(ctx context.Context) (*instance, error) {
 	if in != nil && (in.broken.Load() || in.gen != gen) {
 		if in.broken.Load() {
 			p.replaced.Add(1)
+			p.retire(in)
+		} else {
+			p.drainAsync(in)
 		}
-		p.retire(in)
 		in = nil
 	}
 	if in == nil {
@@ -225,8 +234,10 @@ func (p *Pool) release(in *instance) {
 	}
 	if in.broken.Load() {
 		p.replaced.Add(1)
+		p.retire(in)
+	} else {
+		p.drainAsync(in)
 	}
-	p.retire(in)
 	p.bg.Add(1)
 	go func() {
 		defer p.bg.Done()
@@ -296,7 +307,11 @@ func (p *Pool) UpdateConfig(ctx context.Context, pluginConfig []byte) error {
 			continue
 		}
 		if in != nil {
-			p.retire(in)
+			if in.broken.Load() {
+				p.retire(in)
+			} else {
+				p.drainAsync(in)
+			}
 		}
 		if spare != nil {
 			p.slots <- spare
@@ -328,13 +343,17 @@ func (p *Pool) Close(ctx context.Context) error {
 	}
 	p.closed = true
 	p.mu.Unlock()
-	p.cancel()
 	var err error
+	var drains sync.WaitGroup
 	for range p.cfg.Size {
 		select {
 		case in := <-p.slots:
 			if in != nil {
-				p.retire(in)
+				drains.Add(1)
+				go func() {
+					defer drains.Done()
+					p.drain(ctx, in)
+				}()
 			}
 		case <-ctx.Done():
 			err = fmt.Errorf("closing the pool: %w", ctx.Err())
@@ -343,6 +362,8 @@ func (p *Pool) Close(ctx context.Context) error {
 			break
 		}
 	}
+	drains.Wait()
+	p.cancel()
 	p.mu.Lock()
 	rest := make([]*instance, 0, len(p.live))
 	for in := range p.live {
@@ -460,4 +481,48 @@ func (p *Pool) guestFailed(in *instance, where string, err error) {
 	if s := in.stream; s != nil {
 		s.wakeup()
 	}
+}
+
+// drainAsync ends an outdated instance in the background (see drain).
+func (p *Pool) drainAsync(in *instance) {
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		p.drain(p.ctx, in)
+	}()
+}
+
+// drain ends an instance the way Envoy ends a VM it no longer needs:
+// proxy_on_done on the root context; a filter that returns false there
+// still has work (an audit batch to ship) and keeps its ticks and
+// http_call responses until it calls proxy_done, DrainTimeout passes or
+// ctx ends; then proxy_on_delete, and the instance is closed.
+func (p *Pool) drain(ctx context.Context, in *instance) {
+	defer p.retire(in)
+	if in.broken.Load() || in.closed.Load() {
+		return
+	}
+	in.mu.Lock()
+	in.draining = true
+	r, err := in.call(in.fn.onDone, rootContextID, rootContextID)
+	in.mu.Unlock()
+	if err != nil {
+		p.guestFailed(in, "proxy_on_done", err)
+		return
+	}
+	if in.fn.onDone != nil && uint32(r) == 0 {
+		t := time.NewTimer(p.cfg.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-in.doneCh:
+		case <-t.C:
+			p.log.Warn("filter instance did not finish its work before the drain timeout", "vm", in.id)
+		case <-ctx.Done():
+		}
+	}
+	in.mu.Lock()
+	if _, err := in.call(in.fn.onDelete, rootContextID, rootContextID); err != nil {
+		p.guestFailed(in, "proxy_on_delete", err)
+	}
+	in.mu.Unlock()
 }

@@ -7,7 +7,7 @@
 //
 // The plugin configuration is the area name: headers, body, local_reply,
 // shared_data, queue, http_call, tick, metrics, properties, logging,
-// trap, hang; reject fails the plugin start.
+// trap, hang, drain; reject fails the plugin start.
 package testfilter
 
 import (
@@ -29,7 +29,8 @@ func (*vm) NewPluginContext(uint32) types.PluginContext { return &plugin{} }
 
 type plugin struct {
 	types.DefaultPluginContext
-	area    string
+	area      string
+	finishing bool
 	queue   uint32
 	ticks   proxywasm.MetricCounter
 	counter proxywasm.MetricCounter
@@ -72,6 +73,11 @@ func (p *plugin) OnPluginStart(int) types.OnPluginStartStatus {
 			return types.OnPluginStartStatusFailed
 		}
 		p.queue = id
+	case "drain":
+		if err := proxywasm.SetTickPeriodMilliSeconds(1000); err != nil {
+			proxywasm.LogCriticalf("tick: %v", err)
+			return types.OnPluginStartStatusFailed
+		}
 	case "tick":
 		p.ticks = proxywasm.DefineCounterMetric("conformance.ticks")
 		if err := proxywasm.SetTickPeriodMilliSeconds(1000); err != nil {
@@ -90,8 +96,24 @@ func (p *plugin) OnPluginStart(int) types.OnPluginStartStatus {
 	return types.OnPluginStartStatusOK
 }
 
+// OnPluginDone implements types.PluginContext: the drain area defers the
+// end to its next tick, as a filter with audit events still to ship would.
+func (p *plugin) OnPluginDone() bool {
+	if p.area != "drain" {
+		return true
+	}
+	proxywasm.LogInfo("done requested")
+	p.finishing = true
+	return false
+}
+
 // OnTick implements types.PluginContext.
 func (p *plugin) OnTick() {
+	if p.area == "drain" && p.finishing {
+		proxywasm.LogInfo("finished")
+		proxywasm.PluginDone()
+		return
+	}
 	if p.area == "tick" {
 		p.ticks.Increment(1)
 		proxywasm.LogInfof("tick %d", p.ticks.Value())
