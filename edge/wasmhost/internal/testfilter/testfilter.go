@@ -31,11 +31,11 @@ type plugin struct {
 	types.DefaultPluginContext
 	area      string
 	finishing bool
-	queue   uint32
-	ticks   proxywasm.MetricCounter
-	counter proxywasm.MetricCounter
-	gauge   proxywasm.MetricGauge
-	hist    proxywasm.MetricHistogram
+	queue     uint32
+	ticks     proxywasm.MetricCounter
+	counter   proxywasm.MetricCounter
+	gauge     proxywasm.MetricGauge
+	hist      proxywasm.MetricHistogram
 }
 
 // CounterKey is the shared-data key the shared_data area increments.
