@@ -374,3 +374,40 @@ func TestDrainOnReplace(t *testing.T) {
 		t.Errorf("instances after close: %d", m.Pool.Instances)
 	}
 }
+
+// TestTrailers: request trailers reach the filter (proxy_on_request_trailers)
+// and the upstream; response trailers reach the client.
+func TestTrailers(t *testing.T) {
+	_, h := newHost(t, conformanceWasm, wasmhost.PoolConfig{Size: 1, PluginConfig: []byte("headers")})
+	var gotTrailer, gotBody string
+	up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		gotBody, gotTrailer = string(b), r.Trailer.Get("X-Checksum")
+		w.Header().Set("Trailer", "X-Result")
+		io.WriteString(w, "ok")
+		w.Header().Set("X-Result", "done")
+	})
+	front := httptest.NewServer(h.pool.Handler(up))
+	defer front.Close()
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", front.URL+"/t", pr)
+	req.Trailer = http.Header{"X-Checksum": nil}
+	go func() {
+		io.WriteString(pw, "part one, ")
+		io.WriteString(pw, "part two")
+		req.Trailer.Set("X-Checksum", "abc")
+		pw.Close()
+	}()
+	resp, err := front.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "ok" || resp.Trailer.Get("X-Result") != "done" {
+		t.Fatalf("response %d %q, trailers %v", resp.StatusCode, b, resp.Trailer)
+	}
+	if gotBody != "part one, part two" || gotTrailer != "abc" {
+		t.Fatalf("upstream got body %q, trailer %q", gotBody, gotTrailer)
+	}
+}
