@@ -376,3 +376,25 @@ func TestFetchBundlesAndKeys(t *testing.T) {
 		}
 	})
 }
+
+// TestLiveStateRevokesOverride: revoked_jtis applies to override tokens
+// too; a revoked one is refused without a redemption call.
+func TestLiveStateRevokesOverride(t *testing.T) {
+	priv, vmConf := stateKeys(t)
+	conf := stateConfig(map[string][]byte{"acme": liveState(t, priv, state.Document{Seq: 1, RevokedJTIs: []string{"ov-revoked"}}, false)},
+		`"control_plane":{"cluster":"aegis-cp"}`)
+	vmTest(t, func(t *testing.T, vm types.VMContext) {
+		host, reset := startWith(t, vm, vmConf, conf)
+		defer reset()
+		agent := mint(t, tokenOpts{agent: "billing-agent", tenant: "acme"})
+		id := held(t, host, payment(agent, bigPayment, [2]string{plugin.HeaderOverride, mintOverride(t, overrideOpts{jti: "ov-revoked"})}))
+		status, m := localJSON(t, host, id)
+		if status != 403 || m["error"] != "override_invalid" || !strings.Contains(m["message"].(string), "revoked") {
+			t.Errorf("reply %d %v", status, m)
+		}
+		if n := len(host.GetCalloutAttributesFromContext(id)); n != 0 {
+			t.Errorf("%d callouts for a revoked override", n)
+		}
+		host.CompleteHttpContext(id)
+	})
+}

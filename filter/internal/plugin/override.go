@@ -57,6 +57,9 @@ func (h *httpContext) applyOverride(first decide.Outcome, now time.Time) types.A
 		}
 		return h.overrideRefused(first, code, "override token: "+err.Error(), "", "")
 	}
+	if st := p.vm.states[h.id.Tenant]; st != nil && st.RevokedJTI(oc.ID) {
+		return h.overrideRefused(first, reply.CodeOverrideInvalid, "override token: revoked", oc.ApprovalID, oc.ID)
+	}
 	if oc.Subject != h.id.Agent {
 		return h.overrideRefused(first, reply.CodeOverrideMismatch, "override token is for agent "+strconv.Quote(oc.Subject), oc.ApprovalID, oc.ID)
 	}
