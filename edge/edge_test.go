@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -534,5 +535,56 @@ func TestKillSwitchSurvivesOutage(t *testing.T) {
 	}
 	if n := len(f.up.seen()) - before; n != 0 {
 		t.Fatalf("%d requests reached the upstream after the restart", n)
+	}
+}
+
+// TestForwardProxyThroughFilter: in egress mode an agent's absolute-form
+// call to a tool host is decided by the filter, and a CONNECT tunnel to
+// that host (which would hide the parameters) is refused.
+func TestForwardProxyThroughFilter(t *testing.T) {
+	f := newFixture(t, "payments.yaml")
+	cfg := f.config()
+	cfg.Upstream = ""
+	cfg.Forward = true
+	cfg.Routes = map[string]string{payHost: f.up.URL}
+	cfg.Egress.Allow = []string{payHost, "api.example.com"}
+	_, base, _ := start(t, cfg)
+	proxyURL, _ := url.Parse(base)
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
+	auth := "Bearer " + f.mint(t, "billing-agent", "acme", time.Minute)
+	post := func(body string) (int, string) {
+		req, _ := http.NewRequest("POST", "http://"+payHost+"/v1/payments", strings.NewReader(body))
+		req.Header.Set("Authorization", auth)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := post(payment("5", "EUR", "")); status != 200 {
+		t.Fatalf("allowed call: %d %s", status, body)
+	}
+	if status, body := post(payment("5", "JPY", "")); status != 403 || !strings.Contains(body, "policy_violation") {
+		t.Fatalf("denied call: %d %s", status, body)
+	}
+	if n := len(f.up.seen()); n != 1 {
+		t.Fatalf("upstream saw %d calls, want 1", n)
+	}
+	c, err := net.Dial("tcp", proxyURL.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "CONNECT %s:443 HTTP/1.1\r\nHost: %s:443\r\n\r\n", payHost, payHost)
+	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: "CONNECT"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 403 || !strings.Contains(string(b), "tunnel_to_tool_host") {
+		t.Fatalf("CONNECT to a tool host: %d %s", resp.StatusCode, b)
 	}
 }

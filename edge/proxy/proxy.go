@@ -28,7 +28,8 @@ import (
 // Config configures a Proxy.
 type Config struct {
 	// Routes maps a request host (lower case, without port) to its
-	// upstream (gateway mode).
+	// upstream: in gateway mode by Host, in forward mode also for
+	// absolute-form requests to that host.
 	Routes map[string]*url.URL
 	// Default receives requests no route matches; nil answers 404.
 	Default *url.URL
@@ -210,6 +211,11 @@ func (p *Proxy) target(r *http.Request) (*url.URL, string, string) {
 		}
 		if r.URL.Scheme != "http" && r.URL.Scheme != "https" {
 			return nil, "egress_denied", "scheme " + r.URL.Scheme
+		}
+		if u, ok := p.cfg.Routes[host]; ok {
+			// A configured route says where this name lives (a sidecar's
+			// internal tools): explicit, so no allowlist entry is needed.
+			return u, "", ""
 		}
 		if !p.allowed(host) {
 			return nil, "egress_denied", "host " + host + " is not in the egress allowlist"
