@@ -268,7 +268,8 @@ func benchAudit(ctx context.Context, server string, total, k, batch int, cpuProf
 	return res, nil
 }
 
-// auditHarness is the audit API on loopback HTTP over a database, with k
+// auditHarness is the audit API on loopback HTTP over a database (errors
+// logged; the replay incidents its resends cause are expected), with k
 // nodes enrolled through the nodes store (real Ed25519 keys) and an
 // auditor. Its authentication stands in for the server's: a random bearer
 // credential per caller maps to that caller's principal.
@@ -322,7 +323,7 @@ func startAuditHarness(ctx context.Context, d *db.DB, tenant string, k int, logO
 	}
 	svc, err := audit.New(audit.Config{
 		Store: store, Nodes: ns, IsUnknownNode: func(err error) bool { return errors.Is(err, nodes.ErrUnknownNode) },
-		EvidenceKey: h.evidenceKey, Registerer: h.reg, Logger: slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		EvidenceKey: h.evidenceKey, Registerer: h.reg, Logger: slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelError})),
 	})
 	if err != nil {
 		return nil, err
