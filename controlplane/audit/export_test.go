@@ -17,6 +17,7 @@ import (
 	"github.com/aegis-mesh/aegis/controlplane/db/dbtest"
 	"github.com/aegis-mesh/aegis/controlplane/evidence"
 	"github.com/aegis-mesh/aegis/jcs"
+	"github.com/aegis-mesh/aegis/keys"
 )
 
 // fixedSources stand in for the policy and approvals stores behind the
@@ -93,6 +94,14 @@ func TestExportVerifies(t *testing.T) {
 		}
 		if rep.Events != 12 || rep.Checkpoints != 0 {
 			t.Fatalf("window report %+v", rep)
+		}
+		kr := e.do("GET", "/v1/audit/evidence-key", "auditor:acme", nil)
+		if kr.status != 200 {
+			t.Fatalf("evidence key: %d %s", kr.status, kr.body)
+		}
+		served, err := keys.ParsePublicPEM([]byte(kr.json(t)["public_key_pem"].(string)))
+		if err != nil || !served.Equal(pub) || kr.json(t)["key_id"] != keys.KeyID(pub) {
+			t.Fatalf("evidence key %s: %v", kr.body, err)
 		}
 		r := e.do("GET", "/v1/audit/checkpoints?tenant=acme", "auditor:acme", nil)
 		var cps struct {

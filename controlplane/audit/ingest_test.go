@@ -314,6 +314,9 @@ func TestAuthorization(t *testing.T) {
 		{"export without a window", "GET", "/v1/audit/export?tenant=acme", "auditor:acme", nil, 400},
 		{"incidents by an agent", "GET", "/v1/audit/incidents", "agent:acme", nil, 403},
 		{"global auditor without a tenant", "GET", "/v1/audit/checkpoints", "auditor:", nil, 400},
+		{"evidence key for a global auditor", "GET", "/v1/audit/evidence-key", "auditor:", nil, 200},
+		{"evidence key for a node", "GET", "/v1/audit/evidence-key", "node:node-1:acme", nil, 403},
+		{"evidence key without credentials", "GET", "/v1/audit/evidence-key", "", nil, 401},
 	} {
 		if r := e.do(tc.method, tc.path, tc.token, tc.body); r.status != tc.status {
 			t.Errorf("%s: %d %s, want %d", tc.name, r.status, r.body, tc.status)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aegis-mesh/aegis/controlplane/auth"
 	"github.com/aegis-mesh/aegis/controlplane/internal/httpapi"
+	"github.com/aegis-mesh/aegis/keys"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -129,6 +130,30 @@ func (s *Service) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/audit/incidents", s.handleIncidents)
 	mux.HandleFunc("GET /v1/audit/checkpoints", s.handleCheckpoints)
 	mux.HandleFunc("GET /v1/audit/export", s.handleExport)
+	mux.HandleFunc("GET /v1/audit/evidence-key", s.handleEvidenceKey)
+}
+
+// handleEvidenceKey returns the public half of the evidence key, for
+// "aegis audit verify --key". Auditors should still compare its key id
+// with one obtained out of band: a compromised control plane could serve
+// its own key.
+func (s *Service) handleEvidenceKey(w http.ResponseWriter, r *http.Request) {
+	p, ok := auth.FromContext(r.Context())
+	switch {
+	case !ok:
+		httpapi.Error(w, http.StatusUnauthorized, "unauthenticated", "credentials are required", nil)
+		return
+	case !p.Has(auth.RoleAuditor) && !p.Has(auth.RoleAdmin):
+		httpapi.Error(w, http.StatusForbidden, "forbidden", "the auditor or admin role is required", nil)
+		return
+	}
+	pub := s.cfg.EvidenceKey.Public().(ed25519.PublicKey)
+	pemKey, err := keys.MarshalPublicPEM(pub)
+	if err != nil {
+		s.internal(w, "evidence key", err)
+		return
+	}
+	httpapi.JSON(w, http.StatusOK, map[string]string{"key_id": keys.KeyID(pub), "public_key_pem": string(pemKey)})
 }
 
 // RunCheckpoints signs checkpoints of moved chains every interval until ctx
