@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,7 +14,6 @@ import (
 	"github.com/aegis-mesh/aegis/controlplane/internal/httpapi"
 	"github.com/aegis-mesh/aegis/controlplane/livestate"
 	"github.com/aegis-mesh/aegis/controlplane/nodes"
-	"github.com/aegis-mesh/aegis/controlplane/notify"
 	"github.com/aegis-mesh/aegis/controlplane/policy"
 )
 
@@ -51,15 +49,7 @@ func (s *Server) buildHTTP() error {
 	if err != nil {
 		return err
 	}
-	obs.stateRoutes = map[string]bool{}
-	for _, r := range s.stateRoutes {
-		obs.stateRoutes[r] = true
-	}
-	obs.stateChanged = func(ctx context.Context, tenant string) {
-		if err := s.Notifier.Notify(ctx, notify.Event{Tenant: tenant, Kind: notify.KindState}); err != nil {
-			s.log.Warn("state change notification failed", "tenant", tenant, "error", err.Error())
-		}
-	}
+
 	s.handler = obs.wrap(mw.Wrap(mux))
 	return nil
 }
@@ -83,11 +73,6 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // observer logs each request and counts it by route pattern, so that
 // metrics stay bounded whatever paths clients send.
 type observer struct {
-	// stateRoutes change live state; after a 2xx answer stateChanged is
-	// called with the {tenant} of the path.
-	stateRoutes  map[string]bool
-	stateChanged func(ctx context.Context, tenant string)
-
 	log      *slog.Logger
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
@@ -143,13 +128,6 @@ func (o *observer) wrap(next http.Handler) http.Handler {
 		next.ServeHTTP(sw, r)
 		if sw.code == 0 {
 			sw.code = http.StatusOK
-		}
-		if o.stateRoutes[route] && sw.code >= 200 && sw.code < 300 {
-			// Routes are "METHOD /v1/tenants/{tenant}/...": the tenant is
-			// the fourth path segment.
-			if segs := strings.SplitN(r.URL.Path, "/", 5); len(segs) >= 4 && segs[2] == "tenants" {
-				o.stateChanged(context.WithoutCancel(r.Context()), segs[3])
-			}
 		}
 		d := time.Since(start)
 		o.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()

@@ -92,10 +92,6 @@ type Extensions struct {
 	Revocations    livestate.Revocations
 	Spend          livestate.Spend
 	JWKS           func(ctx context.Context, tenant string) ([]byte, error)
-	// StateRoutes are route patterns (as registered, "PUT /v1/tenants/{tenant}/kill-switch")
-	// whose successful calls change a tenant's live state; the server then
-	// re-signs and pushes it at once instead of at the next interval.
-	StateRoutes []string
 	// Background runs until the server's background context ends (an
 	// expiry sweep, say); Shutdown waits for it.
 	Background []func(ctx context.Context)
@@ -123,11 +119,10 @@ type Server struct {
 	// written.
 	AdminTokenPath string
 
-	mux         *http.ServeMux
-	handler     http.Handler
-	background  []func(ctx context.Context)
-	stateRoutes []string
-	tlsCert     *tls.Certificate
+	mux        *http.ServeMux
+	handler    http.Handler
+	background []func(ctx context.Context)
+	tlsCert    *tls.Certificate
 
 	mu      sync.Mutex
 	httpLn  net.Listener
@@ -268,7 +263,6 @@ func (s *Server) build(ctx context.Context) error {
 			s.cfg.JWKS = ext.JWKS
 		}
 		s.background = ext.Background
-		s.stateRoutes = ext.StateRoutes
 	}
 	s.State, err = livestate.New(ctx, livestate.Config{DB: s.DB, Ring: s.StateKeys, Revocations: s.cfg.Revocations, Spend: s.cfg.Spend,
 		Budgets: s.Policy, Interval: st.StateInterval, Validity: st.StateValidity})

@@ -75,11 +75,9 @@ func Standard(o StandardOptions) func(ctx context.Context, s *Server) (Extension
 		}
 		tok, err := tokens.New(ctx, tokens.Config{DB: s.DB, Issuer: o.Issuer, KeyEncryptionKey: kek, DefaultRegion: o.DefaultRegion,
 			Delegation: s.Policy, Registerer: s.registry, Logger: s.log,
-			OnKeysChanged: func(ctx context.Context, tenant string) {
-				if err := s.Notifier.Notify(ctx, notify.Event{Tenant: tenant, Kind: notify.KindKeys}); err != nil {
-					s.log.Warn("key change notification failed", "tenant", tenant, "error", err.Error())
-				}
-			}})
+			OnKeysChanged:        func(ctx context.Context, tenant string) { s.announce(ctx, tenant, notify.KindKeys) },
+			OnRevocationsChanged: func(ctx context.Context, tenant string) { s.announce(ctx, tenant, notify.KindState) },
+		})
 		if err != nil {
 			return Extensions{}, fmt.Errorf("tokens service: %w", err)
 		}
@@ -100,9 +98,7 @@ func Standard(o StandardOptions) func(ctx context.Context, s *Server) (Extension
 			Services:       []Service{tok, aud, appr},
 			Authenticators: []auth.Authenticator{tok.AuthenticateAgent},
 			Revocations:    tok,
-			StateRoutes: []string{"PUT /v1/tenants/{tenant}/kill-switch", "POST /v1/tenants/{tenant}/revocations",
-				"DELETE /v1/tenants/{tenant}/revocations/{kind}/{value}"},
-			Spend: store,
+			Spend:          store,
 			JWKS: func(ctx context.Context, tenant string) ([]byte, error) {
 				ks, err := tok.KeySet(ctx, tenant)
 				if err != nil {
@@ -169,4 +165,12 @@ func loadOrCreateKEK(path string) ([]byte, error) {
 		return k, nil
 	}
 	return nil, fmt.Errorf("token KEK %s: want %d bytes, raw, hex or base64", path, tokens.KEKSize)
+}
+
+// announce tells every replica that something of tenant changed; a lost
+// notification is repaired by reconciliation, so failures are logged only.
+func (s *Server) announce(ctx context.Context, tenant, kind string) {
+	if err := s.Notifier.Notify(context.WithoutCancel(ctx), notify.Event{Tenant: tenant, Kind: kind}); err != nil {
+		s.log.Warn("change notification failed", "tenant", tenant, "kind", kind, "error", err.Error())
+	}
 }
