@@ -44,6 +44,7 @@ func BenchmarkEdge(b *testing.B) {
 	auth := "Bearer " + f.mint(b, "bench-agent", "bench", time.Hour)
 	body := []byte(`{"title":"quarterly numbers","body":"see attached","priority":2}`)
 
+	var filtered *Server
 	targets := []struct {
 		name  string
 		start func(b *testing.B) string
@@ -53,7 +54,8 @@ func BenchmarkEdge(b *testing.B) {
 			cfg.Upstream = up.URL
 			cfg.Filter.PoolSize = runtime.GOMAXPROCS(0)
 			cfg.Audit.Sync = "always"
-			_, base, _ := start(b, cfg)
+			s, base, _ := start(b, cfg)
+			filtered = s
 			return base
 		}},
 		{"nofilter", func(b *testing.B) string {
@@ -132,6 +134,16 @@ func BenchmarkEdge(b *testing.B) {
 			b.ReportMetric(pct(0.50), "p50-µs")
 			b.ReportMetric(pct(0.99), "p99-µs")
 			b.ReportMetric(float64(time.Second)/(float64(b.Elapsed())/float64(b.N)), "req/s")
+			if tg.name == "filter" {
+				m := filtered.Pool().Metrics()
+				var mem uint64
+				for _, v := range m.Pool.Memory {
+					mem += v
+				}
+				if n := len(m.Pool.Memory); n > 0 {
+					b.ReportMetric(float64(mem)/float64(n)/(1<<20), "MiB/VM")
+				}
+			}
 		})
 	}
 }

@@ -168,7 +168,10 @@ func New(cfg Config) (*Proxy, error) {
 			pr.SetXForwarded()
 		},
 		Transport:     p.tr,
-		FlushInterval: -1, // stream: event streams and long bodies are not held back
+		// 0: responses of unknown length and event streams are still
+		// flushed after every write (ReverseProxy detects them); sized
+		// bodies are not flushed piecemeal.
+		FlushInterval: 0,
 		ErrorHandler:  p.upstreamError,
 	}
 	return p, nil

@@ -335,3 +335,38 @@ func TestConnect(t *testing.T) {
 		t.Errorf("tunnels %d, want 1", p.Tunnels())
 	}
 }
+
+// TestEventStreamIsNotBuffered: an upstream's event stream reaches the
+// client event by event; the upstream sends the second event only after
+// the client has the first one.
+func TestEventStreamIsNotBuffered(t *testing.T) {
+	got := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-got:
+		case <-time.After(10 * time.Second):
+			return
+		}
+		io.WriteString(w, "data: two\n\n")
+	}))
+	defer up.Close()
+	addr, _ := serve(t, Config{Default: mustURL(t, up.URL)})
+	resp, err := http.Get("http://" + addr + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "data: one\n" {
+		t.Fatalf("first event %q, %v", line, err)
+	}
+	close(got)
+	rest, _ := io.ReadAll(br)
+	if !strings.Contains(string(rest), "data: two") {
+		t.Fatalf("second event missing: %q", rest)
+	}
+}
