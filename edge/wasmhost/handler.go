@@ -566,6 +566,7 @@ type respWriter struct {
 	sent       bool
 	paused     bool
 	done       bool
+	sawBody    bool // the upstream wrote body bytes
 }
 
 var errStreamStopped = errors.New("wasmhost: the filter stopped the stream")
@@ -753,6 +754,9 @@ func (rw *respWriter) runBody(b []byte, eos bool) bool {
 	}
 	s.respBody = append(s.respBody, b...)
 	s.respBytes += len(b)
+	if len(b) > 0 {
+		rw.sawBody = true
+	}
 	size := len(s.respBody)
 	in.mu.Unlock()
 	act, err := sv.guest(in.fn.onRespBody, uint64(size), b2u(eos))
@@ -786,6 +790,10 @@ func (rw *respWriter) sendHeaders(complete bool) {
 	in.mu.Lock()
 	dst := rw.w.Header()
 	status := rw.status
+	// The length is recomputed when the whole body is known and went
+	// through the filter; a body-less response (HEAD, 204, 304) keeps the
+	// upstream's header.
+	recompute := complete && (s.bodyChanged || rw.sawBody)
 	for _, kv := range s.respHeaders {
 		if kv.Key == ":status" {
 			if n, err := strconv.Atoi(kv.Value); err == nil && n >= 200 && n <= 599 {
@@ -796,16 +804,14 @@ func (rw *respWriter) sendHeaders(complete bool) {
 		if len(kv.Key) == 0 || kv.Key[0] == ':' {
 			continue
 		}
-		if kv.Key == "content-length" && (s.bodyChanged || complete) {
+		if kv.Key == "content-length" && recompute {
 			continue
 		}
 		ck := http.CanonicalHeaderKey(kv.Key)
 		dst[ck] = append(dst[ck], kv.Value)
 	}
-	if complete {
-		if _, had := value(s.respHeaders, "content-length"); had || s.bodyChanged || len(s.respBody) > 0 {
-			dst.Set("Content-Length", strconv.Itoa(len(s.respBody)))
-		}
+	if recompute {
+		dst.Set("Content-Length", strconv.Itoa(len(s.respBody)))
 	}
 	in.mu.Unlock()
 	rw.sent = true

@@ -411,3 +411,24 @@ func TestTrailers(t *testing.T) {
 		t.Fatalf("upstream got body %q, trailer %q", gotBody, gotTrailer)
 	}
 }
+
+// TestHeadKeepsContentLength: a body-less response keeps the upstream's
+// Content-Length (a HEAD answer describes the GET body).
+func TestHeadKeepsContentLength(t *testing.T) {
+	_, h := newHost(t, conformanceWasm, wasmhost.PoolConfig{Size: 1, PluginConfig: []byte("headers")})
+	up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1234")
+		w.WriteHeader(http.StatusOK)
+	})
+	front := httptest.NewServer(h.pool.Handler(up))
+	defer front.Close()
+	req, _ := http.NewRequest("HEAD", front.URL+"/h", nil)
+	resp, err := front.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Length") != "1234" || resp.Header.Get("X-Resp") != "yes 200" {
+		t.Fatalf("status %d, headers %v", resp.StatusCode, resp.Header)
+	}
+}
