@@ -167,7 +167,7 @@ func New(cfg Config) (*Proxy, error) {
 			pr.Out.Host = host
 			pr.SetXForwarded()
 		},
-		Transport:     p.tr,
+		Transport: p.tr,
 		// 0: responses of unknown length and event streams are still
 		// flushed after every write (ReverseProxy detects them); sized
 		// bodies are not flushed piecemeal.
