@@ -95,3 +95,10 @@ func FuzzParseCursor(f *testing.F) {
 		}
 	})
 }
+
+func TestRunCheckpointsRefusesZeroInterval(t *testing.T) {
+	s := &Service{}
+	if err := s.RunCheckpoints(t.Context(), 0); err == nil {
+		t.Fatal("a zero interval was accepted")
+	}
+}

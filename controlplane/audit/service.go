@@ -159,6 +159,9 @@ func (s *Service) handleEvidenceKey(w http.ResponseWriter, r *http.Request) {
 // RunCheckpoints signs checkpoints of moved chains every interval until ctx
 // ends.
 func (s *Service) RunCheckpoints(ctx context.Context, every time.Duration) error {
+	if every <= 0 {
+		return fmt.Errorf("audit checkpoints: interval %s: want more than 0", every)
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
