@@ -57,8 +57,8 @@ Exit code 1 when not every node ACKed within --timeout.`, io)
 		return exitFailure
 	}
 	tw := tabwriter.NewWriter(io.out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "nodes\tacked\tp50 ms\tp90 ms\tp99 ms\tmax ms\tpublish ms\tserver synced ms\t\n")
-	fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", res.Nodes, res.Acked, res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs, res.SetTenantMs, res.ServerSyncedMs)
+	fmt.Fprintf(tw, "nodes\tacked\tp50 ms\tp90 ms\tp99 ms\tmax ms\tpublish ms\tserver synced ms\tCPU ms\t\n")
+	fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t\n", res.Nodes, res.Acked, res.P50Ms, res.P90Ms, res.P99Ms, res.MaxMs, res.SetTenantMs, res.ServerSyncedMs, res.PublishCPUMs)
 	tw.Flush()
 	fmt.Fprintf(io.out, "clients %s, store %s, configuration %d bytes (bundle %d), connect+first sync %.0f ms; %d cores, GOMAXPROCS %d, %s %s/%s\n",
 		res.Mode, res.Store, res.ConfigBytes, res.BundleBytes, res.ConnectMs, res.Cores, res.GOMAXPROCS, res.GoVersion, res.OS, res.Arch)
