@@ -92,15 +92,15 @@ type Result struct {
 	// nodes) used from the publish until every node had ACKed: on a shared
 	// machine, what the run needed regardless of what it was given.
 	PublishCPUMs float64 `json:"publish_cpu_ms"`
-	Mode           string  `json:"mode"`
-	Store          string  `json:"store"`
-	BundleBytes    int     `json:"bundle_bytes"`
-	ConfigBytes    int     `json:"config_bytes"`
-	Cores          int     `json:"cores"`
-	GOMAXPROCS     int     `json:"gomaxprocs"`
-	GoVersion      string  `json:"go"`
-	OS             string  `json:"os"`
-	Arch           string  `json:"arch"`
+	Mode         string  `json:"mode"`
+	Store        string  `json:"store"`
+	BundleBytes  int     `json:"bundle_bytes"`
+	ConfigBytes  int     `json:"config_bytes"`
+	Cores        int     `json:"cores"`
+	GOMAXPROCS   int     `json:"gomaxprocs"`
+	GoVersion    string  `json:"go"`
+	OS           string  `json:"os"`
+	Arch         string  `json:"arch"`
 }
 
 // Validate checks o.
