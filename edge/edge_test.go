@@ -588,3 +588,25 @@ func TestForwardProxyThroughFilter(t *testing.T) {
 		t.Fatalf("CONNECT to a tool host: %d %s", resp.StatusCode, b)
 	}
 }
+
+// TestShutdownKeepsQueuedAuditEvents: events the filter still queues when
+// the edge is asked to stop reach the WAL before the VMs go.
+func TestShutdownKeepsQueuedAuditEvents(t *testing.T) {
+	f := newFixture(t, "payments.yaml")
+	cfg := f.config()
+	cfg.Filter.AuditFlush = 500 * time.Millisecond // longer than the requests below take
+	s, base, _ := start(t, cfg)
+	auth := "Bearer " + f.mint(t, "billing-agent", "acme", time.Minute)
+	for i := range 3 {
+		if status, body := do(t, base, call{method: "POST", host: payHost, path: "/v1/payments", auth: auth, body: payment("1", "EUR", fmt.Sprint(i))}); status != 200 {
+			t.Fatalf("%d %s", status, body)
+		}
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := wal.VerifyDir(filepath.Join(cfg.StateDir, "audit"))
+	if err != nil || sum.LastSeq != 3 {
+		t.Fatalf("WAL after shutdown: %+v, %v; want 3 events", sum, err)
+	}
+}

@@ -514,8 +514,36 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			srv.Close()
 		}
 	}
+	s.drainAudit(ctx)
 	errs = append(errs, s.closeAll(ctx))
 	return errors.Join(errs...)
+}
+
+// drainAudit gives the filter's ticks time to hand their queued audit
+// events to the WAL before the VMs go: at least two flush intervals, and
+// until the WAL head has not moved for one, at most ten intervals (or
+// until ctx ends). Events still queued after that were never acknowledged
+// and are lost with the VM, as in Envoy.
+func (s *Server) drainAudit(ctx context.Context) {
+	if s.pool == nil {
+		return
+	}
+	tick := s.cfg.Filter.AuditFlush
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	last, _ := s.wal.Head()
+	for i := 1; i <= 10; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		head, _ := s.wal.Head()
+		if i >= 2 && head == last {
+			return
+		}
+		last = head
+	}
 }
 
 func (s *Server) closeAll(ctx context.Context) error {
