@@ -55,6 +55,7 @@ func muxPatterns(t *testing.T, mux *http.ServeMux) []string {
 }
 
 func TestOpenAPIMatchesRoutes(t *testing.T) {
+	t.Parallel()
 	d := dbtest.NewDSN(t, db.SQLite)
 	s, err := New(context.Background(), Config{
 		Settings: config.Config{Listen: "127.0.0.1:0", XDSListen: "127.0.0.1:0", Database: d, DataDir: t.TempDir(), PlainHTTP: true},

@@ -22,6 +22,7 @@ import (
 )
 
 func TestAuthAndTenants(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, dsn, dir string) {
 		h := start(t, dsn, dir)
 		fi, err := os.Stat(filepath.Join(dir, "admin.token"))
@@ -83,6 +84,7 @@ func TestAuthAndTenants(t *testing.T) {
 }
 
 func TestEnrollment(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, dsn, dir string) {
 		h := start(t, dsn, dir)
 		h.tenant("acme", false, 1)
@@ -163,6 +165,7 @@ func multipartBody(files map[string]string) (string, string) {
 }
 
 func TestPolicyLifecycle(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, dsn, dir string) {
 		h := start(t, dsn, dir)
 		h.tenant("acme", true, 1)
@@ -308,6 +311,7 @@ func TestPolicyLifecycle(t *testing.T) {
 // Two replicas on one Postgres: a release published on one reaches the
 // other's subscribers through LISTEN/NOTIFY, and either serves it.
 func TestReplicasNotify(t *testing.T) {
+	t.Parallel()
 	dsn := dbtest.NewDSN(t, db.Postgres)
 	dir := t.TempDir()
 	a := start(t, dsn, dir)

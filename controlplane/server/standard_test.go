@@ -15,6 +15,7 @@ import (
 // switch reaches live state at once, and the JWKS hook serves the keys that
 // signed the agent tokens.
 func TestStandardServices(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, dsn, dir string) {
 		h := startWith(t, dsn, dir, func(c *Config) { c.Extend = Standard(StandardOptions{}) })
 		fi, err := os.Stat(filepath.Join(dir, "keys", "token.kek"))

@@ -147,6 +147,7 @@ func (c *adsClient) waitRevision(tenant string, want int64) map[string]json.RawM
 // its tenant's published bundle and live state over ECDS; a new release
 // reaches it on the open stream.
 func TestXDSDelivery(t *testing.T) {
+	t.Parallel()
 	eachDialect(t, func(t *testing.T, dsn, dir string) {
 		h := startWith(t, dsn, dir, xdsOptions(t))
 		h.tenant("acme", false, 1)
@@ -182,6 +183,7 @@ func TestXDSDelivery(t *testing.T) {
 // Scale-out: a node connected to replica b receives a release published
 // on replica a, through Postgres NOTIFY alone.
 func TestXDSAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	dsn := dbtest.NewDSN(t, db.Postgres)
 	dir := t.TempDir()
 	a := startWith(t, dsn, dir, xdsOptions(t))
