@@ -90,6 +90,7 @@ type Config struct {
 		Idle           time.Duration `yaml:"idle"`
 		Dial           time.Duration `yaml:"dial"`
 		ResponseHeader time.Duration `yaml:"response_header"`
+		TunnelIdle     time.Duration `yaml:"tunnel_idle"`
 		Shutdown       time.Duration `yaml:"shutdown"`
 	} `yaml:"timeouts"`
 	MaxHeaderBytes int `yaml:"max_header_bytes"`
@@ -180,7 +181,7 @@ func (c *Config) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"timeouts.read_header": c.Timeouts.ReadHeader, "timeouts.read": c.Timeouts.Read, "timeouts.write": c.Timeouts.Write,
-		"timeouts.idle": c.Timeouts.Idle, "timeouts.dial": c.Timeouts.Dial, "timeouts.response_header": c.Timeouts.ResponseHeader,
+		"timeouts.idle": c.Timeouts.Idle, "timeouts.dial": c.Timeouts.Dial, "timeouts.tunnel_idle": c.Timeouts.TunnelIdle, "timeouts.response_header": c.Timeouts.ResponseHeader,
 		"filter.request_timeout": c.Filter.RequestTimeout, "control_plane.poll_interval": c.ControlPlane.PollInterval,
 		"control_plane.timeout": c.ControlPlane.Timeout, "filter.audit_flush": c.Filter.AuditFlush,
 	} {

@@ -174,7 +174,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (_ *Server, err error
 	}
 	s.proxy, err = proxy.New(proxy.Config{Routes: routes, Default: def, Forward: cfg.Forward, Egress: cfg.Egress.Allow,
 		Ports: cfg.Egress.Ports, ToolHosts: store.IsToolHost, DialTimeout: cfg.Timeouts.Dial,
-		ResponseHeaderTimeout: cfg.Timeouts.ResponseHeader, Logger: s.log})
+		ResponseHeaderTimeout: cfg.Timeouts.ResponseHeader, TunnelIdleTimeout: cfg.Timeouts.TunnelIdle, Logger: s.log})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}

@@ -77,7 +77,7 @@ func (p *Proxy) tunnelHTTP1(w http.ResponseWriter, r *http.Request, host string,
 		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		}
-	})
+	}, conn.SetReadDeadline)
 }
 
 func (p *Proxy) tunnelHTTP2(w http.ResponseWriter, r *http.Request, host string, port int) {
@@ -94,7 +94,7 @@ func (p *Proxy) tunnelHTTP2(w http.ResponseWriter, r *http.Request, host string,
 		return
 	}
 	rc.SetReadDeadline(time.Time{})
-	p.splice(host, port, hello, r.Body, flushWriter{w, rc}, func() {})
+	p.splice(host, port, hello, r.Body, flushWriter{w, rc}, func() {}, rc.SetReadDeadline)
 }
 
 type flushWriter struct {
@@ -111,8 +111,10 @@ func (f flushWriter) Write(p []byte) (int, error) {
 }
 
 // splice dials the target, replays the ClientHello and copies both ways
-// until either side ends.
-func (p *Proxy) splice(host string, port int, hello []byte, client io.Reader, toClient io.Writer, closeClientWrite func()) {
+// until either side ends or the tunnel carries nothing for
+// TunnelIdleTimeout.
+func (p *Proxy) splice(host string, port int, hello []byte, client io.Reader, toClient io.Writer,
+	closeClientWrite func(), clientDeadline func(time.Time) error) {
 	d := net.Dialer{Timeout: p.cfg.DialTimeout}
 	up, err := d.Dial("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
@@ -124,17 +126,40 @@ func (p *Proxy) splice(host string, port int, hello []byte, client io.Reader, to
 	if _, err := up.Write(hello); err != nil {
 		return
 	}
+	idle := p.cfg.TunnelIdleTimeout
+	// Traffic in either direction keeps both sides open.
+	touch := func() {
+		t := time.Now().Add(idle)
+		up.SetReadDeadline(t)
+		clientDeadline(t)
+	}
+	touch()
 	done := make(chan struct{})
 	go func() {
-		io.Copy(toClient, up)
+		io.Copy(toClient, &idleReader{r: up, touch: touch})
 		closeClientWrite()
 		close(done)
 	}()
-	io.Copy(up, client)
+	io.Copy(up, &idleReader{r: client, touch: touch})
 	if tc, ok := up.(*net.TCPConn); ok {
 		tc.CloseWrite()
 	}
 	<-done
+}
+
+// idleReader moves a read deadline forward after every read that got
+// data.
+type idleReader struct {
+	r     io.Reader
+	touch func()
+}
+
+func (i *idleReader) Read(p []byte) (int, error) {
+	n, err := i.r.Read(p)
+	if n > 0 {
+		i.touch()
+	}
+	return n, err
 }
 
 var errHelloRead = errors.New("ClientHello read")

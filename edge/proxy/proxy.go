@@ -45,8 +45,9 @@ type Config struct {
 	// current policy: CONNECT to it is refused.
 	ToolHosts func(host string) bool
 	// Timeouts (defaults: dial 5s, TLS handshake 5s, response header
-	// 30s, idle upstream connections 90s, CONNECT ClientHello 10s).
-	DialTimeout, TLSHandshakeTimeout, ResponseHeaderTimeout, IdleConnTimeout, HelloTimeout time.Duration
+	// 30s, idle upstream connections 90s, CONNECT ClientHello 10s, a
+	// tunnel without traffic either way 5m).
+	DialTimeout, TLSHandshakeTimeout, ResponseHeaderTimeout, IdleConnTimeout, HelloTimeout, TunnelIdleTimeout time.Duration
 	// MaxIdleConnsPerHost to upstreams (default 64).
 	MaxIdleConnsPerHost int
 	Logger              *slog.Logger
@@ -128,6 +129,9 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	if cfg.HelloTimeout <= 0 {
 		cfg.HelloTimeout = 10 * time.Second
+	}
+	if cfg.TunnelIdleTimeout <= 0 {
+		cfg.TunnelIdleTimeout = 5 * time.Minute
 	}
 	if cfg.MaxIdleConnsPerHost <= 0 {
 		cfg.MaxIdleConnsPerHost = 64

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -281,7 +282,7 @@ func TestConnect(t *testing.T) {
 	var portN int
 	fmt.Sscan(port, &portN)
 	addr, p := serve(t, Config{Forward: true, Egress: []string{"localhost", "tools.example"}, Ports: []int{portN},
-		ToolHosts: func(h string) bool { return h == "tools.example" }})
+		ToolHosts: func(h string) bool { return h == "tools.example" }, TunnelIdleTimeout: 300 * time.Millisecond})
 
 	for _, tc := range []struct {
 		name, target string
@@ -334,7 +335,37 @@ func TestConnect(t *testing.T) {
 	if p.Tunnels() != 1 {
 		t.Errorf("tunnels %d, want 1", p.Tunnels())
 	}
+
+	// An idle tunnel is closed by the proxy.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second)) // guard only
+	fmt.Fprintf(c, "CONNECT localhost:%s HTTP/1.1\r\nHost: localhost:%s\r\n\r\n", port, port)
+	br := bufio.NewReader(c)
+	if resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"}); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v", err)
+	}
+	tc := tls.Client(&bufConn{Conn: c, r: br}, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true}) // test upstream's self-signed certificate
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	var ne net.Error
+	if _, err := tc.Read(make([]byte, 1)); err == nil {
+		t.Fatal("read data from an idle tunnel")
+	} else if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("the idle tunnel was not closed by the proxy (the test's guard deadline fired)")
+	}
 }
+
+type bufConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b *bufConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
 // TestEventStreamIsNotBuffered: an upstream's event stream reaches the
 // client event by event; the upstream sends the second event only after
