@@ -27,9 +27,11 @@ import (
 const wasmPath = "../build/aegis-filter.wasm"
 
 // maxModuleBytes bounds the module: Envoy keeps a copy per worker VM.
-// The product goal (issue 3) is 6 MiB; the module is 7.5 MB today, most of
-// it the engine's builtin set and encoding/json, so this guard sits at
-// 8 MiB until the size work lands. Lower it back then, do not raise it.
+// The product goal (issue 3) is 6 MiB; the module is 7.8 MB today: 5.1 MB
+// of code (runtime 1.2 MB, engine 0.6, math/big 0.3, encoding/json 0.25,
+// regexp 0.28, fmt 0.18) and 2.5 MB of data (pclntab, type data, unicode
+// tables). This guard sits at 8 MiB until the size work lands. Lower it
+// back then, do not raise it.
 const maxModuleBytes = 8 << 20
 
 func TestMain(m *testing.M) {
