@@ -39,7 +39,7 @@ type vmChainGen struct {
 	n    int
 }
 
-func (g *vmChainGen) batch(t *testing.T, n int) []byte {
+func (g *vmChainGen) batch(t testing.TB, n int) []byte {
 	t.Helper()
 	b := vmBatch{NodeID: "edge-1", Tenant: "acme", ChainID: g.id, SeqFirst: g.seq + 1, PrevHash: hex.EncodeToString(g.head[:])}
 	for range n {
