@@ -179,12 +179,26 @@ func (b *builder) snapshot(n nodeInfo, rel *release, env *envoyResources) (*cach
 	if err != nil {
 		return nil, err
 	}
-	snap := &cache.Snapshot{}
-	snap.Resources[types.ExtensionConfig] = cache.NewResources(b.ecdsVersion(n, rel), []types.Resource{ecds})
+	ev := b.ecdsVersion(n, rel)
+	snap := &cache.Snapshot{VersionMap: map[string]map[string]string{}}
+	set := func(typ types.ResponseType, url, version string, items []types.Resource) {
+		snap.Resources[typ] = cache.NewResources(version, items)
+		// Delta clients get per-resource versions. Ours already digest
+		// everything a resource depends on, so they stand in for the
+		// content hashes go-control-plane would otherwise compute by
+		// marshalling and hashing every resource of every node on every
+		// publish.
+		m := make(map[string]string, len(items))
+		for _, r := range items {
+			m[cache.GetResourceName(r)] = version
+		}
+		snap.VersionMap[url] = m
+	}
+	set(types.ExtensionConfig, resource.ExtensionConfigType, ev, []types.Resource{ecds})
 	if n.role != RoleEdge {
-		snap.Resources[types.Listener] = cache.NewResources(env.version, env.listeners)
-		snap.Resources[types.Route] = cache.NewResources(env.version, env.routes)
-		snap.Resources[types.Cluster] = cache.NewResources(env.version, env.clusters)
+		set(types.Listener, resource.ListenerType, env.version, env.listeners)
+		set(types.Route, resource.RouteType, env.version, env.routes)
+		set(types.Cluster, resource.ClusterType, env.version, env.clusters)
 	}
 	if err := snap.Consistent(); err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	wasmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/wasm/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -241,7 +242,9 @@ func TestSnapshotResources(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if snap2.Resources[types.Listener].Version != snap.Resources[types.Listener].Version || snap2.Resources[types.ExtensionConfig].Version == ecds.Version {
+			if snap2.Resources[types.Listener].Version != snap.Resources[types.Listener].Version || snap2.Resources[types.ExtensionConfig].Version == ecds.Version ||
+				snap2.VersionMap[resource.ListenerType][l.Name] != snap.VersionMap[resource.ListenerType][l.Name] ||
+				snap2.VersionMap[resource.ExtensionConfigType][FilterName] != snap2.Resources[types.ExtensionConfig].Version {
 				t.Fatal("a release must change the ECDS version and nothing else")
 			}
 			routes := snap.Resources[types.Route].Items[RouteName].Resource.(*routev3.RouteConfiguration)
