@@ -80,6 +80,7 @@ func (s *Service) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/tenants/{tenant}/policies", s.listVersions)
 	mux.HandleFunc("GET /v1/tenants/{tenant}/policies/{version}", s.getVersion)
 	mux.HandleFunc("POST /v1/tenants/{tenant}/policies/{version}/approve", s.approve)
+	mux.HandleFunc("GET /v1/tenants/{tenant}/policies/{version}/archive", s.archive)
 	mux.HandleFunc("POST /v1/tenants/{tenant}/releases", s.publish)
 	mux.HandleFunc("POST /v1/tenants/{tenant}/releases/rollback", s.rollback)
 	mux.HandleFunc("GET /v1/tenants/{tenant}/releases", s.listReleases)
@@ -248,6 +249,28 @@ func (s *Service) getVersion(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpapi.JSON(w, http.StatusOK, v)
+}
+
+// archive serves a version's archive bundle (Rego sources, plan, OPA wasm)
+// for review and OPA tooling.
+func (s *Service) archive(w http.ResponseWriter, r *http.Request) {
+	_, t, ok := s.tenant(w, r, auth.RoleAdmin, auth.RoleAuthor, auth.RoleApprover, auth.RolePublisher, auth.RoleAuditor)
+	if !ok {
+		return
+	}
+	n, valid := pathInt(r, "version")
+	if !valid {
+		httpapi.Error(w, http.StatusBadRequest, "bad_request", "version: want a positive integer", nil)
+		return
+	}
+	b, err := s.cfg.Store.Archive(r.Context(), t.Name, n)
+	if err != nil {
+		s.fail(w, r, "", err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	_, _ = w.Write(b)
 }
 
 func (s *Service) approve(w http.ResponseWriter, r *http.Request) {

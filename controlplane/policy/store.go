@@ -792,3 +792,18 @@ func (s *Store) BundlesActive(ctx context.Context, tenant string, from, to time.
 	}
 	return out, nil
 }
+
+// Archive returns the archive bundle of a version (generated Rego, plan,
+// OPA wasm, data; unsigned: the release record and runtime bundle carry
+// the signatures).
+func (s *Store) Archive(ctx context.Context, tenant string, version int64) ([]byte, error) {
+	var b []byte
+	err := s.db.QueryRowContext(ctx, `SELECT archive_bundle FROM policy_versions WHERE tenant = $1 AND version = $2`, tenant, version).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %s version %d", ErrUnknownVersion, tenant, version)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read archive bundle: %w", err)
+	}
+	return b, nil
+}

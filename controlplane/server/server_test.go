@@ -208,6 +208,11 @@ func TestPolicyLifecycle(t *testing.T) {
 			t.Fatalf("submitted %v", v)
 		}
 		h.expect(h.do("POST", "/v1/tenants/acme/releases", publisher, map[string]any{"version": 1}), 409, "not_approved")
+		arch := h.expect(h.do("GET", "/v1/tenants/acme/policies/1/archive", approver, nil), 200, "")
+		if ab, err := bundle.Open(arch.body, bundle.Limits{}); err != nil || ab.Manifest.Kind != bundle.KindArchive || len(ab.Files["policy.wasm"]) == 0 {
+			t.Fatalf("archive bundle: %v", err)
+		}
+		h.expect(h.do("GET", "/v1/tenants/acme/policies/9/archive", approver, nil), 404, "unknown_version")
 		h.expect(h.do("POST", "/v1/tenants/acme/policies/1/approve", author, nil), 403, "self_approval")
 		h.expect(h.do("POST", "/v1/tenants/acme/policies/1/approve", publisher, nil), 403, "forbidden")
 		h.expect(h.do("POST", "/v1/tenants/acme/policies/1/approve", approver, nil), 200, "")
