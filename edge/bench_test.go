@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -26,7 +27,15 @@ import (
 // parallel clients) and per-request latency percentiles.
 //
 //	go test ./edge -run '^$' -bench Edge -benchtime 3000x
-func BenchmarkEdge(b *testing.B) {
+func BenchmarkEdge(b *testing.B) { benchEdge(b, 2) }
+
+// BenchmarkEdgeSerial is one client at a time: the latency each setup
+// adds when nothing queues.
+func BenchmarkEdgeSerial(b *testing.B) { benchEdge(b, 0) }
+
+// benchEdge runs the three setups with parallelism × GOMAXPROCS clients,
+// or one client when parallelism is 0.
+func benchEdge(b *testing.B, parallelism int) {
 	_, file, _, _ := runtime.Caller(0)
 	policy := filepath.Join(filepath.Dir(file), "..", "filter", "testdata", "bench.yaml")
 	f := newFixture(b, "payments.yaml")
@@ -54,6 +63,10 @@ func BenchmarkEdge(b *testing.B) {
 			cfg.Upstream = up.URL
 			cfg.Filter.PoolSize = runtime.GOMAXPROCS(0)
 			cfg.Audit.Sync = "always"
+			cfg.Filter.AuditFlush = 200 * time.Millisecond // the default
+			if v := os.Getenv("AEGIS_BENCH_WAL_SYNC"); v != "" {
+				cfg.Audit.Sync = v
+			}
 			s, base, _ := start(b, cfg)
 			filtered = s
 			return base
@@ -107,22 +120,33 @@ func BenchmarkEdge(b *testing.B) {
 			}
 			var mu sync.Mutex
 			var lat []time.Duration
-			b.SetParallelism(2)
 			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				local := make([]time.Duration, 0, 1024)
-				for pb.Next() {
+			if parallelism == 0 {
+				lat = make([]time.Duration, 0, b.N)
+				for range b.N {
 					d, err := send()
 					if err != nil {
-						b.Error(err)
-						return
+						b.Fatal(err)
 					}
-					local = append(local, d)
+					lat = append(lat, d)
 				}
-				mu.Lock()
-				lat = append(lat, local...)
-				mu.Unlock()
-			})
+			} else {
+				b.SetParallelism(parallelism)
+				b.RunParallel(func(pb *testing.PB) {
+					local := make([]time.Duration, 0, 1024)
+					for pb.Next() {
+						d, err := send()
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						local = append(local, d)
+					}
+					mu.Lock()
+					lat = append(lat, local...)
+					mu.Unlock()
+				})
+			}
 			b.StopTimer()
 			slices.Sort(lat)
 			pct := func(p float64) float64 {
