@@ -44,6 +44,8 @@ type Config struct {
 	Wasm string
 	// Size is the generated policy set (agents = tools).
 	Size int
+	// Progress, if set, gets one line per step.
+	Progress io.Writer
 }
 
 // Validate checks the counts.
@@ -196,8 +198,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for i, c := range chains {
 		series[i].Name = c.name
 	}
-	for range cfg.Plan.Runs {
+	for run := range cfg.Plan.Runs {
 		for i, c := range chains {
+			if cfg.Progress != nil {
+				fmt.Fprintf(cfg.Progress, "bench edge: run %d/%d, %s, %d requests\n", run+1, cfg.Plan.Runs, c.name, cfg.Plan.Requests)
+			}
 			h, x, err := load(ctx, client, c.url, fx, cfg.Concurrency, cfg.Plan.Warmup, cfg.Plan.Requests)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", c.name, err)

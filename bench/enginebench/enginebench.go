@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -54,6 +55,15 @@ type Config struct {
 	// ScalingWasm includes OPA's wasm in the scaling runs (compiling wasm
 	// for 1,000 tools takes about a minute).
 	ScalingWasm bool
+	// Progress, if set, gets one line per step (long runs on a busy
+	// machine should show they are alive).
+	Progress io.Writer
+}
+
+func (c Config) progress(format string, args ...any) {
+	if c.Progress != nil {
+		fmt.Fprintf(c.Progress, "bench engine: "+format+"\n", args...)
+	}
 }
 
 // Validate checks the counts.
@@ -249,7 +259,7 @@ func wasmDecision(raw []byte) (engine.Value, error) {
 
 // measureAll times each evaluator for every run; runs interleave the
 // evaluators so that a slow phase of a shared machine hits all of them.
-func (e *evaluators) measureAll(ctx context.Context, plan measure.Plan) ([]measure.Series, error) {
+func (e *evaluators) measureAll(ctx context.Context, plan measure.Plan, cfg Config, label string) ([]measure.Series, error) {
 	series := []measure.Series{{Name: Aegis}, {Name: OPA}}
 	ops := []measure.Op{
 		func(ctx context.Context, i int) error { _, err := e.evalAegis(ctx, i); return err },
@@ -259,8 +269,9 @@ func (e *evaluators) measureAll(ctx context.Context, plan measure.Plan) ([]measu
 		series = append(series, measure.Series{Name: OPAWasm})
 		ops = append(ops, func(ctx context.Context, i int) error { _, err := e.evalWasm(ctx, i); return err })
 	}
-	for range plan.Runs {
+	for run := range plan.Runs {
 		for k, op := range ops {
+			cfg.progress("%s: run %d/%d, %s, %d requests", label, run+1, plan.Runs, series[k].Name, plan.Requests)
 			h, err := measure.Time(ctx, plan.Warmup, plan.Requests, op)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", series[k].Name, err)
@@ -279,16 +290,18 @@ func Run(ctx context.Context, ps *policies.PolicySet, cfg Config) (*Result, erro
 	r := &report.Report{Scenario: "engine", Machine: machine.Current(), Plan: cfg.Plan,
 		Params: map[string]any{"policy": cfg.PolicyName, "inputs": cfg.Inputs, "seed": cfg.Seed, "entrypoint": Entrypoint}}
 	r.Started = now()
+	cfg.progress("compiling %s (plan and wasm)", cfg.PolicyName)
 	e, err := load(ctx, ps, cfg.Inputs, cfg.Seed, true)
 	if err != nil {
 		return nil, err
 	}
 	defer e.close(ctx)
+	cfg.progress("comparing decisions on %d inputs", len(e.docs))
 	bad, mix, examples, err := e.check(ctx)
 	if err != nil {
 		return nil, err
 	}
-	series, err := e.measureAll(ctx, cfg.Plan)
+	series, err := e.measureAll(ctx, cfg.Plan, cfg, cfg.PolicyName)
 	if err != nil {
 		return nil, err
 	}
@@ -352,6 +365,7 @@ func runScaling(ctx context.Context, cfg Config) (map[string]ScalingPoint, error
 		if len(errs) > 0 {
 			return nil, fmt.Errorf("generated set of %d: %w", n, errs)
 		}
+		cfg.progress("scaling %d: compiling", n)
 		e, err := load(ctx, ps, cfg.Inputs, cfg.Seed, cfg.ScalingWasm)
 		if err != nil {
 			return nil, fmt.Errorf("scaling %d: %w", n, err)
@@ -361,7 +375,7 @@ func runScaling(ctx context.Context, cfg Config) (map[string]ScalingPoint, error
 			e.close(ctx)
 			return nil, fmt.Errorf("scaling %d: %w", n, err)
 		}
-		series, err := e.measureAll(ctx, cfg.Plan.Lighter())
+		series, err := e.measureAll(ctx, cfg.Plan.Lighter(), cfg, "scaling "+strconv.Itoa(n))
 		e.close(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("scaling %d: %w", n, err)

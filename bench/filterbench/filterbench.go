@@ -36,6 +36,14 @@ type Config struct {
 	Size int
 	// Scaling lists more sizes to measure p99 on, with Plan.Lighter().
 	Scaling []int
+	// Progress, if set, gets one line per step.
+	Progress io.Writer
+}
+
+func (c Config) progress(format string, args ...any) {
+	if c.Progress != nil {
+		fmt.Fprintf(c.Progress, "bench filter: "+format+"\n", args...)
+	}
 }
 
 // Validate checks the counts.
@@ -158,13 +166,14 @@ func (b *bench) do(p Path) error {
 	return nil
 }
 
-func (b *bench) measure(ctx context.Context, plan measure.Plan) ([]measure.Series, error) {
+func (b *bench) measure(ctx context.Context, plan measure.Plan, cfg Config) ([]measure.Series, error) {
 	series := make([]measure.Series, len(Paths))
 	for i, p := range Paths {
 		series[i].Name = p.Name
 	}
-	for range plan.Runs {
+	for run := range plan.Runs {
 		for i, p := range Paths {
+			cfg.progress("size %d: run %d/%d, %s, %d requests", b.fx.Size, run+1, plan.Runs, p.Name, plan.Requests)
 			h, err := measure.Time(ctx, plan.Warmup, plan.Requests, func(context.Context, int) error { return b.do(p) })
 			if err != nil {
 				return nil, err
@@ -190,6 +199,7 @@ func Run(ctx context.Context, wasm []byte, cfg Config) (*Result, error) {
 	}
 	defer mod.Close(ctx)
 	sink := &AuditSink{}
+	cfg.progress("size %d: compiling and signing", cfg.Size)
 	fx, err := NewFixture(ctx, cfg.Size)
 	if err != nil {
 		return nil, err
@@ -202,7 +212,7 @@ func Run(ctx context.Context, wasm []byte, cfg Config) (*Result, error) {
 	memBefore := guestMemory(b.pool)
 	var msBefore, msAfter runtime.MemStats
 	runtime.ReadMemStats(&msBefore)
-	series, err := b.measure(ctx, cfg.Plan)
+	series, err := b.measure(ctx, cfg.Plan, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -254,6 +264,7 @@ func runScaling(ctx context.Context, mod *wasmhost.Module, sink http.RoundTrippe
 	out := map[string]any{}
 	for _, n := range cfg.Scaling {
 		key := strconv.Itoa(n)
+		cfg.progress("scaling %d: compiling and signing", n)
 		fx, err := NewFixture(ctx, n)
 		if err != nil {
 			out[key] = map[string]any{"error": err.Error()}
@@ -264,7 +275,7 @@ func runScaling(ctx context.Context, mod *wasmhost.Module, sink http.RoundTrippe
 			out[key] = map[string]any{"error": firstLine(err.Error()), "bundle_bytes": fx.BundleBytes}
 			continue
 		}
-		series, err := b.measure(ctx, cfg.Plan.Lighter())
+		series, err := b.measure(ctx, cfg.Plan.Lighter(), cfg)
 		_ = b.pool.Close(ctx)
 		if err != nil {
 			out[key] = map[string]any{"error": firstLine(err.Error()), "bundle_bytes": fx.BundleBytes}

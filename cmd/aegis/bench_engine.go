@@ -132,7 +132,7 @@ the exit code 1. Prints a table, writes bench/results/engine-<time>.json.`, io)
 		fmt.Fprintf(io.err, "aegis bench engine: %v\n", err)
 		return exitUsage
 	}
-	cfg := enginebench.Config{Plan: b.plan, Inputs: *inputs, Seed: *seed, PolicyName: *policy, Scaling: sizes, ScalingWasm: *scalingWasm}
+	cfg := enginebench.Config{Plan: b.plan, Inputs: *inputs, Seed: *seed, PolicyName: *policy, Scaling: sizes, ScalingWasm: *scalingWasm, Progress: io.err}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(io.err, "aegis bench engine: %v\n", err)
 		return exitUsage
@@ -176,7 +176,7 @@ Prints a table, writes bench/results/filter-<time>.json.`, io)
 		fmt.Fprintf(io.err, "aegis bench filter: %v\n", err)
 		return exitUsage
 	}
-	cfg := filterbench.Config{Plan: b.plan, WasmName: *wasmPath, Size: *size, Scaling: sizes}
+	cfg := filterbench.Config{Plan: b.plan, WasmName: *wasmPath, Size: *size, Scaling: sizes, Progress: io.err}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(io.err, "aegis bench filter: %v\n", err)
 		return exitUsage
@@ -219,7 +219,7 @@ Prints a table, writes bench/results/edge-<time>.json.`, io)
 		fmt.Fprintf(io.err, "aegis bench edge: unexpected argument %q\n", rest[0])
 		return exitUsage
 	}
-	cfg := edgebench.Config{Plan: b.plan, Concurrency: *conc, Wasm: *wasmPath, Size: *size}
+	cfg := edgebench.Config{Plan: b.plan, Concurrency: *conc, Wasm: *wasmPath, Size: *size, Progress: io.err}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(io.err, "aegis bench edge: %v\n", err)
 		return exitUsage
