@@ -256,9 +256,13 @@ func (s *Server) adminHandler() http.Handler {
 	return mux
 }
 
-// Ready reports whether the edge can enforce: a filter is loaded (or was
-// deliberately left out) and at least one tenant has a verified bundle.
+// Ready reports whether the edge can enforce: the audit WAL takes events,
+// a filter is loaded (or was deliberately left out) and at least one
+// tenant has a verified bundle.
 func (s *Server) Ready() (bool, string) {
+	if err := s.wal.Err(); err != nil {
+		return false, "audit WAL: " + err.Error()
+	}
 	tenants := s.store.Tenants()
 	if len(tenants) == 0 {
 		return false, "no verified bundle: every request is refused (no_bundle)"

@@ -331,6 +331,14 @@ func (w *WAL) undo(cause error) {
 	}
 }
 
+// Err returns why the WAL stopped taking events (a write or fsync that
+// failed), or nil.
+func (w *WAL) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failed
+}
+
 // Head returns the last seq and its hash.
 func (w *WAL) Head() (int64, [32]byte) {
 	w.mu.Lock()
