@@ -183,11 +183,13 @@ func (b *builder) snapshot(n nodeInfo, rel *release, env *envoyResources) (*cach
 	snap := &cache.Snapshot{VersionMap: map[string]map[string]string{}}
 	set := func(typ types.ResponseType, url, version string, items []types.Resource) {
 		snap.Resources[typ] = cache.NewResources(version, items)
-		// Delta clients get per-resource versions. Ours already digest
-		// everything a resource depends on, so they stand in for the
-		// content hashes go-control-plane would otherwise compute by
-		// marshalling and hashing every resource of every node on every
-		// publish.
+		// The delta server decides what changed from this map. Our
+		// versions already digest everything a resource depends on, so
+		// they stand in for the content hashes go-control-plane would
+		// otherwise compute by marshalling and hashing every resource of
+		// every node on every publish. (Responses still carry its hash of
+		// what is sent; a reconnecting delta client quoting one gets the
+		// resource once more.)
 		m := make(map[string]string, len(items))
 		for _, r := range items {
 			m[cache.GetResourceName(r)] = version
