@@ -251,7 +251,8 @@ func TestEdgeEnforces(t *testing.T) {
 		resp, _ := http.Get(admin + "/metrics")
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		for _, m := range []string{"aegis_edge_wal_depth", "aegis_edge_vm_pool_size 1", "aegis_edge_bundle_revision{tenant=\"acme\"} 1", "aegis_filter_decisions_allow_total"} {
+		for _, m := range []string{"aegis_edge_wal_depth", "aegis_edge_vm_pool_size 1", "aegis_edge_bundle_revision{tenant=\"acme\"} 1", "aegis_filter_decisions_allow_total",
+			`aegis_edge_framing_rejected_total{code="ambiguous_length"} 1`} {
 			if !strings.Contains(string(b), m) {
 				t.Errorf("metrics lack %s", m)
 			}

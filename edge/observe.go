@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/aegis-mesh/aegis/edge/proxy"
 	"github.com/aegis-mesh/aegis/edge/wasmhost"
 )
 
@@ -32,6 +33,7 @@ type decisionState struct {
 
 type metrics struct {
 	s         *Server
+	framing   *prometheus.CounterVec
 	requests  *prometheus.CounterVec
 	decisions *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
@@ -40,6 +42,9 @@ type metrics struct {
 func newMetrics(s *Server) *metrics {
 	return &metrics{
 		s: s,
+		framing: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aegis_edge_framing_rejected_total", Help: "Connections ended by the framing guard, by violation code.",
+		}, []string{"code"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aegis_edge_requests_total", Help: "Requests answered by the edge, by status class.",
 		}, []string{"code"}),
@@ -62,7 +67,7 @@ func (m *metrics) register(reg *prometheus.Registry) error {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
 	}
 	cs := []prometheus.Collector{
-		m.requests, m.decisions, m.latency,
+		m.framing, m.requests, m.decisions, m.latency,
 		gauge("aegis_edge_wal_depth", "Audit events in the WAL not yet acknowledged by the control plane.", func() float64 { return float64(s.wal.Depth()) }),
 		gauge("aegis_edge_wal_last_seq", "Seq of the last audit event in the WAL.", func() float64 { seq, _ := s.wal.Head(); return float64(seq) }),
 		counter("aegis_edge_tunnels_total", "CONNECT tunnels opened.", func() float64 { return float64(s.proxy.Tunnels()) }),
@@ -233,6 +238,16 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		s.log.Debug("request", "method", r.Method, "host", r.Host, "path", r.URL.Path, "status", status,
 			"action", action, "tool", d.Tool, "agent", d.Agent, "decision_id", d.ID, "failure", info.Failure,
 			"duration_us", elapsed.Microseconds())
+	})
+}
+
+// countFraming counts the requests the framing guard synthesized.
+func (s *Server) countFraming(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if v := proxy.FramingViolation(r); v != nil {
+			s.metrics.framing.WithLabelValues(v.Code).Inc()
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 

@@ -456,7 +456,7 @@ func (s *Server) buildHandler() http.Handler {
 	}
 	h = s.proxy.Connect(h)
 	h = s.observe(h)
-	return proxy.RejectFraming(h)
+	return s.countFraming(proxy.RejectFraming(h))
 }
 
 // Serve runs the proxy on l until Shutdown: HTTP/1.1 and HTTP/2 with
