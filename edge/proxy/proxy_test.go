@@ -401,3 +401,72 @@ func TestEventStreamIsNotBuffered(t *testing.T) {
 		t.Fatalf("second event missing: %q", rest)
 	}
 }
+
+// pipeConn joins an HTTP/2 CONNECT stream's two halves into a net.Conn
+// for a TLS client.
+type pipeConn struct {
+	net.Conn // nil: only Read, Write and Close are used by crypto/tls here
+	r        io.Reader
+	w        io.WriteCloser
+}
+
+func (p *pipeConn) Read(b []byte) (int, error)       { return p.r.Read(b) }
+func (p *pipeConn) Write(b []byte) (int, error)      { return p.w.Write(b) }
+func (p *pipeConn) Close() error                     { return p.w.Close() }
+func (p *pipeConn) SetDeadline(time.Time) error      { return nil }
+func (p *pipeConn) SetReadDeadline(time.Time) error  { return nil }
+func (p *pipeConn) SetWriteDeadline(time.Time) error { return nil }
+
+func TestConnectOverHTTP2(t *testing.T) {
+	tlsUp := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "h2 tunnel")
+	}))
+	defer tlsUp.Close()
+	port := mustURL(t, tlsUp.URL).Port()
+	var portN int
+	fmt.Sscan(port, &portN)
+	addr, _ := serve(t, Config{Forward: true, Egress: []string{"localhost"}, Ports: []int{portN},
+		ToolHosts: func(h string) bool { return h == "tools.example" }})
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protos}
+	defer tr.CloseIdleConnections()
+
+	connect := func(target string) (*http.Response, io.WriteCloser, error) {
+		pr, pw := io.Pipe()
+		req := &http.Request{Method: "CONNECT", URL: &url.URL{Scheme: "http", Host: addr}, Host: target, Header: http.Header{}, Body: pr}
+		resp, err := tr.RoundTrip(req)
+		return resp, pw, err
+	}
+	resp, pw, err := connect("tools.example:" + port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if resp.StatusCode != 403 || resp.ProtoMajor != 2 {
+		t.Fatalf("h2 CONNECT to a tool host: %s %d", resp.Proto, resp.StatusCode)
+	}
+	resp.Body.Close()
+
+	resp, pw, err = connect("localhost:" + port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("h2 CONNECT: %d", resp.StatusCode)
+	}
+	tc := tls.Client(&pipeConn{r: resp.Body, w: pw}, &tls.Config{ServerName: "localhost", InsecureSkipVerify: true}) // test upstream's self-signed certificate
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(tc, "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+	r2, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r2.Body)
+	if string(b) != "h2 tunnel" {
+		t.Fatalf("through the h2 tunnel: %q", b)
+	}
+}
