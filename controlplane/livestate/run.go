@@ -11,6 +11,7 @@ import (
 	"github.com/aegis-mesh/aegis/controlplane/auth"
 	"github.com/aegis-mesh/aegis/controlplane/internal/httpapi"
 	"github.com/aegis-mesh/aegis/controlplane/notify"
+	"github.com/aegis-mesh/aegis/keys"
 )
 
 // Notifier announces a new state document to every replica.
@@ -148,12 +149,12 @@ func (s *Service) keys(w http.ResponseWriter, _ *http.Request) {
 	}
 	out := []key{}
 	for _, pub := range s.Builder.cfg.Ring.PublicKeys() {
-		p, err := marshalPub(pub)
+		p, err := keys.MarshalPublicPEM(pub)
 		if err != nil {
 			httpapi.Error(w, http.StatusInternalServerError, "internal", "internal error", nil)
 			return
 		}
-		out = append(out, key{KeyID: keyID(pub), PEM: string(p)})
+		out = append(out, key{KeyID: keys.KeyID(pub), PEM: string(p)})
 	}
 	httpapi.JSON(w, http.StatusOK, map[string]any{"current": s.Builder.cfg.Ring.Current().ID, "keys": out})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/aegis-mesh/aegis/controlplane/nodes"
 	"github.com/aegis-mesh/aegis/controlplane/notify"
 	"github.com/aegis-mesh/aegis/controlplane/signing"
+	"github.com/aegis-mesh/aegis/keys"
 	"github.com/aegis-mesh/aegis/policies"
 )
 
@@ -487,12 +488,12 @@ func (s *Service) keys(w http.ResponseWriter, _ *http.Request) {
 	}
 	out := []key{}
 	for _, pub := range s.cfg.Ring.PublicKeys() {
-		pemBytes, err := marshalPub(pub)
+		pemBytes, err := keys.MarshalPublicPEM(pub)
 		if err != nil {
 			httpapi.Error(w, http.StatusInternalServerError, "internal", "internal error", nil)
 			return
 		}
-		out = append(out, key{KeyID: keyID(pub), PEM: string(pemBytes)})
+		out = append(out, key{KeyID: keys.KeyID(pub), PEM: string(pemBytes)})
 	}
 	httpapi.JSON(w, http.StatusOK, map[string]any{"current": s.cfg.Ring.Current().ID, "keys": out})
 }
