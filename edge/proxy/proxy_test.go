@@ -470,3 +470,35 @@ func TestConnectOverHTTP2(t *testing.T) {
 		t.Fatalf("through the h2 tunnel: %q", b)
 	}
 }
+
+func TestUpstreamTimeoutAndFailure(t *testing.T) {
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	defer close(release)
+	gone := httptest.NewServer(http.NotFoundHandler())
+	goneURL := gone.URL
+	gone.Close()
+	addr, _ := serve(t, Config{
+		Routes:                map[string]*url.URL{"slow.example": mustURL(t, slow.URL), "gone.example": mustURL(t, goneURL)},
+		ResponseHeaderTimeout: 200 * time.Millisecond,
+	})
+	for _, tc := range []struct {
+		host   string
+		status int
+		code   string
+	}{
+		{"slow.example", 504, "upstream_timeout"},
+		{"gone.example", 502, "upstream_unavailable"},
+	} {
+		resps := raw(t, addr, "GET / HTTP/1.1\r\nHost: "+tc.host+"\r\nConnection: close\r\n\r\n")
+		if len(resps) != 1 || resps[0].StatusCode != tc.status || !strings.Contains(bodyOf(resps[0]), tc.code) {
+			t.Errorf("%s: %v", tc.host, resps)
+		}
+	}
+}
