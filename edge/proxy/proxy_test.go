@@ -502,3 +502,32 @@ func TestUpstreamTimeoutAndFailure(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowHeadIsCut: a client that never finishes its request head is
+// disconnected at the server's ReadHeaderTimeout, although the guard holds
+// the partial head back from net/http.
+func TestSlowHeadIsCut(t *testing.T) {
+	p, err := New(Config{Default: mustURL(t, "http://127.0.0.1:1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: RejectFraming(p.Handler()), ConnContext: ConnContext, ReadHeaderTimeout: 200 * time.Millisecond}
+	go srv.Serve(GuardListener(l, 0))
+	defer srv.Close()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n")
+	c.SetReadDeadline(time.Now().Add(10 * time.Second)) // guard only
+	_, err = io.ReadAll(c)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("the server kept a connection with an unfinished head open")
+	}
+}
