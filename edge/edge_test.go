@@ -188,6 +188,29 @@ func TestEdgeEnforces(t *testing.T) {
 		}
 	})
 
+	t.Run("bad chunking", func(t *testing.T) {
+		before := len(f.up.seen())
+		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		body := payment("3", "EUR", "")
+		fmt.Fprintf(c, "POST /v1/payments HTTP/1.1\r\nHost: %s\r\nAuthorization: %s\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%sXX0\r\n\r\n",
+			payHost, good, len(body), body)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 400 {
+			t.Fatalf("bad chunking: %d %s", resp.StatusCode, b)
+		}
+		if n := len(f.up.seen()) - before; n != 0 {
+			t.Fatalf("upstream saw %d requests", n)
+		}
+	})
+
 	// Every decision above (six: refusals without a verified identity
 	// are not audit events) is in the WAL and reaches the control plane,
 	// signed by the node key (cptest verifies each batch).
