@@ -141,7 +141,12 @@ func (sv *server) expire() {
 	if in.running.Load() {
 		in.kill()
 	}
-	sv.s.wakeup()
+	// The instance's channel, not the stream's field: the stream may be
+	// recycled concurrently once the request ends.
+	select {
+	case in.wake <- struct{}{}:
+	default:
+	}
 }
 
 // kill marks the instance timed out and broken, and interrupts the guest

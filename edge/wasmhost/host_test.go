@@ -141,11 +141,21 @@ func TestTimeoutFailsClosed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer mod.Close(context.Background())
+		// Registered first, so it runs after the pool's cleanup.
+		t.Cleanup(func() { mod.Close(context.Background()) })
 		h := newHostOn(t, mod, wasmhost.PoolConfig{Size: 1, PluginConfig: []byte("hang"), RequestTimeout: 300 * time.Millisecond})
 		resp, body := get(t, h.front.URL+"/x", "X-Hang", "1")
 		if resp.StatusCode != http.StatusServiceUnavailable || failureJSON(t, body) != wasmhost.FailureTimeout {
 			t.Fatalf("status %d %q", resp.StatusCode, body)
+		}
+		// The replacement starts in the background; under -race that can
+		// take longer than this pool's short request timeout.
+		for guard := time.After(60 * time.Second); h.pool.Metrics().Pool.Busy != 0; {
+			select {
+			case <-guard:
+				t.Fatal("the instance was never replaced")
+			case <-time.After(10 * time.Millisecond):
+			}
 		}
 		if resp, body := get(t, h.front.URL+"/y"); resp.StatusCode != 200 {
 			t.Fatalf("after the timeout: %d %s", resp.StatusCode, body)
