@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 
@@ -135,6 +136,7 @@ func testConfig(t testing.TB) Config {
 // change the configuration first.
 func newEnv(t *testing.T, modify func(*Config)) *testEnv {
 	t.Helper()
+	baseline := runtime.NumGoroutine()
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := testConfig(t)
 	reg := prometheus.NewRegistry()
@@ -166,6 +168,18 @@ func newEnv(t *testing.T, modify func(*Config)) *testEnv {
 		cancel()
 		if err := srv.Close(context.Background()); err != nil {
 			t.Errorf("close: %v", err)
+		}
+		// Every stream, watch and store goroutine ends with the server
+		// (client connections were closed by their own cleanups, which
+		// run first). The wait only bounds a leak's detection.
+		deadline := time.Now().Add(10 * time.Second)
+		for runtime.NumGoroutine() > baseline {
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				t.Errorf("goroutines leaked: %d > %d\n%s", runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	})
 	return &testEnv{t: t, ca: ca, srv: srv, reg: reg, addr: lis.Addr().String(), wasm: cfg.Wasm}
