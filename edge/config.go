@@ -46,6 +46,7 @@ type Config struct {
 		// request is checked).
 		Wasm            string        `yaml:"wasm"`
 		PoolSize        int           `yaml:"pool_size"`
+		MemoryMiB       int           `yaml:"memory_mib"` // linear memory cap per VM (default 256)
 		CacheDir        string        `yaml:"cache_dir"`
 		RequestTimeout  time.Duration `yaml:"request_timeout"`
 		MaxBodyBytes    int           `yaml:"max_body_bytes"`
@@ -176,6 +177,9 @@ func (c *Config) Validate() error {
 	default:
 		add("log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
+	if c.Filter.MemoryMiB < 0 || c.Filter.MemoryMiB > 4096 {
+		add("filter.memory_mib %d: want 1–4096", c.Filter.MemoryMiB)
+	}
 	if c.Filter.MaxBodyBytes < 0 || c.Filter.MaxBodyBytes > 16<<20 {
 		add("filter.max_body_bytes %d: want 1 B–16 MiB", c.Filter.MaxBodyBytes)
 	}
@@ -237,6 +241,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Filter.OnAuditOverflow == "" {
 		c.Filter.OnAuditOverflow = "deny_writes"
+	}
+	if c.Filter.MemoryMiB == 0 {
+		c.Filter.MemoryMiB = 256
 	}
 	if c.Filter.AuditMaxQueue == 0 {
 		c.Filter.AuditMaxQueue = 4096

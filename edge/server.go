@@ -310,7 +310,10 @@ func (s *Server) startFilter(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("filter module: %w", err)
 	}
-	s.mod, err = wasmhost.Compile(ctx, code, wasmhost.CompileOptions{CacheDir: s.cfg.Filter.CacheDir})
+	// A guest that outgrows its cap traps: that request fails closed and
+	// the VM is replaced, instead of the host running out of memory.
+	s.mod, err = wasmhost.Compile(ctx, code, wasmhost.CompileOptions{CacheDir: s.cfg.Filter.CacheDir,
+		MemoryLimitPages: uint32(s.cfg.Filter.MemoryMiB) * 16})
 	if err != nil {
 		return fmt.Errorf("filter module %s: %w", path, err)
 	}
