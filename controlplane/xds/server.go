@@ -184,6 +184,12 @@ func (s *Server) Close(ctx context.Context) error {
 // once every connected one has its new snapshot (the push itself is
 // asynchronous: ACKs arrive later and show in Nodes and the lag metric).
 // A release targeting all regions and roles replaces every earlier one.
+//
+// A release that fails its checks is refused whole. Once accepted it is
+// the published one even if SetTenant then returns an error (ctx ended, or
+// a node's snapshot could not be built): such nodes keep what they run,
+// show as pending in Nodes, and get the release when they reconnect or
+// with the next SetTenant.
 func (s *Server) SetTenant(ctx context.Context, tenant string, tc TenantConfig) error {
 	members, err := checkTenantConfig(tenant, tc)
 	if err != nil {
