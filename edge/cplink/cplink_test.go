@@ -281,3 +281,23 @@ func TestClusterKeepsLiveStateForOffline(t *testing.T) {
 		}
 	}
 }
+
+func TestNewRemoteRefusesBadURLs(t *testing.T) {
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"http://127.0.0.1:8080", true},
+		{"https://cp.example/prefix/", true},
+		{"ftp://cp.example", false},
+		{"http://user:pw@cp.example", false},
+		{"http://cp.example/?q=1", false},
+		{"cp.example:8080", false},
+		{"http://", false},
+	} {
+		_, err := NewRemote(tc.url, "", time.Second)
+		if (err == nil) != tc.ok {
+			t.Errorf("NewRemote(%q) err %v, want ok=%v", tc.url, err, tc.ok)
+		}
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -138,5 +140,30 @@ func TestPollREST(t *testing.T) {
 	s.pollOnce(ctx, REST{remote}, []string{"acme"})
 	if e, _ := s.Get("acme"); e.Manifest.Revision != 1 || changes != 1 {
 		t.Fatalf("after a tampered fetch: revision %d", e.Manifest.Revision)
+	}
+}
+
+func TestRESTRefusals(t *testing.T) {
+	big := make([]byte, RuntimeLimits.MaxArchiveBytes+1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.PathValue("tenant") {
+		case "broken":
+			http.Error(w, `{"error":"internal"}`, 500)
+		case "huge":
+			w.Write(big)
+		}
+	}))
+	mux := http.NewServeMux()
+	mux.Handle("GET /v1/tenants/{tenant}/bundle", srv.Config.Handler)
+	srv.Config.Handler = mux
+	defer srv.Close()
+	remote, err := cplink.NewRemote(srv.URL, "", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tenant := range []string{"broken", "huge"} {
+		if _, changed, err := (REST{remote}).Fetch(context.Background(), tenant, ""); err == nil || changed {
+			t.Errorf("%s: changed=%v err=%v, want an error", tenant, changed, err)
+		}
 	}
 }

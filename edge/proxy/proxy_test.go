@@ -531,3 +531,34 @@ func TestSlowHeadIsCut(t *testing.T) {
 		t.Fatal("the server kept a connection with an unfinished head open")
 	}
 }
+
+func TestConfigValidate(t *testing.T) {
+	good := mustURL(t, "http://127.0.0.1:9000")
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"ok", Config{Routes: map[string]*url.URL{"a.example": good}, Egress: []string{"*.example.com", "api.example.com"}, Ports: []int{443}}, ""},
+		{"upper-case route", Config{Routes: map[string]*url.URL{"A.example": good}}, "lower case"},
+		{"route with port", Config{Routes: map[string]*url.URL{"a.example:80": good}}, "without port"},
+		{"bad upstream", Config{Default: mustURL(t, "ftp://x")}, "default upstream"},
+		{"upstream with credentials", Config{Default: mustURL(t, "http://u:p@x")}, "default upstream"},
+		{"bad egress", Config{Egress: []string{"*"}}, "egress"},
+		{"egress with path", Config{Egress: []string{"a.example/x"}}, "egress"},
+		{"port", Config{Ports: []int{70000}}, "port"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
