@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/aegis-mesh/aegis/edge/internal/cptest"
+	"github.com/aegis-mesh/aegis/edge/internal/testbundle"
 	"github.com/aegis-mesh/aegis/edge/wal"
 	"github.com/aegis-mesh/aegis/keys"
 	"github.com/aegis-mesh/aegis/state"
@@ -633,4 +634,43 @@ func TestShutdownKeepsQueuedAuditEvents(t *testing.T) {
 	if err != nil || sum.LastSeq != 3 {
 		t.Fatalf("WAL after shutdown: %+v, %v; want 3 events", sum, err)
 	}
+}
+
+// TestBundleFileReplaced: an operator replacing the bundle file on an
+// offline node gets the new revision into the filter; a tampered
+// replacement is refused and the revision in force stays.
+func TestBundleFileReplaced(t *testing.T) {
+	f := newFixture(t, "payments.yaml")
+	cfg := f.config()
+	cfg.ControlPlane.PollInterval = 20 * time.Millisecond
+	s, _, admin := start(t, cfg)
+	rev2, err := testbundle.Build(testbundle.Example("payments.yaml"), 2, f.bundleKey, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tampered := append([]byte(nil), rev2...)
+	tampered[len(tampered)/2] ^= 0x10
+	writeFile(t, f.bundlePath+".tmp", tampered)
+	os.Rename(f.bundlePath+".tmp", f.bundlePath)
+	writeFile(t, f.bundlePath+".tmp", rev2)
+	waitFor(t, "the tampered file refused", func() bool { return s.Store().Refused() == 1 })
+	if !strings.Contains(metricsText(t, admin), `aegis_edge_bundle_revision{tenant="acme"} 1`) {
+		t.Fatal("revision changed after a tampered file")
+	}
+	os.Rename(f.bundlePath+".tmp", f.bundlePath)
+	waitFor(t, "revision 2 in the filter", func() bool {
+		e, _ := s.Store().Get("acme")
+		return e.Manifest.Revision == 2 && strings.Contains(metricsText(t, admin), "aegis_filter_bundle_revision_tenant_acme 2")
+	})
+}
+
+func metricsText(t *testing.T, admin string) string {
+	t.Helper()
+	resp, err := http.Get(admin + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }

@@ -70,6 +70,7 @@ func (m *metrics) register(reg *prometheus.Registry) error {
 		m.framing, m.requests, m.decisions, m.latency,
 		gauge("aegis_edge_wal_depth", "Audit events in the WAL not yet acknowledged by the control plane.", func() float64 { return float64(s.wal.Depth()) }),
 		gauge("aegis_edge_wal_last_seq", "Seq of the last audit event in the WAL.", func() float64 { seq, _ := s.wal.Head(); return float64(seq) }),
+		counter("aegis_edge_bundles_refused_total", "Bundles refused (signature, validity, tenant, downgrade, damaged cache).", func() float64 { return float64(s.store.Refused()) }),
 		counter("aegis_edge_tunnels_total", "CONNECT tunnels opened.", func() float64 { return float64(s.proxy.Tunnels()) }),
 		counter("aegis_edge_egress_refused_total", "Forward-proxy and CONNECT requests refused by the egress rules.", func() float64 { return float64(s.proxy.Refusals()) }),
 		&bundleCollector{s: s, desc: prometheus.NewDesc("aegis_edge_bundle_revision", "Revision of the verified bundle in force, per tenant.", []string{"tenant"}, nil)},

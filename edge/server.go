@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -201,12 +202,50 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (_ *Server, err error
 	if s.shipper != nil {
 		s.goBG(func(ctx context.Context) { s.shipper.Run(ctx) })
 	}
+	if len(cfg.Bundles) > 0 {
+		s.goBG(func(ctx context.Context) { s.watchBundleFiles(ctx, cfg.ControlPlane.PollInterval) })
+	}
 	if s.remote != nil && len(cfg.ControlPlane.Tenants) > 0 {
 		s.goBG(func(ctx context.Context) {
 			store.Poll(ctx, distrib.REST{Remote: s.remote}, cfg.ControlPlane.Tenants, cfg.ControlPlane.PollInterval)
 		})
 	}
 	return s, nil
+}
+
+// watchBundleFiles offers the bundle files again whenever their content
+// changes (an operator replacing a file on an offline node). Each new
+// content is verified like any bundle; a refused one is logged once.
+func (s *Server) watchBundleFiles(ctx context.Context, every time.Duration) {
+	seen := map[string][32]byte{}
+	for _, p := range s.cfg.Bundles {
+		if b, err := os.ReadFile(p); err == nil {
+			seen[p] = sha256.Sum256(b)
+		}
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, p := range s.cfg.Bundles {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				continue // being replaced, or gone: the bundle in force stays
+			}
+			sum := sha256.Sum256(b)
+			if sum == seen[p] {
+				continue
+			}
+			seen[p] = sum
+			if _, err := s.store.Offer(b, ""); err != nil {
+				s.log.Error("changed bundle file refused; the bundle in force stays", "path", p, "err", err)
+			}
+		}
+	}
 }
 
 func (s *Server) goBG(f func(context.Context)) {

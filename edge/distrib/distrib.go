@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aegis-mesh/aegis/bundle"
@@ -59,7 +60,12 @@ type Store struct {
 	hosts   map[string]bool
 	// onChange is called (outside mu) after a bundle is accepted.
 	onChange func()
+	refused  atomic.Int64
 }
+
+// Refused counts bundles refused since the store was made (cache entries
+// at start included).
+func (s *Store) Refused() int64 { return s.refused.Load() }
 
 // NewStore returns a store verifying with pub and caching in cacheDir.
 // It loads and re-verifies the cache; refused cache files are logged,
@@ -92,6 +98,7 @@ func NewStore(pub ed25519.PublicKey, cacheDir string, log *slog.Logger, now func
 		}
 		ent, err := s.verify(data, tenant)
 		if err != nil {
+			s.refused.Add(1)
 			log.Error("cached bundle refused", "tenant", tenant, "err", err)
 			errs = append(errs, fmt.Errorf("bundle cache %s: %w", e.Name(), err))
 			continue
@@ -146,7 +153,12 @@ func (s *Store) verify(data []byte, tenant string) (*Entry, error) {
 // re-delivery, or a signed rollback), makes it current and caches it.
 // tenant may be empty to take it from the manifest. It reports whether
 // the current bundle changed.
-func (s *Store) Offer(data []byte, tenant string) (bool, error) {
+func (s *Store) Offer(data []byte, tenant string) (changed bool, err error) {
+	defer func() {
+		if err != nil {
+			s.refused.Add(1)
+		}
+	}()
 	ent, err := s.verify(data, tenant)
 	if err != nil {
 		return false, err
