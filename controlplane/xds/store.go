@@ -122,15 +122,29 @@ func (st *store) flush(ctx context.Context) error {
 		return nil
 	}
 	err := st.db.Tx(ctx, func(tx *sql.Tx) error {
-		for _, r := range rows {
-			if err := upsertNode(ctx, tx, r); err != nil {
-				return fmt.Errorf("node %s: %w", r.NodeID, err)
+		// Prepared once per batch: a publish writes a row per node.
+		if len(rows) > 0 {
+			up, err := tx.PrepareContext(ctx, upsertNodeSQL)
+			if err != nil {
+				return err
+			}
+			defer up.Close()
+			for _, r := range rows {
+				if err := upsertNode(ctx, up, r); err != nil {
+					return fmt.Errorf("node %s: %w", r.NodeID, err)
+				}
 			}
 		}
-		for _, e := range events {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO xds_events (node_id, tenant, type, kind, version, nonce, error, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-				e.NodeID, e.Tenant, e.Type, e.Kind, e.Version, e.Nonce, e.Error, db.Micros(e.At)); err != nil {
-				return fmt.Errorf("event: %w", err)
+		if len(events) > 0 {
+			ins, err := tx.PrepareContext(ctx, `INSERT INTO xds_events (node_id, tenant, type, kind, version, nonce, error, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`)
+			if err != nil {
+				return err
+			}
+			defer ins.Close()
+			for _, e := range events {
+				if _, err := ins.ExecContext(ctx, e.NodeID, e.Tenant, e.Type, e.Kind, e.Version, e.Nonce, e.Error, db.Micros(e.At)); err != nil {
+					return fmt.Errorf("event: %w", err)
+				}
 			}
 		}
 		if prune {
@@ -162,7 +176,15 @@ func (st *store) flush(ctx context.Context) error {
 	return nil
 }
 
-func upsertNode(ctx context.Context, tx *sql.Tx, r NodeStatus) error {
+const upsertNodeSQL = `INSERT INTO xds_nodes (node_id, tenant, region, role, connected, acked_version, acked_at,
+	nack_type, nack_version, nack_nonce, nack_error, nack_at, last_seen)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+	ON CONFLICT (node_id) DO UPDATE SET tenant = excluded.tenant, region = excluded.region, role = excluded.role,
+	connected = excluded.connected, acked_version = excluded.acked_version, acked_at = excluded.acked_at,
+	nack_type = excluded.nack_type, nack_version = excluded.nack_version, nack_nonce = excluded.nack_nonce,
+	nack_error = excluded.nack_error, nack_at = excluded.nack_at, last_seen = excluded.last_seen`
+
+func upsertNode(ctx context.Context, stmt *sql.Stmt, r NodeStatus) error {
 	var ackedAt, nackAt sql.NullInt64
 	var nType, nVersion, nNonce, nError sql.NullString
 	if r.AckedAt != nil {
@@ -179,13 +201,7 @@ func upsertNode(ctx context.Context, tx *sql.Tx, r NodeStatus) error {
 	if r.Connected {
 		connected = 1
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO xds_nodes (node_id, tenant, region, role, connected, acked_version, acked_at,
-		nack_type, nack_version, nack_nonce, nack_error, nack_at, last_seen)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-		ON CONFLICT (node_id) DO UPDATE SET tenant = excluded.tenant, region = excluded.region, role = excluded.role,
-		connected = excluded.connected, acked_version = excluded.acked_version, acked_at = excluded.acked_at,
-		nack_type = excluded.nack_type, nack_version = excluded.nack_version, nack_nonce = excluded.nack_nonce,
-		nack_error = excluded.nack_error, nack_at = excluded.nack_at, last_seen = excluded.last_seen`,
+	_, err := stmt.ExecContext(ctx,
 		r.NodeID, r.Tenant, r.Region, string(r.Role), connected, r.AckedVersion, ackedAt,
 		nType, nVersion, nNonce, nError, nackAt, db.Micros(r.LastSeen))
 	return err
