@@ -130,6 +130,7 @@ func (in *Ingest) ingest(ctx context.Context, body []byte) (int, any) {
 		prevOfFirstNew = hashes[skip-1]
 	}
 	if !bytes.Equal(prevOfFirstNew, c.head) {
+		in.log.Error("audit: a VM chain forked; its events stay queued in the filter", "chain", b.ChainID, "seq", c.next)
 		return http.StatusConflict, conflict{Error: "fork", ExpectedSeq: c.next}
 	}
 	if _, _, err := in.w.AppendEvents(ctx, evs[skip:]); err != nil {
