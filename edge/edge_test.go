@@ -674,3 +674,24 @@ func metricsText(t *testing.T, admin string) string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+// TestDocumentedConfigParses keeps the example in docs/edge.md current:
+// it must parse strictly and validate.
+func TestDocumentedConfigParses(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "edge.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	if !ok {
+		t.Fatal("no yaml example in docs/edge.md")
+	}
+	example, _, _ := strings.Cut(rest, "```")
+	cfg, err := ParseConfig([]byte(example))
+	if err != nil {
+		t.Fatalf("docs/edge.md example: %v", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("docs/edge.md example: %v", err)
+	}
+}
