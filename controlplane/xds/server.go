@@ -163,7 +163,42 @@ func NewServer(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.cache = cache.NewSnapshotCache(true, cache.IDHash{}, logger)
 	s.xds = serverv3.NewServer(ctx, s.cache, callbacks{s})
+	go s.reconcileLoop(ctx)
 	return s, nil
+}
+
+// reconcileInterval is how often connected nodes are checked against the
+// current releases.
+const reconcileInterval = 10 * time.Second
+
+// reconcileLoop gives every connected node what it should have, in case a
+// publish did not reach it (SetTenant's context ended, a snapshot failed to
+// build). A node already up to date costs two small hashes.
+func (s *Server) reconcileLoop(ctx context.Context) {
+	t := time.NewTicker(reconcileInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.reconcile(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("xds: reconciling nodes", "err", err)
+			}
+		}
+	}
+}
+
+func (s *Server) reconcile(ctx context.Context) error {
+	s.mu.Lock()
+	var connected []*nodeState
+	for _, ns := range s.nodes {
+		if ns.streams > 0 {
+			connected = append(connected, ns)
+		}
+	}
+	s.mu.Unlock()
+	return s.refreshAll(ctx, connected)
 }
 
 // RegisterGRPC adds the aggregated discovery service (SotW and delta) to g.
@@ -256,6 +291,9 @@ func (s *Server) refreshAll(ctx context.Context, nodes []*nodeState) error {
 	var ctxErr error
 feed:
 	for _, ns := range nodes {
+		if ctxErr = ctx.Err(); ctxErr != nil {
+			break
+		}
 		select {
 		case work <- ns:
 		case <-ctx.Done():

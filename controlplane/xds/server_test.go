@@ -498,3 +498,51 @@ func TestVersionBumpReachesEveryConnectedNode(t *testing.T) {
 		t.Fatalf("lag observations %d, want 18 (6 nodes × 3 releases)", got)
 	}
 }
+
+// TestReconcileDeliversAnInterruptedPublish: a release whose SetTenant
+// ended before reaching a node is still the published one, and
+// reconciliation brings the node to it.
+func TestReconcileDeliversAnInterruptedPublish(t *testing.T) {
+	env := newEnv(t, nil)
+	ctx := testCtx(t)
+	d := newDeltaClient(t, ctx, env.dial("n1", "acme"), nodeProto("n1", map[string]any{"role": "edge"}))
+	resp, err := d.recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ack(resp); err != nil {
+		t.Fatal(err)
+	}
+	env.waitState("n1", StateSynced)
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := env.srv.SetTenant(gone, "acme", testRelease("acme", 1, "late")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	if st, _, _ := env.nodeStatus("n1"); st.State != StatePending || st.ExpectedRevision != 1 || st.AckedRevision != 0 {
+		t.Fatalf("before reconciling %+v", st)
+	}
+	if err := env.srv.reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err = d.recv(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ack(resp); err != nil {
+		t.Fatal(err)
+	}
+	if st := env.waitState("n1", StateSynced); st.AckedRevision != 1 {
+		t.Fatalf("after reconciling %+v", st)
+	}
+	// Reconciling an up-to-date fleet sends nothing: the next response the
+	// node sees is the next release's.
+	if err := env.srv.reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.srv.SetTenant(ctx, "acme", testRelease("acme", 2, "next")); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err = d.recv(); err != nil || RevisionOf(resp.GetSystemVersionInfo()) != 2 {
+		t.Fatalf("got %v %v", resp.GetSystemVersionInfo(), err)
+	}
+}
