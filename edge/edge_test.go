@@ -142,6 +142,35 @@ func TestEdgeEnforces(t *testing.T) {
 		})
 	}
 
+	t.Run("HTTP/2 prior knowledge", func(t *testing.T) {
+		var protos http.Protocols
+		protos.SetUnencryptedHTTP2(true)
+		tr := &http.Transport{Protocols: &protos}
+		defer tr.CloseIdleConnections()
+		before := len(f.up.seen())
+		for _, tc := range []struct {
+			body   string
+			status int
+		}{{payment("8", "EUR", "h2"), 200}, {payment("8", "JPY", "h2"), 403}} {
+			req, _ := http.NewRequest("POST", base+"/v1/payments", strings.NewReader(tc.body))
+			req.Host = payHost
+			req.Header.Set("Authorization", good)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.ProtoMajor != 2 || resp.StatusCode != tc.status {
+				t.Fatalf("h2c: %s %d %s, want %d", resp.Proto, resp.StatusCode, b, tc.status)
+			}
+		}
+		if n := len(f.up.seen()) - before; n != 1 {
+			t.Fatalf("upstream saw %d requests, want 1", n)
+		}
+	})
+
 	t.Run("chunked body", func(t *testing.T) {
 		before := len(f.up.seen())
 		c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
@@ -212,13 +241,13 @@ func TestEdgeEnforces(t *testing.T) {
 		}
 	})
 
-	// Every decision above (six: refusals without a verified identity
+	// Every decision above (eight: refusals without a verified identity
 	// are not audit events) is in the WAL and reaches the control plane,
 	// signed by the node key (cptest verifies each batch).
 	t.Run("audit", func(t *testing.T) {
 		waitFor(t, "audit events shipped", func() bool {
 			seq, _ := s.WAL().Head()
-			return seq >= 6 && s.WAL().Shipped() == seq
+			return seq >= 8 && s.WAL().Shipped() == seq
 		})
 		seq, _ := s.WAL().Head()
 		if got := len(cp.Events()); int64(got) != seq {
