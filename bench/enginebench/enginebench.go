@@ -354,6 +354,10 @@ type ScalingPoint struct {
 	Disagreements int     `json:"disagreements"`
 }
 
+// scalingInputs caps the distinct inputs per scaling size: each is first
+// evaluated by every evaluator, which for OPA on 1,000 tools is slow.
+const scalingInputs = 256
+
 func runScaling(ctx context.Context, cfg Config) (map[string]ScalingPoint, error) {
 	out := map[string]ScalingPoint{}
 	for _, n := range cfg.Scaling {
@@ -366,7 +370,7 @@ func runScaling(ctx context.Context, cfg Config) (map[string]ScalingPoint, error
 			return nil, fmt.Errorf("generated set of %d: %w", n, errs)
 		}
 		cfg.progress("scaling %d: compiling", n)
-		e, err := load(ctx, ps, cfg.Inputs, cfg.Seed, cfg.ScalingWasm)
+		e, err := load(ctx, ps, min(cfg.Inputs, scalingInputs), cfg.Seed, cfg.ScalingWasm)
 		if err != nil {
 			return nil, fmt.Errorf("scaling %d: %w", n, err)
 		}

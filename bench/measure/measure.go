@@ -40,11 +40,11 @@ func (p Plan) Validate() error {
 }
 
 // Lighter is the plan for secondary measurements (scaling sizes): at most
-// three runs and a fifth of the requests and warm-up, never below one
-// request, so that a sweep over sizes costs about as much as the main
-// measurement.
+// three runs and a tenth of the requests and warm-up, never below one
+// request, so that a sweep over sizes, whose largest policies are the
+// slowest to evaluate, costs about as much as the main measurement.
 func (p Plan) Lighter() Plan {
-	return Plan{Warmup: p.Warmup / 5, Requests: max(p.Requests/5, 1), Runs: max(min(p.Runs, 3), 1)}
+	return Plan{Warmup: p.Warmup / 10, Requests: max(p.Requests/10, 1), Runs: max(min(p.Runs, 3), 1)}
 }
 
 // Op is one operation; i counts from 0 across warm-up and timed calls, so

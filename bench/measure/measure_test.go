@@ -138,7 +138,7 @@ func TestRounding(t *testing.T) {
 
 func TestLighter(t *testing.T) {
 	cases := []struct{ in, want Plan }{
-		{Plan{Warmup: 1000, Requests: 10000, Runs: 5}, Plan{Warmup: 200, Requests: 2000, Runs: 3}},
+		{Plan{Warmup: 1000, Requests: 10000, Runs: 5}, Plan{Warmup: 100, Requests: 1000, Runs: 3}},
 		{Plan{Warmup: 0, Requests: 3, Runs: 1}, Plan{Warmup: 0, Requests: 1, Runs: 1}},
 	}
 	for _, c := range cases {

@@ -117,7 +117,7 @@ the exit code 1. Prints a table, writes bench/results/engine-<time>.json.`, io)
 	policy := fs.String("policy", "policies/examples/payments.yaml", "policy file, or a directory holding one")
 	inputs := fs.Int("inputs", 1024, "distinct generated inputs the timed calls cycle through")
 	seed := fs.Uint64("seed", 42, "input generator seed")
-	fs.StringVar(&b.scaling, "scaling", "", "also measure generated policy sets of these sizes (agents = tools), e.g. 10,100,1000, with a fifth of the requests and at most 3 runs")
+	fs.StringVar(&b.scaling, "scaling", "", "also measure generated policy sets of these sizes (agents = tools), e.g. 10,100,1000, with a tenth of the requests and at most 3 runs")
 	scalingWasm := fs.Bool("scaling-wasm", false, "include OPA wasm in --scaling (compiling wasm for 1,000 tools takes about a minute)")
 	rest, code, ok := parseArgs(fs, args, io)
 	if !ok {
@@ -162,7 +162,7 @@ Prints a table, writes bench/results/filter-<time>.json.`, io)
 	b.register(fs, measure.Plan{Warmup: 200, Requests: 2000, Runs: 3})
 	wasmPath := fs.String("wasm", "build/aegis-filter.wasm", "the filter module")
 	size := fs.Int("size", 10, "agents and tools in the generated policy set")
-	fs.StringVar(&b.scaling, "scaling", "", "also measure generated policy sets of these sizes, e.g. 10,100,1000, with a fifth of the requests and at most 3 runs")
+	fs.StringVar(&b.scaling, "scaling", "", "also measure generated policy sets of these sizes, e.g. 10,100,1000, with a tenth of the requests and at most 3 runs")
 	rest, code, ok := parseArgs(fs, args, io)
 	if !ok {
 		return code
