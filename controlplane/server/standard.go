@@ -85,14 +85,14 @@ func Standard(o StandardOptions) func(ctx context.Context, s *Server) (Extension
 		if err != nil {
 			return Extensions{}, fmt.Errorf("audit store: %w", err)
 		}
-		aud, err := audit.New(audit.Config{Store: store, Nodes: s.Nodes, IsUnknownNode: func(err error) bool { return errors.Is(err, nodes.ErrUnknownNode) },
-			EvidenceKey: evKey.Private(), Bundles: s.Policy, Registerer: s.registry, Logger: s.log})
-		if err != nil {
-			return Extensions{}, fmt.Errorf("audit service: %w", err)
-		}
 		appr, err := approvals.New(ctx, approvals.Config{DB: s.DB, Overrides: tok, Owners: s.Policy, Registerer: s.registry, Logger: s.log})
 		if err != nil {
 			return Extensions{}, fmt.Errorf("approvals service: %w", err)
+		}
+		aud, err := audit.New(audit.Config{Store: store, Nodes: s.Nodes, IsUnknownNode: func(err error) bool { return errors.Is(err, nodes.ErrUnknownNode) },
+			EvidenceKey: evKey.Private(), Bundles: s.Policy, Approvals: appr, Registerer: s.registry, Logger: s.log})
+		if err != nil {
+			return Extensions{}, fmt.Errorf("audit service: %w", err)
 		}
 		return Extensions{
 			Services:       []Service{tok, aud, appr},
