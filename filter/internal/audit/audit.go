@@ -46,6 +46,10 @@ type Event struct {
 	Status         int         `json:"status"`
 	ApprovalID     string      `json:"approval_id"`
 	OverrideJTI    string      `json:"override_jti"`
+	// CostMicroUSD is what the call was charged against the agent's
+	// budget: the decision's obligations cost when the call went through,
+	// else 0. The control plane sums it into the fleet's spend.
+	CostMicroUSD int64 `json:"cost_micro_usd"`
 }
 
 // Redaction names a rewritten parameter and the detectors that fired.
@@ -66,6 +70,11 @@ type Batch struct {
 	BatchHash string  `json:"batch_hash"`
 	Signature string  `json:"signature,omitempty"` // hex Ed25519 over the raw batch hash
 }
+
+// MaxCostMicroUSD is the largest cost one event may carry: the control
+// plane refuses a batch with more (so that its sums cannot overflow), and a
+// refused batch would stall the chain.
+const MaxCostMicroUSD = 1_000_000_000_000
 
 // ErrFull is returned by Append when the queue holds MaxQueue events.
 var ErrFull = errors.New("audit queue is full")
@@ -233,6 +242,9 @@ func AppendCanonical(b []byte, ev *Event) ([]byte, error) {
 			return nil, fmt.Errorf("number %d is not a safe integer", n)
 		}
 	}
+	if ev.CostMicroUSD < 0 || ev.CostMicroUSD > MaxCostMicroUSD {
+		return nil, fmt.Errorf("cost_micro_usd %d: want 0 to %d", ev.CostMicroUSD, int64(MaxCostMicroUSD))
+	}
 	b = append(b, `{"action":`...)
 	b = appendJCSString(b, ev.Action)
 	b = append(b, `,"agent":`...)
@@ -241,6 +253,8 @@ func AppendCanonical(b []byte, ev *Event) ([]byte, error) {
 	b = appendJCSString(b, ev.ApprovalID)
 	b = append(b, `,"chain":`...)
 	b = appendStrings(b, ev.Chain)
+	b = append(b, `,"cost_micro_usd":`...)
+	b = strconv.AppendInt(b, ev.CostMicroUSD, 10)
 	b = append(b, `,"decision_ns":`...)
 	b = strconv.AppendInt(b, ev.DecisionNS, 10)
 	b = append(b, `,"id":`...)

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/aegis-mesh/aegis/jcs"
 )
 
 func newKey(t *testing.T) ed25519.PrivateKey {
@@ -205,7 +207,7 @@ func TestCanonicalMatchesGeneric(t *testing.T) {
 		{ID: "a", Seq: 3, Time: "t", Tenant: "x", NodeID: "n", Agent: "a", Chain: []string{"a", "p"}, Tool: "k.x",
 			Action: "sanitize", ShadowAction: "deny", Reasons: []string{"r1", "r\"2"}, RuleIDs: []string{"x"},
 			PolicyRevision: 7, InputDigest: "ab", Redactions: []Redaction{{Path: []string{"memo"}, Detectors: []string{"card"}}, {}},
-			DecisionNS: -5, TraceID: "t", SpanID: "s", Status: 403, ApprovalID: "ap", OverrideJTI: "j"},
+			DecisionNS: -5, TraceID: "t", SpanID: "s", Status: 403, ApprovalID: "ap", OverrideJTI: "j", CostMicroUSD: 50000},
 		{Reasons: []string{}, Chain: []string{"\x00\x1f\u2028é"}},
 	}
 	for i, ev := range events {
@@ -222,20 +224,68 @@ func TestCanonicalMatchesGeneric(t *testing.T) {
 	}
 }
 
+// TestCanonicalMatchesJCS holds the hand-written encoder to the control
+// plane's: the control plane hashes jcs.Canonicalize of each raw event, so
+// any difference is a chain break.
+func TestCanonicalMatchesJCS(t *testing.T) {
+	events := []Event{
+		{},
+		{ID: "a", Seq: 3, Time: "2026-11-24T10:00:00.123Z", Tenant: "acme", NodeID: "n", Agent: "billing-agent",
+			Chain: []string{"a", "p"}, Tool: "payments.create", Action: "allow", ShadowAction: "deny",
+			Reasons: []string{"r1", "r\"2 <&>"}, RuleIDs: []string{"x"}, PolicyRevision: 7, InputDigest: "ab",
+			Redactions: []Redaction{{Path: []string{"memo"}, Detectors: []string{"card"}}}, DecisionNS: 1234,
+			TraceID: "t", SpanID: "s", Status: 201, ApprovalID: "ap", OverrideJTI: "j", CostMicroUSD: 50000},
+		{Action: "sanitize", CostMicroUSD: MaxCostMicroUSD, Chain: []string{"\x00\x1f\u2028\u2029é\U0001F600"}},
+		{Action: "deny", Reasons: []string{}, Agent: "\xff", Seq: 1 << 53, DecisionNS: -(1 << 53)},
+	}
+	for i, ev := range events {
+		got, err := Canonical(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := jcs.Canonicalize(raw)
+		if err != nil {
+			t.Fatalf("event %d: jcs: %v", i, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("event %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+	for _, cost := range []int64{-1, MaxCostMicroUSD + 1} {
+		if _, err := Canonical(Event{CostMicroUSD: cost}); err == nil {
+			t.Errorf("cost %d accepted; the control plane refuses it", cost)
+		}
+	}
+}
+
 func FuzzCanonical(f *testing.F) {
-	f.Add("id", "agent", "reason", int64(1), 200)
-	f.Add("\xff\x00", "\u2028", "\"\\", int64(-1), -1)
-	f.Fuzz(func(t *testing.T, id, agent, reason string, rev int64, status int) {
+	f.Add("id", "agent", "reason", int64(1), 200, int64(0))
+	f.Add("\xff\x00", "\u2028", "\"\\", int64(-1), -1, int64(50000))
+	f.Fuzz(func(t *testing.T, id, agent, reason string, rev int64, status int, cost int64) {
 		if rev > 1<<53 || rev < -(1<<53) {
 			return
 		}
-		ev := Event{ID: id, Agent: agent, Reasons: []string{reason}, PolicyRevision: rev, Status: status % (1 << 30)}
+		ev := Event{ID: id, Agent: agent, Reasons: []string{reason}, PolicyRevision: rev, Status: status % (1 << 30), CostMicroUSD: cost}
 		got, err := Canonical(ev)
+		if cost < 0 || cost > MaxCostMicroUSD {
+			if err == nil {
+				t.Fatalf("cost %d accepted", cost)
+			}
+			return
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
 		if want := generic(t, ev); !bytes.Equal(got, want) {
 			t.Fatalf("got %s\nwant %s", got, want)
+		}
+		raw, _ := json.Marshal(ev)
+		if want, err := jcs.Canonicalize(raw); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("got %s\njcs %s (%v)", got, want, err)
 		}
 	})
 }
@@ -248,7 +298,7 @@ func TestBatchAppendJSON(t *testing.T) {
 		full := Event{ID: "d", Time: "t", Tenant: "acme", Agent: "a\u2028<b>", Chain: []string{"a", "p"}, Tool: "x", Action: "deny",
 			ShadowAction: "allow", Reasons: []string{"r \x01"}, RuleIDs: []string{"k"}, PolicyRevision: 3, InputDigest: "ab",
 			Redactions: []Redaction{{Path: []string{"memo"}, Detectors: []string{"card"}}}, DecisionNS: 9, TraceID: "t1",
-			SpanID: "s1", Status: 201, ApprovalID: "ap", OverrideJTI: "j"}
+			SpanID: "s1", Status: 201, ApprovalID: "ap", OverrideJTI: "j", CostMicroUSD: 50000}
 		c.Append(full)
 		c.Append(event(2, "acme"))
 		b, ok := c.Next(10)

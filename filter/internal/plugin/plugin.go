@@ -690,6 +690,12 @@ func (h *httpContext) enforce(out decide.Outcome, elapsed time.Duration, now tim
 			reasons = []string{fmt.Sprintf("rate: %s allows %d calls per minute", r.Key, r.PerMinute)}
 		}
 	}
+	if through && d.Obligations.CostMicroUSD > audit.MaxCostMicroUSD {
+		// No event could carry it (the control plane refuses it), so the
+		// charge could never reach the fleet's books.
+		action, through = decide.Deny, false
+		reasons = []string{fmt.Sprintf("budget: the call costs %d micro-USD, more than one call may (%d)", d.Obligations.CostMicroUSD, int64(audit.MaxCostMicroUSD))}
+	}
 	if through && d.Obligations.CostMicroUSD > 0 {
 		if why, ok := p.fleetBudget(tenant, h.id.Agent, d.Obligations.CostMicroUSD, now); !ok {
 			action, through = decide.Deny, false
@@ -720,6 +726,11 @@ func (h *httpContext) enforce(out decide.Outcome, elapsed time.Duration, now tim
 		Tool: rec.Tool, Action: string(action), ShadowAction: string(shadow), Reasons: reasons, RuleIDs: d.RuleIDs,
 		PolicyRevision: h.pol.manifest.Revision, InputDigest: p.inputDigest(out), Redactions: redactions(d),
 		DecisionNS: elapsed.Nanoseconds(), Status: int(status),
+	}
+	if through && d.Obligations.CostMicroUSD > 0 {
+		// What the spend counter was charged above; the control plane
+		// sums it into the fleet budgets of the live state.
+		ev.CostMicroUSD = d.Obligations.CostMicroUSD
 	}
 	if ov != nil {
 		ev.ApprovalID, ev.OverrideJTI = ov.ApprovalID, ov.ID
