@@ -33,6 +33,10 @@ Quick start:
   curl --cacert ./cp/ca.pem -H "Authorization: Bearer $(cat ./cp/admin.token)" \
     https://127.0.0.1:8443/v1/tenants
 
+Decision spans go to an OpenTelemetry collector with --otel-endpoint (or
+the standard OTEL_EXPORTER_OTLP_ENDPOINT). Approval webhooks (Slack, Teams,
+generic JSON, HMAC-signed) are configured in the config file only.
+
 Everything can also go in --config FILE (YAML, strict); flags override it.
 See docs/controlplane.md.`, io)
 	configPath := fs.String("config", "", "YAML configuration file")
@@ -53,6 +57,9 @@ See docs/controlplane.md.`, io)
 	evidenceKey := fs.String("evidence-key", "", "Ed25519 PKCS#8 PEM key signing audit checkpoints (default <data-dir>/keys/evidence.key, generated)")
 	issuer := fs.String("issuer", "aegis", "iss claim of agent tokens")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
+	otelEndpoint := fs.String("otel-endpoint", "", "OTLP collector for decision spans: host:port or http(s) URL (default $OTEL_EXPORTER_OTLP_ENDPOINT; empty: no spans)")
+	otelProtocol := fs.String("otel-protocol", "", "OTLP protocol: grpc or http (default grpc, or $OTEL_EXPORTER_OTLP_PROTOCOL)")
+	otelInsecure := fs.Bool("otel-insecure", false, "send spans to the collector without TLS")
 	pos, code, ok := parseArgs(fs, args, io)
 	if !ok {
 		return code
@@ -91,11 +98,16 @@ See docs/controlplane.md.`, io)
 	str("bundle-signing-key", &cfg.BundleSigningKey, *bundleKey)
 	str("state-signing-key", &cfg.StateSigningKey, *stateKey)
 	str("log-level", &cfg.LogLevel, *logLevel)
+	str("otel-endpoint", &cfg.OTelEndpoint, *otelEndpoint)
+	str("otel-protocol", &cfg.OTelProtocol, *otelProtocol)
 	if set["plain-http"] {
 		cfg.PlainHTTP = *plainHTTP
 	}
+	if set["otel-insecure"] {
+		cfg.OTelInsecure = *otelInsecure
+	}
 	cfg.TrustedBundleKeys = append(cfg.TrustedBundleKeys, trusted...)
-	cfg = cfg.WithDefaults()
+	cfg = cfg.WithEnv(os.Getenv).WithDefaults()
 	if cfg.XDSListen == "" && *filterWasm != "" {
 		cfg.XDSListen = config.Defaults().XDSListen
 	}

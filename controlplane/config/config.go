@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -62,7 +64,43 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
+	// OTelEndpoint is the OTLP collector decision spans go to: host:port,
+	// or an http:// / https:// URL as in OTEL_EXPORTER_OTLP_ENDPOINT
+	// (http:// implies no TLS). Empty: no spans.
+	OTelEndpoint string `yaml:"otel_endpoint"`
+	// OTelProtocol is grpc or http (OTLP/HTTP protobuf); default grpc.
+	OTelProtocol string `yaml:"otel_protocol"`
+	// OTelInsecure sends spans without TLS.
+	OTelInsecure bool `yaml:"otel_insecure"`
+	// Webhooks are told about approvals (created, decided, expired).
+	Webhooks []Webhook `yaml:"webhooks"`
 }
+
+// Webhook is one approval notification receiver.
+type Webhook struct {
+	// Name labels its metrics and logs; default webhook-<position>.
+	Name string `yaml:"name"`
+	URL  string `yaml:"url"`
+	// Format is slack, teams or generic (the event as JSON).
+	Format string `yaml:"format"`
+	// SecretFile holds the HMAC key signing every delivery (at least 16
+	// bytes; surrounding whitespace is ignored). A file, so the key stays
+	// out of the config and its backups.
+	SecretFile string `yaml:"secret_file"`
+}
+
+// Webhook formats.
+const (
+	WebhookSlack   = "slack"
+	WebhookTeams   = "teams"
+	WebhookGeneric = "generic"
+)
+
+// OTel protocols.
+const (
+	OTelGRPC = "grpc"
+	OTelHTTP = "http"
+)
 
 // Defaults returns the settings used where a Config leaves a field empty.
 func Defaults() Config {
@@ -140,7 +178,73 @@ func (c Config) WithDefaults() Config {
 	if c.LogLevel == "" {
 		c.LogLevel = d.LogLevel
 	}
+	if c.OTelEndpoint != "" && c.OTelProtocol == "" {
+		c.OTelProtocol = OTelGRPC
+	}
+	if len(c.Webhooks) > 0 {
+		c.Webhooks = slices.Clone(c.Webhooks)
+		for i := range c.Webhooks {
+			if c.Webhooks[i].Name == "" {
+				c.Webhooks[i].Name = fmt.Sprintf("webhook-%d", i+1)
+			}
+		}
+	}
 	return c
+}
+
+// WithEnv fills the OpenTelemetry settings the config leaves empty from the
+// standard OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_PROTOCOL
+// (grpc, http/protobuf), so the control plane joins an environment already
+// set up for OpenTelemetry. getenv is os.Getenv outside tests.
+func (c Config) WithEnv(getenv func(string) string) Config {
+	if c.OTelEndpoint == "" {
+		c.OTelEndpoint = strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
+	}
+	if c.OTelEndpoint != "" && c.OTelProtocol == "" {
+		switch p := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_PROTOCOL")); p {
+		case "http/protobuf":
+			c.OTelProtocol = OTelHTTP
+		default:
+			// grpc, empty, or a protocol we do not speak (http/json),
+			// which Validate then names.
+			c.OTelProtocol = p
+		}
+	}
+	return c
+}
+
+// OTelTarget resolves OTelEndpoint into the collector's host:port, the
+// OTLP/HTTP path (empty for the default /v1/traces or for gRPC) and whether
+// to skip TLS. A URL's scheme decides TLS (http:// is plain); a path in
+// the URL is the base that /v1/traces is appended to, as the OpenTelemetry
+// specification says for OTEL_EXPORTER_OTLP_ENDPOINT.
+func (c Config) OTelTarget() (hostport, urlPath string, insecure bool, err error) {
+	e := c.OTelEndpoint
+	if !strings.Contains(e, "://") {
+		if _, _, err := net.SplitHostPort(e); err != nil {
+			return "", "", false, fmt.Errorf("otel_endpoint %q: want host:port or an http(s) URL", e)
+		}
+		return e, "", c.OTelInsecure, nil
+	}
+	u, err := url.Parse(e)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", "", false, fmt.Errorf("otel_endpoint %q: want host:port or an http(s) URL without credentials, query or fragment", e)
+	}
+	hostport = u.Host
+	if u.Port() == "" {
+		port := "4317"
+		if c.OTelProtocol == OTelHTTP {
+			port = "4318"
+		}
+		hostport = net.JoinHostPort(u.Hostname(), port)
+	}
+	if p := strings.TrimRight(u.Path, "/"); p != "" {
+		if c.OTelProtocol != OTelHTTP {
+			return "", "", false, fmt.Errorf("otel_endpoint %q: a URL path needs otel_protocol http", e)
+		}
+		urlPath = p + "/v1/traces"
+	}
+	return hostport, urlPath, c.OTelInsecure || u.Scheme == "http", nil
 }
 
 // Validate reports every problem at once.
@@ -188,6 +292,37 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if c.OTelEndpoint != "" {
+		if c.OTelProtocol != OTelGRPC && c.OTelProtocol != OTelHTTP {
+			errs = append(errs, fmt.Errorf("otel_protocol %q: want grpc or http", c.OTelProtocol))
+		} else if _, _, _, err := c.OTelTarget(); err != nil {
+			errs = append(errs, err)
+		}
+	} else if c.OTelProtocol != "" || c.OTelInsecure {
+		errs = append(errs, errors.New("otel_protocol and otel_insecure need otel_endpoint"))
+	}
+	names := map[string]bool{}
+	for i, w := range c.Webhooks {
+		label := w.Name
+		if label == "" {
+			label = fmt.Sprintf("webhook-%d", i+1)
+		}
+		if names[label] {
+			errs = append(errs, fmt.Errorf("webhooks: name %q given twice", label))
+		}
+		names[label] = true
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("webhooks: %s: url must be http(s) with a host", label))
+		}
+		switch w.Format {
+		case WebhookSlack, WebhookTeams, WebhookGeneric:
+		default:
+			errs = append(errs, fmt.Errorf("webhooks: %s: format %q, want slack, teams or generic", label, w.Format))
+		}
+		if w.SecretFile == "" {
+			errs = append(errs, fmt.Errorf("webhooks: %s: secret_file is required (deliveries are always signed)", label))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -8,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,10 +18,13 @@ import (
 	"github.com/aegis-mesh/aegis/controlplane/approvals"
 	"github.com/aegis-mesh/aegis/controlplane/audit"
 	"github.com/aegis-mesh/aegis/controlplane/auth"
+	"github.com/aegis-mesh/aegis/controlplane/config"
 	"github.com/aegis-mesh/aegis/controlplane/nodes"
 	"github.com/aegis-mesh/aegis/controlplane/notify"
+	"github.com/aegis-mesh/aegis/controlplane/oteltrace"
 	"github.com/aegis-mesh/aegis/controlplane/signing"
 	"github.com/aegis-mesh/aegis/controlplane/tokens"
+	"github.com/aegis-mesh/aegis/controlplane/webhook"
 	"github.com/aegis-mesh/aegis/token"
 )
 
@@ -85,14 +90,39 @@ func Standard(o StandardOptions) func(ctx context.Context, s *Server) (Extension
 		if err != nil {
 			return Extensions{}, fmt.Errorf("audit store: %w", err)
 		}
-		appr, err := approvals.New(ctx, approvals.Config{DB: s.DB, Overrides: tok, Owners: s.Policy, Registerer: s.registry, Logger: s.log})
+		var background []func(ctx context.Context)
+		apprCfg := approvals.Config{DB: s.DB, Overrides: tok, Owners: s.Policy, Registerer: s.registry, Logger: s.log}
+		if len(s.settings.Webhooks) > 0 {
+			wh, err := newWebhooks(s)
+			if err != nil {
+				return Extensions{}, err
+			}
+			apprCfg.Notifier = wh
+			background = append(background, wh.Run)
+		}
+		appr, err := approvals.New(ctx, apprCfg)
 		if err != nil {
 			return Extensions{}, fmt.Errorf("approvals service: %w", err)
 		}
-		aud, err := audit.New(audit.Config{Store: store, Nodes: s.Nodes, IsUnknownNode: func(err error) bool { return errors.Is(err, nodes.ErrUnknownNode) },
-			EvidenceKey: evKey.Private(), Bundles: s.Policy, Approvals: appr, Registerer: s.registry, Logger: s.log})
+		spans, stopSpans, err := newSpanExporter(ctx, s)
 		if err != nil {
+			return Extensions{}, err
+		}
+		aud, err := audit.New(audit.Config{Store: store, Nodes: s.Nodes, IsUnknownNode: func(err error) bool { return errors.Is(err, nodes.ErrUnknownNode) },
+			EvidenceKey: evKey.Private(), Bundles: s.Policy, Approvals: appr, Spans: spans, Registerer: s.registry, Logger: s.log})
+		if err != nil {
+			stopSpans(context.Background())
 			return Extensions{}, fmt.Errorf("audit service: %w", err)
+		}
+		if spans != nil {
+			// Background work ends only after the API drained, so every
+			// span of an accepted batch is recorded before the flush.
+			background = append(background, func(ctx context.Context) {
+				<-ctx.Done()
+				fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.settings.ShutdownTimeout)
+				defer cancel()
+				stopSpans(fctx)
+			})
 		}
 		return Extensions{
 			Services:       []Service{tok, aud, appr},
@@ -115,12 +145,73 @@ func Standard(o StandardOptions) func(ctx context.Context, s *Server) (Extension
 				}
 				return token.MarshalJWKS(pubs...)
 			},
-			Background: []func(ctx context.Context){
+			Background: append(background,
 				appr.Run,
 				func(ctx context.Context) { _ = aud.RunCheckpoints(ctx, o.CheckpointEvery) },
-			},
+			),
 		}, nil
 	}
+}
+
+// newSpanExporter starts the OTLP exporter of decision spans when the
+// settings name a collector. stop flushes and ends it; without a collector
+// the sink is nil and stop does nothing.
+func newSpanExporter(ctx context.Context, s *Server) (audit.SpanSink, func(context.Context), error) {
+	st := s.settings
+	if st.OTelEndpoint == "" {
+		return nil, func(context.Context) {}, nil
+	}
+	host, path, insecure, err := st.OTelTarget()
+	if err != nil {
+		return nil, nil, err
+	}
+	exp, err := oteltrace.New(ctx, oteltrace.Config{Protocol: st.OTelProtocol, Endpoint: host, URLPath: path, Insecure: insecure})
+	if err != nil {
+		return nil, nil, fmt.Errorf("opentelemetry: %w", err)
+	}
+	s.log.Info("decision spans exported", "protocol", st.OTelProtocol, "collector", host, "tls", !insecure)
+	return exp, func(ctx context.Context) {
+		if err := exp.Shutdown(ctx); err != nil {
+			s.log.Warn("flushing decision spans failed", "error", err.Error())
+		}
+	}, nil
+}
+
+// newWebhooks builds the approval notifier from the configured webhooks,
+// reading each signing secret from its file.
+func newWebhooks(s *Server) (*webhook.Notifier, error) {
+	formats := map[string]webhook.Format{config.WebhookSlack: webhook.FormatSlack, config.WebhookTeams: webhook.FormatTeams,
+		config.WebhookGeneric: webhook.FormatJSON}
+	var targets []webhook.Target
+	for _, w := range s.settings.Webhooks {
+		secret, err := readSecret(w.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("webhook %s: %w", w.Name, err)
+		}
+		targets = append(targets, webhook.Target{Name: w.Name, URL: w.URL, Format: formats[w.Format], Secret: secret})
+	}
+	n, err := webhook.New(webhook.Config{Targets: targets, Registerer: s.registry, Logger: s.log})
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// readSecret reads a small secret file, trimming surrounding whitespace.
+func readSecret(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("secret file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, 4097))
+	if err != nil {
+		return nil, fmt.Errorf("secret file %s: %w", path, err)
+	}
+	if len(data) > 4096 {
+		return nil, fmt.Errorf("secret file %s: larger than 4 KiB", path)
+	}
+	return bytes.TrimSpace(data), nil
 }
 
 // loadOrCreateKEK reads a 32-byte key (raw, hex or base64) or creates one
