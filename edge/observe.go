@@ -280,8 +280,16 @@ func (s *Server) Ready() (bool, string) {
 		return false, "audit WAL: " + err.Error()
 	}
 	tenants := s.store.Tenants()
+	if s.pool != nil {
+		// What the filter enforces, once the hot swap has finished.
+		if t := s.inFilter.Load(); t != nil {
+			tenants = *t
+		} else {
+			tenants = nil
+		}
+	}
 	if len(tenants) == 0 {
-		return false, "no verified bundle: every request is refused (no_bundle)"
+		return false, "no verified bundle in the filter: every request is refused (no_bundle)"
 	}
 	if s.pool != nil {
 		m := s.pool.Metrics()

@@ -28,6 +28,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,6 +84,10 @@ type Server struct {
 	stop   context.CancelFunc
 	wg     sync.WaitGroup
 	confMu sync.Mutex
+	// inFilter lists the tenants whose bundles the running filter
+	// configuration carries: readiness waits for the hot swap, not just
+	// for the store to accept a bundle.
+	inFilter atomic.Pointer[[]string]
 
 	srvMu   sync.Mutex
 	servers []*http.Server
@@ -356,6 +361,7 @@ func (s *Server) startFilter(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("filter module %s: %w", path, err)
 	}
+	tenants := s.store.Tenants()
 	conf, err := s.pluginConfig()
 	if err != nil {
 		return err
@@ -387,6 +393,7 @@ func (s *Server) startFilter(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("filter pool: %w", err)
 	}
+	s.inFilter.Store(&tenants)
 	return nil
 }
 
@@ -467,11 +474,16 @@ var tenantName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 func (s *Server) reconfigure(ctx context.Context) error {
 	s.confMu.Lock()
 	defer s.confMu.Unlock()
+	tenants := s.store.Tenants()
 	conf, err := s.pluginConfig()
 	if err != nil {
 		return err
 	}
-	return s.pool.UpdateConfig(ctx, conf)
+	if err := s.pool.UpdateConfig(ctx, conf); err != nil {
+		return err
+	}
+	s.inFilter.Store(&tenants)
+	return nil
 }
 
 // Handler is the proxy's HTTP handler (framing rejection, observability,
