@@ -408,11 +408,11 @@ func (s *Stack) StartEdge(ctx context.Context, name, tenant string) (*Edge, erro
 		return nil, err
 	}
 	cfg := map[string]any{
-		"listen": e.Addr,
-		"admin":  e.AdminAddr,
-		"node":   map[string]any{"id": e.NodeID, "region": Region, "signing_key": filepath.Join(dir, "node.key")},
-		"trust":  map[string]any{"bundle_key": filepath.Join(dir, "bundle.pub"), "state_key": filepath.Join(dir, "state.pub")},
-		"jwks":   filepath.Join(dir, "jwks.json"),
+		"listen":    e.Addr,
+		"admin":     e.AdminAddr,
+		"node":      map[string]any{"id": e.NodeID, "region": Region, "signing_key": filepath.Join(dir, "node.key")},
+		"trust":     map[string]any{"bundle_key": filepath.Join(dir, "bundle.pub"), "state_key": filepath.Join(dir, "state.pub")},
+		"jwks":      filepath.Join(dir, "jwks.json"),
 		"state_dir": filepath.Join(dir, "state"),
 		"upstream":  s.Upstream,
 		"control_plane": map[string]any{
