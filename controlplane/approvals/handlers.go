@@ -77,13 +77,18 @@ func (s *Service) handleCreate(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, http.StatusBadRequest, "bad_request", err.Error(), nil)
 		return
 	}
-	// The tenant is the node's enrolled tenant; a body naming another one
-	// is refused, never followed.
-	if req.Tenant != "" && req.Tenant != p.Tenant {
-		httpapi.Error(w, http.StatusForbidden, "forbidden", "tenant differs from the node's tenant", nil)
-		return
+	// The tenant is the node's enrolled tenant unless the body names
+	// another that the node was enrolled to serve (a shared gateway); any
+	// other tenant is refused, never followed.
+	tenant := p.Tenant
+	if req.Tenant != "" {
+		if !p.CanServe(req.Tenant) {
+			httpapi.Error(w, http.StatusForbidden, "forbidden", "the node does not serve this tenant", nil)
+			return
+		}
+		tenant = req.Tenant
 	}
-	a, created, err := s.Create(r.Context(), p.Tenant, p.Subject, req)
+	a, created, err := s.Create(r.Context(), tenant, p.Subject, req)
 	if err != nil {
 		s.internalError(w, r, "creating the approval failed", err)
 		return
@@ -163,7 +168,20 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	a, err := s.Get(r.Context(), p.Tenant, r.PathValue("id"))
+	// A node is scoped by the tenants it serves, checked below once the
+	// approval's tenant is known; everyone else by its own tenant.
+	scope := p.Tenant
+	if p.Has(auth.RoleNode) {
+		if p.Tenant == "" {
+			httpapi.Error(w, http.StatusNotFound, "not_found", "no such approval", nil)
+			return
+		}
+		scope = ""
+	}
+	a, err := s.Get(r.Context(), scope, r.PathValue("id"))
+	if err == nil && p.Has(auth.RoleNode) && !p.CanServe(a.Tenant) {
+		err = ErrNotFound
+	}
 	if errors.Is(err, ErrNotFound) {
 		httpapi.Error(w, http.StatusNotFound, "not_found", "no such approval", nil)
 		return
@@ -185,7 +203,7 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 			httpapi.Error(w, http.StatusForbidden, "invalid_agent_token", "the forwarded agent token does not verify", nil)
 			return
 		}
-		if ap.Tenant != p.Tenant {
+		if !p.CanServe(ap.Tenant) {
 			httpapi.Error(w, http.StatusNotFound, "not_found", "no such approval", nil)
 			return
 		}
@@ -205,7 +223,7 @@ func (s *Service) handleGet(w http.ResponseWriter, r *http.Request) {
 		}
 		httpapi.JSON(w, http.StatusOK, AgentView{ApprovalID: a.ID, Status: a.Status, ExpiresAt: a.ExpiresAt, OverrideToken: tok, OverrideIssued: a.OverrideIssued})
 	case p.Has(auth.RoleNode):
-		if p.Tenant == "" {
+		if !p.CanServe(a.Tenant) {
 			httpapi.Error(w, http.StatusNotFound, "not_found", "no such approval", nil)
 			return
 		}
@@ -266,9 +284,9 @@ func (s *Service) handleRedeem(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteDecodeError(w, err)
 		return
 	}
-	if p.Tenant == "" || req.Tenant != p.Tenant {
+	if !p.CanServe(req.Tenant) {
 		s.m.redemptions.WithLabelValues("forbidden").Inc()
-		httpapi.Error(w, http.StatusForbidden, "forbidden", "tenant differs from the node's tenant", nil)
+		httpapi.Error(w, http.StatusForbidden, "forbidden", "the node does not serve this tenant", nil)
 		return
 	}
 	c, err := s.Redeem(r.Context(), p.Subject, req)

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/aegis-mesh/aegis/controlplane/evidence"
@@ -89,6 +90,9 @@ const (
 	CodeHashMismatch = "hash_mismatch"
 	CodeUnknownNode  = "unknown_node"
 	CodeBadBatch     = "bad_request"
+	// CodeTenantNotServed refuses a batch with an event for a tenant the
+	// node does not serve (answered 403, recorded as an incident).
+	CodeTenantNotServed = "tenant_not_served"
 	// CodeReplay is an incident kind only: a batch whose events were all
 	// stored already is answered 200 with duplicates.
 	CodeReplay = "replay"
@@ -131,10 +135,20 @@ func DecodeBatch(data []byte) (Batch, error) {
 	return b, nil
 }
 
-// Prepare checks a batch on its own: shape, every event's seq and node,
-// the hash chain from prev_hash to batch_hash, and the signature with pub
-// (the node's registered key). A failure is a *BatchError.
+// Prepare checks a batch on its own: shape, every event's seq, node and
+// tenant (the batch's), the hash chain from prev_hash to batch_hash, and
+// the signature with pub (the node's registered key). A failure is a
+// *BatchError.
 func Prepare(b Batch, pub ed25519.PublicKey) (*Prepared, error) {
+	return PrepareServing(b, pub, nil)
+}
+
+// PrepareServing is Prepare for a node that may also emit events for the
+// tenants in serves (a shared gateway; the batch's tenant stays the node's
+// home, which owns the chain). An event for any other tenant refuses the
+// whole batch with CodeTenantNotServed naming the event; it is checked
+// after the signature, so the refusal is about what the node really sent.
+func PrepareServing(b Batch, pub ed25519.PublicKey, serves []string) (*Prepared, error) {
 	switch {
 	case b.ChainID == "" || len(b.ChainID) > maxIDLen || !printable(b.ChainID):
 		return nil, badBatch("chain_id: 1 to %d printable characters", maxIDLen)
@@ -197,6 +211,13 @@ func Prepare(b Batch, pub ed25519.PublicKey) (*Prepared, error) {
 	if err != nil || len(pub) != ed25519.PublicKeySize || !ed25519.Verify(pub, prev[:], sig) {
 		return nil, &BatchError{Kind: CodeBadSignature, Msg: "signature does not verify with the node's registered key", Incident: true}
 	}
+	for i := range p.Records {
+		ev := &p.Records[i].Event
+		if ev.Tenant != b.Tenant && !slices.Contains(serves, ev.Tenant) {
+			return nil, &BatchError{Kind: CodeTenantNotServed, Incident: true,
+				Msg: fmt.Sprintf("events[%d] (id %q) is for tenant %q, which this node does not serve", i, ev.ID, ev.Tenant)}
+		}
+	}
 	return p, nil
 }
 
@@ -206,8 +227,8 @@ func checkEvent(ev *Event, b Batch) error {
 		return fmt.Errorf("id: 1 to %d printable characters", maxIDLen)
 	case ev.NodeID != b.NodeID:
 		return fmt.Errorf("node_id %q, the batch is from %q", ev.NodeID, b.NodeID)
-	case ev.Tenant != b.Tenant:
-		return fmt.Errorf("tenant %q, the batch is for %q", ev.Tenant, b.Tenant)
+	case ev.Tenant == "" || len(ev.Tenant) > maxIDLen || !printable(ev.Tenant):
+		return fmt.Errorf("tenant: 1 to %d printable characters", maxIDLen)
 	case ev.CostMicroUSD < 0 || ev.CostMicroUSD > maxCostMicroUSD:
 		return fmt.Errorf("cost_micro_usd %d: 0 to %d", ev.CostMicroUSD, int64(maxCostMicroUSD))
 	}

@@ -49,17 +49,22 @@ func (s *Store) Export(ctx context.Context, w io.Writer, tenant string, from, to
 	}
 	defer b.Close()
 	type chainRef struct {
-		node, chain string
-		head        int64
+		node, chain, home string
+		head              int64
 	}
 	var chains []chainRef
-	rows, err := s.db.QueryContext(ctx, `SELECT node_id, chain_id, head_seq FROM audit_chains WHERE tenant = $1 ORDER BY node_id, chain_id`, tenant)
+	// A shared gateway's chain belongs to its home tenant but carries the
+	// events of every tenant it serves: those chains are exported too, with
+	// the other tenants' events as hash-only (redacted) links.
+	rows, err := s.db.QueryContext(ctx, `SELECT node_id, chain_id, head_seq, tenant FROM audit_chains c WHERE c.tenant = $1
+		OR EXISTS (SELECT 1 FROM audit_chain_tenants t WHERE t.tenant = $1 AND t.node_id = c.node_id AND t.chain_id = c.chain_id)
+		ORDER BY node_id, chain_id`, tenant)
 	if err != nil {
 		return fmt.Errorf("export: chains: %w", err)
 	}
 	for rows.Next() {
 		var c chainRef
-		if err := rows.Scan(&c.node, &c.chain, &c.head); err != nil {
+		if err := rows.Scan(&c.node, &c.chain, &c.head, &c.home); err != nil {
 			rows.Close()
 			return fmt.Errorf("export: chains: %w", err)
 		}
@@ -78,8 +83,11 @@ func (s *Store) Export(ctx context.Context, w io.Writer, tenant string, from, to
 		if !ok {
 			continue
 		}
+		if c.home != tenant {
+			proof.Tenant = c.home
+		}
 		b.AddChain(proof)
-		rows, err := s.db.QueryContext(ctx, `SELECT seq, hash, body FROM audit_events WHERE node_id = $1 AND chain_id = $2 AND seq >= $3 AND seq <= $4 ORDER BY seq`,
+		rows, err := s.db.QueryContext(ctx, `SELECT seq, hash, tenant, body FROM audit_events WHERE node_id = $1 AND chain_id = $2 AND seq >= $3 AND seq <= $4 ORDER BY seq`,
 			c.node, c.chain, proof.FirstSeq, proof.LastSeq)
 		if err != nil {
 			return fmt.Errorf("export: chain %s/%s: %w", c.node, c.chain, err)
@@ -87,11 +95,16 @@ func (s *Store) Export(ctx context.Context, w io.Writer, tenant string, from, to
 		for rows.Next() {
 			l := evidence.EventLine{NodeID: c.node, ChainID: c.chain}
 			var body []byte
-			if err := rows.Scan(&l.Seq, &l.Hash, &body); err != nil {
+			var evTenant string
+			if err := rows.Scan(&l.Seq, &l.Hash, &evTenant, &body); err != nil {
 				rows.Close()
 				return fmt.Errorf("export: chain %s/%s: %w", c.node, c.chain, err)
 			}
-			l.Event = body
+			if evTenant == tenant {
+				l.Event = body
+			} else {
+				l.Redacted = true
+			}
 			if err := b.AddEvent(l); err != nil {
 				rows.Close()
 				return err
@@ -101,7 +114,7 @@ func (s *Store) Export(ctx context.Context, w io.Writer, tenant string, from, to
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("export: chain %s/%s: %w", c.node, c.chain, err)
 		}
-		cps, err := s.Checkpoints(ctx, CheckpointFilter{Tenant: tenant, NodeID: c.node, ChainID: c.chain, MinSeq: max(proof.FirstSeq-1, 1), MaxSeq: proof.LastSeq})
+		cps, err := s.Checkpoints(ctx, CheckpointFilter{Tenant: c.home, NodeID: c.node, ChainID: c.chain, MinSeq: max(proof.FirstSeq-1, 1), MaxSeq: proof.LastSeq})
 		if err != nil {
 			return fmt.Errorf("export: %w", err)
 		}

@@ -184,8 +184,8 @@ func newEnv(t testing.TB, d *db.DB, nodes *nodeKeys, spans SpanSink) *env {
 	return e
 }
 
-// principalFor decodes the test credentials "node:ID:TENANT" and
-// "ROLE:TENANT".
+// principalFor decodes the test credentials "node:ID:TENANT",
+// "node:ID:TENANT:SERVED,SERVED" (a shared gateway) and "ROLE:TENANT".
 func principalFor(h string) (auth.Principal, bool) {
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok {
@@ -195,6 +195,8 @@ func principalFor(h string) (auth.Principal, bool) {
 	switch {
 	case len(parts) == 3 && parts[0] == "node":
 		return auth.Principal{Subject: parts[1], Tenant: parts[2], Roles: []auth.Role{auth.RoleNode}}, true
+	case len(parts) == 4 && parts[0] == "node":
+		return auth.Principal{Subject: parts[1], Tenant: parts[2], Roles: []auth.Role{auth.RoleNode}, Serves: strings.Split(parts[3], ",")}, true
 	case len(parts) == 2:
 		return auth.Principal{Subject: "user", Tenant: parts[1], Roles: []auth.Role{auth.Role(parts[0])}}, true
 	}

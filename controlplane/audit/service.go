@@ -225,7 +225,7 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, http.StatusForbidden, "forbidden", "the node is enrolled in another tenant", nil)
 		return
 	}
-	prep, err := Prepare(b, pub)
+	prep, err := PrepareServing(b, pub, p.Serves)
 	if err != nil {
 		var be *BatchError
 		if !errors.As(err, &be) {
@@ -242,6 +242,10 @@ func (s *Service) handleBatch(w http.ResponseWriter, r *http.Request) {
 			}
 			in.ExpectedSeq = head + 1
 			s.incident(ctx, in)
+			if be.Kind == CodeTenantNotServed {
+				httpapi.Error(w, http.StatusForbidden, be.Kind, be.Msg, nil)
+				return
+			}
 			if be.Kind == CodeBadSignature || be.Kind == CodeHashMismatch {
 				httpapi.Error(w, http.StatusUnauthorized, be.Kind, be.Msg, nil)
 				return

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -134,7 +135,7 @@ func uniqueAsDuplicate(err error, p *Prepared) error {
 type txn interface {
 	queryRow(ctx context.Context, q string, args ...any) interface{ Scan(...any) error }
 	exec(ctx context.Context, q string, args ...any) error
-	insertEvents(ctx context.Context, rs []Record, tenant, nodeID string, now int64) error
+	insertEvents(ctx context.Context, rs []Record, nodeID string, now int64) error
 	forUpdate() string
 }
 
@@ -189,10 +190,12 @@ func ingest(ctx context.Context, tx txn, p *Prepared, now time.Time) (Result, er
 	if len(recs) == 0 {
 		return res, nil
 	}
-	// The unique index on (tenant, id) refuses an event id stored at
+	// Each event is stored under its own tenant: the batch's for an
+	// ordinary node, one of the tenants a shared gateway serves otherwise
+	// (checked by the caller). The unique index on (tenant, id) refuses an event id stored at
 	// another position (a replay under a new seq, or a concurrent batch of
 	// another chain); no separate lookup is needed.
-	if err := tx.insertEvents(ctx, recs, b.Tenant, b.NodeID, db.Micros(now)); err != nil {
+	if err := tx.insertEvents(ctx, recs, b.NodeID, db.Micros(now)); err != nil {
 		if db.IsUniqueViolation(err) {
 			return Result{}, &ChainError{Kind: CodeDuplicateID, ExpectedSeq: expected, Msg: "an event id of this batch is already stored at another position"}
 		}
@@ -203,7 +206,10 @@ func ingest(ctx context.Context, tx txn, p *Prepared, now time.Time) (Result, er
 		last.Seq, hex.EncodeToString(last.Hash[:]), count+int64(len(recs)), db.Micros(now), b.NodeID, b.ChainID); err != nil {
 		return Result{}, fmt.Errorf("chain head: %w", err)
 	}
-	if err := addSpend(ctx, tx, b.Tenant, recs); err != nil {
+	if err := addChainTenants(ctx, tx, b, recs); err != nil {
+		return Result{}, err
+	}
+	if err := addSpend(ctx, tx, recs); err != nil {
 		return Result{}, err
 	}
 	res.Accepted = len(recs)
@@ -212,26 +218,48 @@ func ingest(ctx context.Context, tx txn, p *Prepared, now time.Time) (Result, er
 	return res, nil
 }
 
+// addChainTenants records the tenants other than the chain's own that
+// have events on it, so that their exports include the chain.
+func addChainTenants(ctx context.Context, tx txn, b Batch, recs []Record) error {
+	var others []string
+	for i := range recs {
+		if t := recs[i].Tenant; t != b.Tenant && !slices.Contains(others, t) {
+			others = append(others, t)
+		}
+	}
+	slices.Sort(others)
+	for _, t := range others {
+		if err := tx.exec(ctx, `INSERT INTO audit_chain_tenants (tenant, node_id, chain_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, t, b.NodeID, b.ChainID); err != nil {
+			return fmt.Errorf("chain tenant %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
 // spendKey is one spend row.
-type spendKey struct{ agent, day string }
+type spendKey struct{ tenant, agent, day string }
 
 // addSpend sums the spend of allowed and sanitized calls (the ones the
-// filter let through and charged) per agent and UTC day. Rows are updated
-// in key order so concurrent batches cannot deadlock on them.
-func addSpend(ctx context.Context, tx txn, tenant string, recs []Record) error {
+// filter let through and charged) per event tenant, agent and UTC day.
+// Rows are updated in key order so concurrent batches cannot deadlock on
+// them.
+func addSpend(ctx context.Context, tx txn, recs []Record) error {
 	sums := map[spendKey]int64{}
 	for i := range recs {
 		ev := &recs[i].Event
 		if ev.CostMicroUSD <= 0 || (ev.Action != "allow" && ev.Action != "sanitize") {
 			continue
 		}
-		sums[spendKey{ev.Agent, time.UnixMicro(recs[i].TimeUS).UTC().Format(time.DateOnly)}] += ev.CostMicroUSD
+		sums[spendKey{ev.Tenant, ev.Agent, time.UnixMicro(recs[i].TimeUS).UTC().Format(time.DateOnly)}] += ev.CostMicroUSD
 	}
 	keys := make([]spendKey, 0, len(sums))
 	for k := range sums {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].tenant != keys[j].tenant {
+			return keys[i].tenant < keys[j].tenant
+		}
 		if keys[i].agent != keys[j].agent {
 			return keys[i].agent < keys[j].agent
 		}
@@ -244,14 +272,13 @@ func addSpend(ctx context.Context, tx txn, tenant string, recs []Record) error {
 	// than the rest of the batch's bookkeeping.
 	var q strings.Builder
 	q.WriteString(`INSERT INTO audit_spend (tenant, agent, day, micro_usd) VALUES `)
-	args := make([]any, 0, 1+3*len(keys))
-	args = append(args, tenant)
+	args := make([]any, 0, 4*len(keys))
 	for i, k := range keys {
 		if i > 0 {
 			q.WriteString(", ")
 		}
-		fmt.Fprintf(&q, "($1, $%d, $%d, $%d)", len(args)+1, len(args)+2, len(args)+3)
-		args = append(args, k.agent, k.day, sums[k])
+		fmt.Fprintf(&q, "($%d, $%d, $%d, $%d)", len(args)+1, len(args)+2, len(args)+3, len(args)+4)
+		args = append(args, k.tenant, k.agent, k.day, sums[k])
 	}
 	q.WriteString(` ON CONFLICT (tenant, agent, day) DO UPDATE SET micro_usd = audit_spend.micro_usd + excluded.micro_usd`)
 	if err := tx.exec(ctx, q.String(), args...); err != nil {
@@ -371,7 +398,7 @@ func eventColumns() []string {
 	return []string{"node_id", "chain_id", "seq", "tenant", "id", "time_us", "agent", "tool", "action", "policy_revision", "cost_micro_usd", "hash", "body", "received_us"}
 }
 
-func (t pgTxn) insertEvents(ctx context.Context, rs []Record, tenant, nodeID string, now int64) error {
+func (t pgTxn) insertEvents(ctx context.Context, rs []Record, nodeID string, now int64) error {
 	i := 0
 	src := pgx.CopyFromFunc(func() ([]any, error) {
 		if i >= len(rs) {
@@ -379,7 +406,7 @@ func (t pgTxn) insertEvents(ctx context.Context, rs []Record, tenant, nodeID str
 		}
 		r := &rs[i]
 		i++
-		return []any{nodeID, r.ChainID, r.Seq, tenant, r.ID, r.TimeUS, r.Agent, r.Tool, r.Action, r.PolicyRevision, r.CostMicroUSD,
+		return []any{nodeID, r.ChainID, r.Seq, r.Tenant, r.ID, r.TimeUS, r.Agent, r.Tool, r.Action, r.PolicyRevision, r.CostMicroUSD,
 			hex.EncodeToString(r.Hash[:]), string(r.Body), now}, nil
 	})
 	n, err := t.tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, eventColumns(), src)
@@ -407,7 +434,7 @@ func (t sqlTxn) exec(ctx context.Context, q string, args ...any) error {
 // SQLite serialises writers (BEGIN IMMEDIATE), so no row lock is needed.
 func (t sqlTxn) forUpdate() string { return "" }
 
-func (t sqlTxn) insertEvents(ctx context.Context, rs []Record, tenant, nodeID string, now int64) error {
+func (t sqlTxn) insertEvents(ctx context.Context, rs []Record, nodeID string, now int64) error {
 	stmt, err := t.tx.PrepareContext(ctx, `INSERT INTO audit_events (`+strings.Join(eventColumns(), ", ")+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`)
 	if err != nil {
 		return err
@@ -415,7 +442,7 @@ func (t sqlTxn) insertEvents(ctx context.Context, rs []Record, tenant, nodeID st
 	defer stmt.Close()
 	for i := range rs {
 		r := &rs[i]
-		if _, err := stmt.ExecContext(ctx, nodeID, r.ChainID, r.Seq, tenant, r.ID, r.TimeUS, r.Agent, r.Tool, r.Action, r.PolicyRevision, r.CostMicroUSD,
+		if _, err := stmt.ExecContext(ctx, nodeID, r.ChainID, r.Seq, r.Tenant, r.ID, r.TimeUS, r.Agent, r.Tool, r.Action, r.PolicyRevision, r.CostMicroUSD,
 			hex.EncodeToString(r.Hash[:]), string(r.Body), now); err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -32,8 +33,14 @@ type Middleware struct {
 	Store  *Store
 	Extra  []Authenticator
 	TLS    TLSIdentity
-	Logger *slog.Logger
-	Now    func() time.Time
+	// NodeServes returns the tenants an enrolled node serves (see
+	// Principal.Serves); node principals authenticated by bearer token get
+	// it from here, so a shared gateway's reach is whatever its enrolled
+	// record says now, never what the token or the node claims. Nil: node
+	// principals serve their home tenant only.
+	NodeServes func(ctx context.Context, nodeID, tenant string) ([]string, error)
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // Wrap returns next behind authentication.
@@ -80,6 +87,14 @@ func (m *Middleware) authenticate(r *http.Request) (Principal, bool, error) {
 	if err != nil {
 		return Principal{}, false, err
 	}
+	if p.Has(RoleNode) {
+		p.Serves = nil
+		if m.NodeServes != nil {
+			if p.Serves, err = m.NodeServes(r.Context(), p.Subject, p.Tenant); err != nil {
+				return Principal{}, false, fmt.Errorf("node %s: %w", p.Subject, err)
+			}
+		}
+	}
 	// A node presenting both must present the same identity twice; a
 	// node certificate with someone else's token is a stolen credential.
 	if hasCert && (certP.Subject != p.Subject || certP.Tenant != p.Tenant) {
@@ -116,6 +131,18 @@ func (m *Middleware) bearer(r *http.Request, raw string) (Principal, error) {
 // principal holds none of roles or may not act on tenant (empty: no
 // tenant check). Handlers call it first and return when ok is false.
 func Require(w http.ResponseWriter, r *http.Request, tenant string, roles ...Role) (Principal, bool) {
+	return require(w, r, tenant, false, roles)
+}
+
+// RequireServing is Require for the routes a node uses to do its work
+// (bundle, state, approvals, overrides): a node principal passes the
+// tenant check for every tenant it serves (Principal.CanServe), anyone
+// else as in Require.
+func RequireServing(w http.ResponseWriter, r *http.Request, tenant string, roles ...Role) (Principal, bool) {
+	return require(w, r, tenant, true, roles)
+}
+
+func require(w http.ResponseWriter, r *http.Request, tenant string, serving bool, roles []Role) (Principal, bool) {
 	p, ok := FromContext(r.Context())
 	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="aegis"`)
@@ -134,7 +161,11 @@ func Require(w http.ResponseWriter, r *http.Request, tenant string, roles ...Rol
 		httpapi.Error(w, http.StatusForbidden, "forbidden", "needs one of the roles "+strings.Join(names, ", "), nil)
 		return Principal{}, false
 	}
-	if tenant != "" && !p.CanAccessTenant(tenant) {
+	allowed := p.CanAccessTenant(tenant)
+	if serving && p.Has(RoleNode) {
+		allowed = p.CanServe(tenant)
+	}
+	if tenant != "" && !allowed {
 		httpapi.Error(w, http.StatusForbidden, "forbidden", "credential is for another tenant", map[string]any{"tenant": tenant})
 		return Principal{}, false
 	}

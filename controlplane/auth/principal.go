@@ -33,6 +33,10 @@ type Principal struct {
 	Roles  []Role
 	// TokenID is the jti of the credential used, for the audit of API calls.
 	TokenID string
+	// Serves lists the tenants a shared gateway node works for, its home
+	// Tenant among them. Only node principals carry it, and only as read
+	// from the enrolled node record; empty means Tenant alone.
+	Serves []string
 }
 
 // Has reports whether p holds role r.
@@ -40,6 +44,13 @@ func (p Principal) Has(r Role) bool { return slices.Contains(p.Roles, r) }
 
 // CanAccessTenant reports whether p may act on tenant t.
 func (p Principal) CanAccessTenant(t string) bool { return p.Tenant == "" || p.Tenant == t }
+
+// CanServe reports whether p, a node, may fetch configuration and submit
+// requests and evidence for tenant t: its home tenant or one it serves.
+// Unlike CanAccessTenant an empty Tenant grants nothing.
+func (p Principal) CanServe(t string) bool {
+	return t != "" && (t == p.Tenant || slices.Contains(p.Serves, t))
+}
 
 type ctxKey struct{}
 

@@ -80,6 +80,10 @@ type ChainProof struct {
 	PrevHash string `json:"prev_hash"`
 	FirstSeq int64  `json:"first_seq"`
 	LastSeq  int64  `json:"last_seq"`
+	// Tenant is the tenant owning the chain when it is not the pack's: a
+	// shared gateway's chain, whose checkpoints are signed for its home
+	// tenant. Empty means the pack's tenant.
+	Tenant string `json:"tenant,omitempty"`
 }
 
 func (p ChainProof) name() string { return p.NodeID + "/" + p.ChainID }
@@ -91,7 +95,13 @@ type EventLine struct {
 	ChainID string          `json:"chain_id"`
 	Seq     int64           `json:"seq"`
 	Hash    string          `json:"hash"`
-	Event   json.RawMessage `json:"event"`
+	Event   json.RawMessage `json:"event,omitempty"`
+	// Redacted marks a link of another tenant's event on a chain shared by
+	// several tenants (a shared gateway): the line carries its stored hash
+	// but not the event, so the pack's tenant sees none of it. The
+	// verifier cannot recompute such a hash; it takes it as the previous
+	// hash of the next link and checks it against signed checkpoints.
+	Redacted bool `json:"redacted,omitempty"`
 }
 
 // Bundle is a policy bundle that was active in the window: its release
@@ -161,12 +171,17 @@ func (b *Builder) AddEvent(ev EventLine) error {
 	l := b.line[:0]
 	l = append(l, `{"chain_id":`...)
 	l = jcs.AppendString(l, ev.ChainID)
-	l = append(l, `,"event":`...)
-	l = append(l, ev.Event...)
+	if !ev.Redacted {
+		l = append(l, `,"event":`...)
+		l = append(l, ev.Event...)
+	}
 	l = append(l, `,"hash":`...)
 	l = jcs.AppendString(l, ev.Hash)
 	l = append(l, `,"node_id":`...)
 	l = jcs.AppendString(l, ev.NodeID)
+	if ev.Redacted {
+		l = append(l, `,"redacted":true`...)
+	}
 	l = append(l, `,"seq":`...)
 	l = strconv.AppendInt(l, ev.Seq, 10)
 	l = append(l, "}\n"...)

@@ -114,7 +114,8 @@ func (s *Service) Register(mux *http.ServeMux) {
 
 func (s *Service) get(w http.ResponseWriter, r *http.Request) {
 	tenant := r.PathValue("tenant")
-	if _, ok := auth.Require(w, r, tenant, auth.RoleNode, auth.RoleAdmin, auth.RoleAuditor); !ok {
+	// A shared gateway fetches the state of every tenant it serves.
+	if _, ok := auth.RequireServing(w, r, tenant, auth.RoleNode, auth.RoleAdmin, auth.RoleAuditor); !ok {
 		return
 	}
 	if _, err := s.Tenants.Tenant(r.Context(), tenant); errors.Is(err, auth.ErrUnknownTenant) {

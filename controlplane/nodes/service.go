@@ -82,10 +82,14 @@ func (s *Service) tenantOK(w http.ResponseWriter, r *http.Request, tenant string
 }
 
 type joinTokenRequest struct {
-	Region     string `json:"region"`
-	Role       string `json:"role"`
-	TTLSeconds int64  `json:"ttl_seconds"`
+	Region     string   `json:"region"`
+	Role       string   `json:"role"`
+	TTLSeconds int64    `json:"ttl_seconds"`
+	Serves     []string `json:"serves"`
 }
+
+// maxServes bounds how many tenants one shared gateway may serve.
+const maxServes = 64
 
 func (s *Service) createJoinToken(w http.ResponseWriter, r *http.Request) {
 	tenant := r.PathValue("tenant")
@@ -114,13 +118,41 @@ func (s *Service) createJoinToken(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, http.StatusBadRequest, "bad_request", "ttl_seconds: want 1..604800", map[string]any{"field": "ttl_seconds"})
 		return
 	}
-	jt, err := s.Store.CreateJoinToken(r.Context(), tenant, req.Region, req.Role, p.Subject, s.now(), ttl)
+	if len(req.Serves) > 0 && !s.servesOK(w, r, p, req.Serves) {
+		return
+	}
+	jt, err := s.Store.CreateSharedJoinToken(r.Context(), tenant, req.Region, req.Role, req.Serves, p.Subject, s.now(), ttl)
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	s.Logger.Info("join token created", "id", jt.ID, "tenant", tenant, "region", req.Region, "role", req.Role, "by", p.Subject)
+	s.Logger.Info("join token created", "id", jt.ID, "tenant", tenant, "region", req.Region, "role", req.Role, "serves", jt.Serves, "by", p.Subject)
 	httpapi.JSON(w, http.StatusCreated, jt)
+}
+
+// servesOK checks the serves list of a join token request: only a global
+// admin may make a node that works for more than one tenant (a tenant
+// admin would otherwise reach into tenants it does not administer), and
+// every tenant named must exist.
+func (s *Service) servesOK(w http.ResponseWriter, r *http.Request, p auth.Principal, serves []string) bool {
+	if p.Tenant != "" {
+		httpapi.Error(w, http.StatusForbidden, "forbidden", "only a global admin may create a join token that serves several tenants", map[string]any{"field": "serves"})
+		return false
+	}
+	if len(serves) > maxServes {
+		httpapi.Error(w, http.StatusBadRequest, "bad_request", "serves: at most 64 tenants", map[string]any{"field": "serves"})
+		return false
+	}
+	for _, t := range serves {
+		if !labelRe.MatchString(t) {
+			httpapi.Error(w, http.StatusBadRequest, "bad_request", "serves: want tenant names", map[string]any{"field": "serves"})
+			return false
+		}
+		if !s.tenantOK(w, r, t) {
+			return false
+		}
+	}
+	return true
 }
 
 // EnrollRequest is the body of POST /v1/nodes/enroll: the join token and
@@ -141,6 +173,7 @@ type EnrollResponse struct {
 	Tenant         string    `json:"tenant"`
 	Region         string    `json:"region"`
 	Role           string    `json:"role"`
+	Serves         []string  `json:"serves,omitempty"`
 	Certificate    string    `json:"certificate"`
 	CA             string    `json:"ca"`
 	Token          string    `json:"token"`
@@ -224,7 +257,7 @@ func (s *Service) enroll(w http.ResponseWriter, r *http.Request) {
 		if err := auth.RecordTokenTx(r.Context(), tx, it, "enrollment"); err != nil {
 			return err
 		}
-		resp = EnrollResponse{NodeID: n.ID, Tenant: n.Tenant, Region: n.Region, Role: n.Role, Certificate: string(cert), CA: string(s.CA.PEM),
+		resp = EnrollResponse{NodeID: n.ID, Tenant: n.Tenant, Region: n.Region, Role: n.Role, Serves: n.Serves, Certificate: string(cert), CA: string(s.CA.PEM),
 			Token: it.Token, TokenExpiresAt: it.ExpiresAt}
 		return nil
 	})
@@ -238,7 +271,7 @@ func (s *Service) enroll(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.internal(w, r, err)
 	default:
-		s.Logger.Info("node enrolled", "node", n.ID, "tenant", n.Tenant, "region", n.Region, "role", n.Role)
+		s.Logger.Info("node enrolled", "node", n.ID, "tenant", n.Tenant, "region", n.Region, "role", n.Role, "serves", n.Serves)
 		httpapi.JSON(w, http.StatusCreated, resp)
 	}
 }
@@ -310,6 +343,6 @@ func (s *Service) renew(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, err)
 		return
 	}
-	httpapi.JSON(w, http.StatusOK, EnrollResponse{NodeID: n.ID, Tenant: n.Tenant, Region: n.Region, Role: n.Role, Certificate: string(cert),
+	httpapi.JSON(w, http.StatusOK, EnrollResponse{NodeID: n.ID, Tenant: n.Tenant, Region: n.Region, Role: n.Role, Serves: n.Serves, Certificate: string(cert),
 		CA: string(s.CA.PEM), Token: it.Token, TokenExpiresAt: it.ExpiresAt})
 }

@@ -19,6 +19,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/aegis-mesh/aegis/controlplane/auth"
@@ -49,6 +51,9 @@ type Node struct {
 	PublicKey  ed25519.PublicKey `json:"-"`
 	EnrolledAt time.Time         `json:"enrolled_at"`
 	Disabled   bool              `json:"disabled"`
+	// Serves is the set of tenants a shared gateway works for, Tenant (its
+	// home) among them; empty for an ordinary node, which serves Tenant only.
+	Serves []string `json:"serves,omitempty"`
 }
 
 // JoinToken is what an admin receives; Secret is shown once and only its
@@ -59,6 +64,7 @@ type JoinToken struct {
 	Tenant    string    `json:"tenant"`
 	Region    string    `json:"region"`
 	Role      string    `json:"role"`
+	Serves    []string  `json:"serves,omitempty"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
@@ -77,6 +83,30 @@ func NewStore(ctx context.Context, d *db.DB) (*Store, error) {
 	return &Store{db: d}, nil
 }
 
+// normServes returns serves sorted, without duplicates and with home in
+// it, or nil when there is nothing beyond home (an ordinary node).
+func normServes(home string, serves []string) []string {
+	if len(serves) == 0 {
+		return nil
+	}
+	out := append([]string{home}, serves...)
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) == 1 {
+		return nil
+	}
+	return out
+}
+
+// splitServes reads the stored comma-separated list (tenant names never
+// contain a comma: they are validated labels).
+func splitServes(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
 func randomString(n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
@@ -90,12 +120,22 @@ func hashSecret(s string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// CreateJoinToken makes a one-time join token for tenant.
+// CreateJoinToken makes a one-time join token for an ordinary node of
+// tenant.
 func (s *Store) CreateJoinToken(ctx context.Context, tenant, region, role, by string, now time.Time, ttl time.Duration) (JoinToken, error) {
+	return s.CreateSharedJoinToken(ctx, tenant, region, role, nil, by, now, ttl)
+}
+
+// CreateSharedJoinToken makes a one-time join token for tenant. A non-empty
+// serves makes the node it enrolls a shared gateway for those tenants;
+// tenant is added to it when absent. Who may ask for that is the caller's
+// decision (the HTTP handler allows only a global admin).
+func (s *Store) CreateSharedJoinToken(ctx context.Context, tenant, region, role string, serves []string, by string, now time.Time, ttl time.Duration) (JoinToken, error) {
+	serves = normServes(tenant, serves)
 	jt := JoinToken{ID: "jt-" + randomString(9), Secret: "aegis-join-" + randomString(24), Tenant: tenant, Region: region, Role: role,
-		ExpiresAt: now.Add(ttl).UTC().Truncate(time.Microsecond)}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO join_tokens (id, token_hash, tenant, region, role, created_by, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		jt.ID, hashSecret(jt.Secret), tenant, region, role, by, db.Micros(now), db.Micros(jt.ExpiresAt))
+		Serves: serves, ExpiresAt: now.Add(ttl).UTC().Truncate(time.Microsecond)}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO join_tokens (id, token_hash, tenant, region, role, created_by, created_at, expires_at, serves) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		jt.ID, hashSecret(jt.Secret), tenant, region, role, by, db.Micros(now), db.Micros(jt.ExpiresAt), strings.Join(serves, ","))
 	if err != nil {
 		return JoinToken{}, fmt.Errorf("create join token: %w", err)
 	}
@@ -111,8 +151,9 @@ func (s *Store) Enroll(ctx context.Context, secret, name string, pub ed25519.Pub
 		var id string
 		var expires int64
 		var used sql.NullInt64
-		err := tx.QueryRowContext(ctx, `SELECT id, tenant, region, role, expires_at, used_at FROM join_tokens WHERE token_hash = $1`, hashSecret(secret)).
-			Scan(&id, &n.Tenant, &n.Region, &n.Role, &expires, &used)
+		var serves string
+		err := tx.QueryRowContext(ctx, `SELECT id, tenant, region, role, expires_at, used_at, serves FROM join_tokens WHERE token_hash = $1`, hashSecret(secret)).
+			Scan(&id, &n.Tenant, &n.Region, &n.Role, &expires, &used, &serves)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrJoinTokenInvalid
 		}
@@ -125,6 +166,7 @@ func (s *Store) Enroll(ctx context.Context, secret, name string, pub ed25519.Pub
 		if db.Micros(now) >= expires {
 			return ErrJoinTokenExpired
 		}
+		n.Serves = splitServes(serves)
 		n.ID = "node-" + randomString(12)
 		n.Name, n.PublicKey, n.EnrolledAt = name, pub, now.UTC().Truncate(time.Microsecond)
 		// The used_at IS NULL guard makes the claim atomic: of two
@@ -136,8 +178,8 @@ func (s *Store) Enroll(ctx context.Context, secret, name string, pub ed25519.Pub
 		if c, err := res.RowsAffected(); err != nil || c != 1 {
 			return ErrJoinTokenUsed
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO nodes (node_id, tenant, region, role, name, public_key, join_token_id, enrolled_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			n.ID, n.Tenant, n.Region, n.Role, n.Name, []byte(pub), id, db.Micros(now)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO nodes (node_id, tenant, region, role, name, public_key, join_token_id, enrolled_at, serves) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+			n.ID, n.Tenant, n.Region, n.Role, n.Name, []byte(pub), id, db.Micros(now), serves); err != nil {
 			return err
 		}
 		return finish(tx, n)
@@ -156,17 +198,18 @@ func scanNode(row interface{ Scan(...any) error }) (Node, error) {
 	var pub []byte
 	var enrolled int64
 	var disabled sql.NullInt64
-	if err := row.Scan(&n.ID, &n.Tenant, &n.Region, &n.Role, &n.Name, &pub, &enrolled, &disabled); err != nil {
+	var serves string
+	if err := row.Scan(&n.ID, &n.Tenant, &n.Region, &n.Role, &n.Name, &pub, &enrolled, &disabled, &serves); err != nil {
 		return Node{}, err
 	}
 	if len(pub) != ed25519.PublicKeySize {
 		return Node{}, fmt.Errorf("node %s: stored key has %d bytes", n.ID, len(pub))
 	}
-	n.PublicKey, n.EnrolledAt, n.Disabled = pub, db.FromMicros(enrolled), disabled.Valid
+	n.PublicKey, n.EnrolledAt, n.Disabled, n.Serves = pub, db.FromMicros(enrolled), disabled.Valid, splitServes(serves)
 	return n, nil
 }
 
-const nodeCols = `node_id, tenant, region, role, name, public_key, enrolled_at, disabled_at`
+const nodeCols = `node_id, tenant, region, role, name, public_key, enrolled_at, disabled_at, serves`
 
 // Node returns an enrolled, enabled node, or ErrUnknownNode.
 func (s *Store) Node(ctx context.Context, nodeID string) (Node, error) {
@@ -187,6 +230,20 @@ func (s *Store) NodeKey(ctx context.Context, nodeID string) (string, ed25519.Pub
 		return "", nil, err
 	}
 	return n.Tenant, n.PublicKey, nil
+}
+
+// Serves returns the tenants an enabled node serves beyond its home
+// (auth.Middleware.NodeServes). tenant is the home tenant the credential
+// names; a node enrolled elsewhere, or disabled, is refused.
+func (s *Store) Serves(ctx context.Context, nodeID, tenant string) ([]string, error) {
+	n, err := s.Node(ctx, nodeID)
+	if err != nil {
+		return nil, err
+	}
+	if n.Tenant != tenant {
+		return nil, fmt.Errorf("node %s: credential names tenant %q, enrolled in %q", nodeID, tenant, n.Tenant)
+	}
+	return n.Serves, nil
 }
 
 // List returns the nodes of tenant.
@@ -241,5 +298,5 @@ func (s *Store) Identity(ctx context.Context, cs *tls.ConnectionState) (auth.Pri
 	if n.Tenant != tenant {
 		return auth.Principal{}, false, fmt.Errorf("node %s certificate names tenant %q, enrolled in %q", id, tenant, n.Tenant)
 	}
-	return auth.Principal{Subject: id, Tenant: tenant, Roles: []auth.Role{auth.RoleNode}}, true, nil
+	return auth.Principal{Subject: id, Tenant: tenant, Roles: []auth.Role{auth.RoleNode}, Serves: n.Serves}, true, nil
 }

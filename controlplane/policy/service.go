@@ -113,8 +113,12 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, transition string
 
 // tenant authorizes and loads the tenant named in the path.
 func (s *Service) tenant(w http.ResponseWriter, r *http.Request, roles ...auth.Role) (auth.Principal, auth.Tenant, bool) {
+	return s.tenantWith(w, r, auth.Require, roles)
+}
+
+func (s *Service) tenantWith(w http.ResponseWriter, r *http.Request, require func(http.ResponseWriter, *http.Request, string, ...auth.Role) (auth.Principal, bool), roles []auth.Role) (auth.Principal, auth.Tenant, bool) {
 	name := r.PathValue("tenant")
-	p, ok := auth.Require(w, r, name, roles...)
+	p, ok := require(w, r, name, roles...)
 	if !ok {
 		return p, auth.Tenant{}, false
 	}
@@ -461,15 +465,17 @@ func (s *Service) releaseBundle(w http.ResponseWriter, r *http.Request) {
 }
 
 // nodeBundle serves the runtime bundle a node should run. The tenant is
-// the node's enrolled tenant (auth.Require refuses any other), and its
-// region and role come from enrollment, never from the request.
+// the node's enrolled tenant or, for a shared gateway, one it was enrolled
+// to serve (auth.RequireServing refuses any other, and the enrolled record
+// is checked again here), and its region and role come from enrollment,
+// never from the request.
 func (s *Service) nodeBundle(w http.ResponseWriter, r *http.Request) {
-	p, t, ok := s.tenant(w, r, auth.RoleNode)
+	p, t, ok := s.tenantWith(w, r, auth.RequireServing, []auth.Role{auth.RoleNode})
 	if !ok {
 		return
 	}
 	n, err := s.cfg.Nodes.Node(r.Context(), p.Subject)
-	if err != nil || n.Tenant != t.Name {
+	if err != nil || n.Tenant != p.Tenant || !(auth.Principal{Tenant: n.Tenant, Serves: n.Serves}).CanServe(t.Name) {
 		httpapi.Error(w, http.StatusForbidden, "forbidden", "not an enrolled node of this tenant", nil)
 		return
 	}
