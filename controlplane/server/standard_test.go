@@ -2,12 +2,31 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+
+	"github.com/aegis-mesh/aegis/controlplane/audit"
+	"github.com/aegis-mesh/aegis/controlplane/config"
 	"github.com/aegis-mesh/aegis/controlplane/notify"
+	"github.com/aegis-mesh/aegis/controlplane/webhook"
+	"github.com/aegis-mesh/aegis/jcs"
 	"github.com/aegis-mesh/aegis/token"
 )
 
@@ -62,4 +81,187 @@ func TestStandardServices(t *testing.T) {
 			t.Fatalf("agent token does not verify with the shipped JWKS: %v", err)
 		}
 	})
+}
+
+// otlpReceiver is an in-process OTLP/gRPC collector.
+type otlpReceiver struct {
+	collectortrace.UnimplementedTraceServiceServer
+	mu    sync.Mutex
+	spans []*tracepb.Span
+}
+
+func (r *otlpReceiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rs := range req.ResourceSpans {
+		for _, ss := range rs.ScopeSpans {
+			r.spans = append(r.spans, ss.Spans...)
+		}
+	}
+	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+// decisionIDs are the aegis.decision_id attributes of the spans received.
+func (r *otlpReceiver) decisionIDs() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]string{}
+	for _, s := range r.spans {
+		var id, tool string
+		for _, kv := range s.Attributes {
+			switch kv.Key {
+			case "aegis.decision_id":
+				id = kv.Value.GetStringValue()
+			case "aegis.tool":
+				tool = kv.Value.GetStringValue()
+			}
+		}
+		out[id] = s.Name + " " + tool
+	}
+	return out
+}
+
+func startOTLP(t *testing.T) (*otlpReceiver, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv := &otlpReceiver{}
+	g := grpc.NewServer()
+	collectortrace.RegisterTraceServiceServer(g, rcv)
+	go func() { _ = g.Serve(ln) }()
+	t.Cleanup(g.Stop)
+	return rcv, ln.Addr().String()
+}
+
+// signedBatch makes n audit events of node's chain vm0 from seq 1, hash
+// chained and signed with the node's enrolled key, as the filter does.
+func signedBatch(t *testing.T, nodeID, tenant string, key ed25519.PrivateKey, n int) ([]byte, []string) {
+	t.Helper()
+	var head [32]byte
+	var evs []json.RawMessage
+	var ids []string
+	now := time.Now().UTC()
+	for seq := 1; seq <= n; seq++ {
+		id := fmt.Sprintf("dec-%s-%d", nodeID, seq)
+		raw, err := json.Marshal(map[string]any{
+			"id": id, "seq": seq, "node_id": nodeID, "tenant": tenant, "time": now.Add(time.Duration(seq) * time.Millisecond).Format(time.RFC3339Nano),
+			"agent": "billing-agent", "chain": []string{"billing-agent"}, "tool": "payments.create", "action": "allow", "shadow_action": "",
+			"reasons": []string{}, "rule_ids": []string{"r1"}, "policy_revision": 1, "input_digest": strings.Repeat("a", 64), "redactions": []any{},
+			"decision_ns": 1500, "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7", "status": 200, "approval_id": "", "override_jti": "",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		canon, err := jcs.Canonicalize(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		h.Write(head[:])
+		h.Write(canon)
+		h.Sum(head[:0])
+		evs = append(evs, raw)
+		ids = append(ids, id)
+	}
+	var zero [32]byte
+	body, err := json.Marshal(audit.Batch{NodeID: nodeID, Tenant: tenant, ChainID: "vm0", SeqFirst: 1, SeqLast: int64(n),
+		PrevHash: hex.EncodeToString(zero[:]), Events: evs, BatchHash: hex.EncodeToString(head[:]),
+		Signature: hex.EncodeToString(ed25519.Sign(key, head[:]))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body, ids
+}
+
+// A control plane with a collector and a webhook configured exports a span
+// per ingested decision (flushed when it stops) and posts a signed
+// notification when a node creates an approval.
+func TestStandardSpansAndWebhooks(t *testing.T) {
+	t.Parallel()
+	eachDialect(t, func(t *testing.T, dsn, dir string) {
+		rcv, otlpAddr := startOTLP(t)
+		secret := []byte("webhook-secret-0123456789abcdef")
+		secretFile := filepath.Join(dir, "hook.secret")
+		if err := os.WriteFile(secretFile, append(append([]byte{}, secret...), '\n'), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		type delivery struct {
+			event string
+			body  []byte
+			err   error
+		}
+		deliveries := make(chan delivery, 16)
+		hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, err := io.ReadAll(r.Body)
+			if err == nil {
+				err = webhook.Verify(secret, r.Header.Get(webhook.HeaderTimestamp), r.Header.Get(webhook.HeaderSignature), body, time.Now(), 5*time.Minute)
+			}
+			deliveries <- delivery{event: r.Header.Get(webhook.HeaderEvent), body: body, err: err}
+			w.WriteHeader(http.StatusNoContent)
+		}))
+		t.Cleanup(hook.Close)
+
+		h := startWith(t, dsn, dir, func(c *Config) {
+			c.Settings.OTelEndpoint = otlpAddr
+			c.Settings.OTelProtocol = "grpc"
+			c.Settings.OTelInsecure = true
+			c.Settings.Webhooks = []config.Webhook{{URL: hook.URL + "/approvals", Format: config.WebhookGeneric, SecretFile: secretFile}}
+			c.Extend = Standard(StandardOptions{})
+		})
+		h.tenant("acme", false, 1)
+		n := h.enroll("acme", "eu-west-1", "edge")
+		key := n.client.Transport.(*http.Transport).TLSClientConfig.Certificates[0].PrivateKey.(ed25519.PrivateKey)
+
+		batch, ids := signedBatch(t, n.id, "acme", key, 3)
+		h.expect(h.req(n.client, "POST", "/v1/audit/batches", "", batch), 200, "")
+
+		sum := sha256.Sum256([]byte("amount=9000"))
+		created := h.expect(h.req(n.client, "POST", "/v1/approvals", "", map[string]any{
+			"decision_id": "dec-approval-1", "agent": "billing-agent", "chain": []string{"billing-agent"}, "tool": "payments.create",
+			"params_digest": hex.EncodeToString(sum[:]), "reasons": []string{"approval: amount above 5000"}, "policy_revision": 1,
+			"approvers": []string{"payments-leads"}, "request_summary": "POST payments.acme.internal/v1/payments",
+		}), 201, "").json(t)
+		select {
+		case d := <-deliveries:
+			if d.err != nil {
+				t.Fatalf("webhook delivery does not verify: %v", d.err)
+			}
+			var ev webhook.Event
+			if err := json.Unmarshal(d.body, &ev); err != nil {
+				t.Fatal(err)
+			}
+			if d.event != "approval.created" || ev.Type != "approval.created" || ev.ApprovalID != created["approval_id"] || ev.Tenant != "acme" || ev.Agent != "billing-agent" {
+				t.Fatalf("webhook delivery %s: %+v", d.event, ev)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("no webhook delivery for the new approval")
+		}
+
+		// Stopping the control plane flushes the spans of every accepted
+		// batch to the collector.
+		h.stop()
+		got := rcv.decisionIDs()
+		for _, id := range ids {
+			if got[id] != "aegis.decision payments.create" {
+				t.Errorf("span of decision %s: %q (received %v)", id, got[id], got)
+			}
+		}
+	})
+}
+
+// A webhook whose secret file is missing stops the control plane from
+// starting: deliveries are never sent unsigned.
+func TestStandardWebhookSecretMissing(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, err := New(context.Background(), Config{
+		Settings: config.Config{Listen: "127.0.0.1:0", Database: "sqlite:" + filepath.Join(dir, "aegis.db"), DataDir: dir,
+			Webhooks: []config.Webhook{{URL: "http://127.0.0.1:1/hook", Format: config.WebhookSlack, SecretFile: filepath.Join(dir, "absent")}}},
+		Extend: Standard(StandardOptions{}),
+	})
+	if err == nil || !strings.Contains(err.Error(), "webhook-1") || !strings.Contains(err.Error(), "secret file") {
+		t.Fatalf("start with a missing webhook secret: %v", err)
+	}
 }
