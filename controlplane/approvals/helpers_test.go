@@ -103,6 +103,9 @@ func newEnv(t *testing.T, d *db.DB, notifier Notifier) *env {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if sub := r.Header.Get("X-Test-Subject"); sub != "" {
 			p := auth.Principal{Subject: sub, Tenant: r.Header.Get("X-Test-Tenant")}
+			if sv := r.Header.Get("X-Test-Serves"); sv != "" {
+				p.Serves = strings.Split(sv, ",")
+			}
 			for _, role := range strings.Split(r.Header.Get("X-Test-Roles"), ",") {
 				p.Roles = append(p.Roles, auth.Role(role))
 			}
@@ -121,6 +124,7 @@ func newEnv(t *testing.T, d *db.DB, notifier Notifier) *env {
 
 type caller struct {
 	sub, tenant, roles string
+	serves             string // a shared gateway's tenants, comma-separated
 	bearer             string
 	fwd                string // forwarded agent token (x-aegis-agent-token)
 }
@@ -145,6 +149,9 @@ func (e *env) do(t *testing.T, as caller, method, path string, body []byte) (int
 		req.Header.Set("X-Test-Subject", as.sub)
 		req.Header.Set("X-Test-Tenant", as.tenant)
 		req.Header.Set("X-Test-Roles", as.roles)
+		if as.serves != "" {
+			req.Header.Set("X-Test-Serves", as.serves)
+		}
 	}
 	if as.bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+as.bearer)
