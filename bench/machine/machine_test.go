@@ -33,3 +33,16 @@ func TestCurrent(t *testing.T) {
 		t.Errorf("String() = %q", s)
 	}
 }
+
+// FuzzCPUModel: any bytes in place of /proc/cpuinfo give a single line
+// (or nothing), never a panic.
+func FuzzCPUModel(f *testing.F) {
+	f.Add([]byte("model name\t: AMD EPYC\n"))
+	f.Add([]byte("Model: x\nCPU part: y\n"))
+	f.Add([]byte(":\n::\nmodel name"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if m := CPUModel(data); strings.ContainsAny(m, "\n") {
+			t.Fatalf("model %q spans lines", m)
+		}
+	})
+}
