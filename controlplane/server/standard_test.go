@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,9 +26,11 @@ import (
 
 	"github.com/aegis-mesh/aegis/controlplane/audit"
 	"github.com/aegis-mesh/aegis/controlplane/config"
+	"github.com/aegis-mesh/aegis/controlplane/evidence"
 	"github.com/aegis-mesh/aegis/controlplane/notify"
 	"github.com/aegis-mesh/aegis/controlplane/webhook"
 	"github.com/aegis-mesh/aegis/jcs"
+	"github.com/aegis-mesh/aegis/keys"
 	"github.com/aegis-mesh/aegis/token"
 )
 
@@ -176,8 +180,9 @@ func signedBatch(t *testing.T, nodeID, tenant string, key ed25519.PrivateKey, n 
 }
 
 // A control plane with a collector and a webhook configured exports a span
-// per ingested decision (flushed when it stops) and posts a signed
-// notification when a node creates an approval.
+// per ingested decision (flushed when it stops), posts a signed notification
+// when a node creates an approval and when it is decided, and puts the
+// decided approval into the evidence pack.
 func TestStandardSpansAndWebhooks(t *testing.T) {
 	t.Parallel()
 	eachDialect(t, func(t *testing.T, dsn, dir string) {
@@ -237,6 +242,39 @@ func TestStandardSpansAndWebhooks(t *testing.T) {
 			}
 		case <-time.After(30 * time.Second):
 			t.Fatal("no webhook delivery for the new approval")
+		}
+
+		// An approver decides it under the published policy; the evidence
+		// pack of the window carries the decided approval and verifies
+		// against the evidence key.
+		author := h.token("alice", "acme", "author", "publisher")
+		h.expect(h.do("POST", "/v1/tenants/acme/policies", author, map[string]any{"files": map[string]string{"payments.yaml": examplePolicy(t)}}), 201, "")
+		lead := h.token("lead-1", "acme", "approver")
+		h.expect(h.do("POST", "/v1/tenants/acme/policies/1/approve", lead, nil), 200, "")
+		h.expect(h.do("POST", "/v1/tenants/acme/releases", author, map[string]any{"version": 1}), 201, "")
+		id := created["approval_id"].(string)
+		h.expect(h.do("POST", "/v1/approvals/"+id+"/approve", lead, map[string]any{"note": "checked"}), 200, "")
+		for got := false; !got; {
+			select {
+			case d := <-deliveries:
+				got = d.err == nil && d.event == "approval.approved"
+			case <-time.After(30 * time.Second):
+				t.Fatal("no webhook delivery for the decision")
+			}
+		}
+		from, to := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano), time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano)
+		pack := h.expect(h.do("GET", "/v1/audit/export?tenant=acme&from="+url.QueryEscape(from)+"&to="+url.QueryEscape(to), h.admin, nil), 200, "").body
+		kd := h.expect(h.do("GET", "/v1/audit/evidence-key", h.admin, nil), 200, "").json(t)
+		evPub, err := keys.ParsePublicPEM([]byte(kd["public_key_pem"].(string)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := evidence.Verify(bytes.NewReader(pack), evidence.VerifyOptions{Key: evPub})
+		if err != nil {
+			t.Fatalf("evidence pack: %v", err)
+		}
+		if rep.Approvals != 1 || rep.Events != int64(len(ids)) {
+			t.Fatalf("evidence pack holds %d approvals and %d events, want 1 and %d", rep.Approvals, rep.Events, len(ids))
 		}
 
 		// Stopping the control plane flushes the spans of every accepted
