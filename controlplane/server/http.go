@@ -44,7 +44,7 @@ func (s *Server) buildHTTP() error {
 	}
 	s.mux = mux
 
-	mw := &auth.Middleware{Issuer: s.Issuer, Store: s.Auth, Extra: s.cfg.Authenticators, TLS: s.Nodes.Identity, Logger: s.log}
+	mw := &auth.Middleware{Issuer: s.Issuer, Store: s.Auth, Extra: s.cfg.Authenticators, TLS: s.Nodes.Identity, NodeServes: s.Nodes.Serves, Logger: s.log}
 	obs, err := newObserver(s.registry, s.log, mux)
 	if err != nil {
 		return err
