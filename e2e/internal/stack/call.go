@@ -93,3 +93,52 @@ func (s *Stack) MCPSession(ctx context.Context, e *Edge, token string, extra htt
 		Endpoint: "http://mcp-k8s.platform.internal/mcp", HTTPClient: hc, MaxRetries: -1,
 	}, nil)
 }
+
+// Metric reads one sample from the edge's Prometheus endpoint: name with
+// its labels exactly as exposed, e.g. `aegis_edge_bundle_revision{tenant="acme"}`.
+func (s *Stack) Metric(ctx context.Context, e *Edge, sample string) (float64, bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.AdminAddr+"/metrics", nil)
+	if err != nil {
+		return 0, false, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, false, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, false, err
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		rest, ok := bytes.CutPrefix(line, []byte(sample+" "))
+		if !ok {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(string(rest), &v); err != nil {
+			return 0, false, fmt.Errorf("metric %s: %w", sample, err)
+		}
+		return v, true, nil
+	}
+	return 0, false, nil
+}
+
+// WaitMetric polls a metric until cond holds or timeout passes.
+func (s *Stack) WaitMetric(ctx context.Context, e *Edge, sample string, timeout time.Duration, cond func(float64) bool) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		v, ok, err := s.Metric(ctx, e, sample)
+		if err == nil && ok && cond(v) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("edge %s: %s = %v (present %v, err %v) after %s", e.Name, sample, v, ok, err, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

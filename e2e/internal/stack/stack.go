@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -275,6 +276,12 @@ func (s *Stack) Publish(ctx context.Context, tenant, policyFile, stage string) (
 		}
 		files[name] = string(b)
 	}
+	return s.PublishFiles(ctx, tenant, files, stage)
+}
+
+// PublishFiles is Publish with the policy files given: submitted by the
+// author, approved by the approver, published by the publisher.
+func (s *Stack) PublishFiles(ctx context.Context, tenant string, files map[string]string, stage string) (int, error) {
 	var v struct {
 		Version int `json:"version"`
 	}
@@ -291,7 +298,12 @@ func (s *Stack) Publish(ctx context.Context, tenant, policyFile, stage string) (
 		return 0, err
 	}
 	s.Revs[tenant] = rel.Revision
-	s.logf("tenant %s: %s submitted by alice, approved by bob, published by carol as revision %d (%s)", tenant, policyFile, rel.Revision, stage)
+	var names []string
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	s.logf("tenant %s: %s submitted by alice, approved by bob, published by carol as revision %d (%s)", tenant, strings.Join(names, " + "), rel.Revision, stage)
 	return rel.Revision, nil
 }
 
