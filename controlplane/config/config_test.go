@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 	"time"
@@ -172,4 +173,29 @@ func TestWithEnv(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzParse: whatever the file holds, parsing, defaulting, validating and
+// resolving the collector never panic, and a config that validates has a
+// collector target that resolves.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		"", "listen: 127.0.0.1:9000\n", "otel_endpoint: http://c:4318/base\notel_protocol: http\n",
+		"otel_endpoint: c\n", "webhooks:\n  - url: https://x/y\n    format: slack\n    secret_file: s\n",
+		"webhooks: [{url: '://', format: teams}]\n", "otel_endpoint: 'https://u:p@[::1'\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		c = c.WithEnv(func(string) string { return "" }).WithDefaults()
+		if c.Validate() == nil && c.OTelEndpoint != "" {
+			if _, _, _, err := c.OTelTarget(); err != nil {
+				t.Fatalf("valid config with an unresolvable collector %q: %v", c.OTelEndpoint, err)
+			}
+		}
+	})
 }
