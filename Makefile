@@ -9,7 +9,7 @@ FUZZTIME      ?= 60s
 # Packages that are compiled into the wasm filter and must stay wasip1-clean.
 WASM_PKGS     := ./engine/... ./dlp/... ./input/... ./decide/... ./bundle/... ./keys/... ./token/... ./filter/...
 
-.PHONY: all build filter cli test check lint fmt demo fuzz bench interop clean help
+.PHONY: all build filter cli test check lint fmt demo tour fuzz bench microbench e2e e2e-envoy interop clean help
 
 all: build
 
@@ -24,7 +24,7 @@ cli: ## the aegis CLI
 
 filter: ## the proxy-wasm filter module (standard Go toolchain, no TinyGo)
 	@mkdir -p $(BUILD)
-	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -buildmode=c-shared -o $(WASM) ./filter
+	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -buildmode=c-shared -o $(WASM) ./filter
 
 test: build check ## vet, wasip1 cross-build, and every test (fuzz corpora included)
 	$(GO) test -count=1 -timeout 15m ./...
@@ -40,14 +40,29 @@ lint: check ## gofmt, go vet and staticcheck
 fmt: ## gofmt the tree
 	gofmt -w $$(git ls-files '*.go')
 
-demo: build ## a scripted tour: keys, compile + sign, verify, policy tests, decisions
+demo: ## the whole system on loopback: control plane, edge gateways, tools, scripted agents
+	$(GO) run ./e2e/demo
+
+tour: build ## the CLI alone: keys, compile + sign, verify, policy tests, single decisions
 	./scripts/demo.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 60s)
 	./scripts/fuzz.sh $(FUZZTIME)
 
-bench: ## engine and filter micro-benchmarks
+bench: build ## the benchmark harness: engine vs OPA, filter under wazero, edge vs ext_authz (results in bench/results/)
+	./$(BUILD)/aegis bench engine --scaling 10,100,1000 --plot
+	./$(BUILD)/aegis bench filter --scaling 10,100,1000 --plot
+	./$(BUILD)/aegis bench edge --plot
+
+microbench: ## Go micro-benchmarks of the engine and policies
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/... ./policies/...
+
+e2e: ## the end-to-end suite alone (real processes, Postgres)
+	$(GO) test -count=1 -timeout 15m ./e2e/...
+
+e2e-envoy: build ## the end-to-end scenarios through a real Envoy (needs envoy on PATH)
+	@if ! command -v envoy >/dev/null; then echo "e2e-envoy: no envoy binary on PATH; skipped (the configs are still checked by go test ./envoy/...)"; exit 0; fi; \
+	echo "e2e-envoy: envoy found, but the scenarios are not yet wired to drive it (see docs/envoy.md)"; exit 1
 
 interop: cli ## verify a signed bundle with openssl and cosign (builds cosign into .cache/ once)
 	./scripts/interop.sh

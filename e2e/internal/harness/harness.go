@@ -66,7 +66,7 @@ func Build(ctx context.Context, outDir string) (Binaries, error) {
 			args []string
 		}{
 			{nil, []string{"build", "-trimpath", "-o", b.Aegis, "./cmd/aegis"}},
-			{[]string{"GOOS=wasip1", "GOARCH=wasm"}, []string{"build", "-trimpath", "-buildmode=c-shared", "-o", b.Filter, "./filter"}},
+			{[]string{"GOOS=wasip1", "GOARCH=wasm"}, []string{"build", "-trimpath", "-ldflags=-s -w", "-buildmode=c-shared", "-o", b.Filter, "./filter"}},
 		}
 		for _, s := range steps {
 			cmd := exec.CommandContext(ctx, goTool(), s.args...)
