@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -23,6 +24,7 @@ import (
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/aegis-mesh/aegis/controlplane/audit"
 	"github.com/aegis-mesh/aegis/controlplane/config"
@@ -103,6 +105,39 @@ func (r *otlpReceiver) Export(_ context.Context, req *collectortrace.ExportTrace
 		}
 	}
 	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+// serveHTTP is the OTLP/HTTP protobuf endpoint at path.
+func (r *otlpReceiver) serveHTTP(path string) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path != path || req.Header.Get("Content-Type") != "application/x-protobuf" {
+			http.Error(w, "unexpected request", http.StatusBadRequest)
+			return
+		}
+		var body io.Reader = req.Body
+		if req.Header.Get("Content-Encoding") == "gzip" {
+			gz, err := gzip.NewReader(req.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			body = gz
+		}
+		data, err := io.ReadAll(io.LimitReader(body, 16<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var msg collectortrace.ExportTraceServiceRequest
+		if err := proto.Unmarshal(data, &msg); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		_, _ = r.Export(req.Context(), &msg)
+		out, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		_, _ = w.Write(out)
+	}
 }
 
 // decisionIDs are the aegis.decision_id attributes of the spans received.
@@ -287,6 +322,38 @@ func TestStandardSpansAndWebhooks(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The standard OTEL_EXPORTER_OTLP_ENDPOINT form, an http:// URL with a
+// base path, reaches an OTLP/HTTP collector at <path>/v1/traces without
+// TLS.
+func TestStandardSpansOverHTTP(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	rcv := &otlpReceiver{}
+	col := httptest.NewServer(rcv.serveHTTP("/collector/v1/traces"))
+	t.Cleanup(col.Close)
+	h := startWith(t, "sqlite:"+filepath.Join(dir, "aegis.db"), dir, func(c *Config) {
+		c.Settings = c.Settings.WithEnv(func(k string) string {
+			return map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": col.URL + "/collector/", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}[k]
+		})
+		c.Extend = Standard(StandardOptions{})
+	})
+	h.tenant("acme", false, 1)
+	n := h.enroll("acme", "eu-west-1", "edge")
+	key := n.client.Transport.(*http.Transport).TLSClientConfig.Certificates[0].PrivateKey.(ed25519.PrivateKey)
+	batch, ids := signedBatch(t, n.id, "acme", key, 2)
+	h.expect(h.req(n.client, "POST", "/v1/audit/batches", "", batch), 200, "")
+	h.stop()
+	got := rcv.decisionIDs()
+	if len(got) != len(ids) {
+		t.Fatalf("collector received %v, want spans of %v", got, ids)
+	}
+	for _, id := range ids {
+		if got[id] != "aegis.decision payments.create" {
+			t.Errorf("span of decision %s: %q", id, got[id])
+		}
+	}
 }
 
 // A webhook whose secret file is missing stops the control plane from
