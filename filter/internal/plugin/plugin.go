@@ -163,6 +163,11 @@ type pluginContext struct {
 	m        metrics
 	started  bool
 	inFlight bool // an audit batch is on its way to the control plane
+	// draining is set once the host retires the plugin (OnPluginDone):
+	// the queue is shipped until drainUntil, then PluginDone is called
+	// once (doneSent).
+	draining, doneSent bool
+	drainUntil         time.Time
 	// ids caches the identity built from each accepted token: agents send
 	// the same token on every call, and building the claims document is
 	// the costliest part of identity after the (cached) signature check.
@@ -262,6 +267,14 @@ func (p *pluginContext) OnPluginStart(int) types.OnPluginStartStatus {
 // order.
 func (p *pluginContext) OnTick() {
 	now := time.Now()
+	if p.draining {
+		// A retired plugin only ships its queue; the tick is the backstop
+		// for a host that never answers a call.
+		if now.After(p.drainUntil) {
+			p.finishDrain()
+		}
+		return
+	}
 	n := p.ticks
 	p.ticks++
 	if len(p.held) > 0 {
@@ -286,25 +299,34 @@ func (p *pluginContext) OnTick() {
 	if p.inFlight || p.cfg.ControlPlane.Cluster == "" {
 		return
 	}
+	p.shipBatch()
+}
+
+// shipBatch posts the oldest queued audit batch to the control plane and
+// reports whether a call is now in flight. When the answer arrives, a
+// draining plugin goes on with the next batch (see OnPluginDone).
+func (p *pluginContext) shipBatch() bool {
 	b, ok := p.vm.chain.Next(p.cfg.Audit.BatchSize)
 	if !ok {
-		return
+		return false
 	}
 	body, err := b.AppendJSON(p.batchBuf[:0])
 	if err != nil {
 		p.m.errors.Increment(1)
 		proxywasm.LogErrorf("aegis: encoding an audit batch: %v", err)
-		return
+		return false
 	}
 	p.batchBuf = body // the host copies the body; the buffer is reused
 	chain := p.vm.chain
 	_, err = proxywasm.DispatchHttpCall(p.cfg.ControlPlane.Cluster, p.cpHeaders("POST", AuditPath, true), body, nil, uint32(p.cfg.ControlPlane.TimeoutMs),
 		func(_, bodySize, _ int) {
 			p.inFlight = false
+			progress := false
 			status := calloutStatus()
 			switch status {
 			case "200":
 				chain.Ack(b.SeqLast)
+				progress = true
 			case "409":
 				var r struct {
 					ExpectedSeq int64 `json:"expected_seq"`
@@ -312,23 +334,29 @@ func (p *pluginContext) OnTick() {
 				raw, _ := proxywasm.GetHttpCallResponseBody(0, min(bodySize, 4096))
 				if err := json.Unmarshal(raw, &r); err != nil || r.ExpectedSeq < 1 {
 					proxywasm.LogErrorf("aegis: audit batch %d-%d: 409 without expected_seq: %q", b.SeqFirst, b.SeqLast, raw)
-					return
+					break
 				}
 				if err := chain.Resume(r.ExpectedSeq); err != nil {
 					p.m.errors.Increment(1)
 					proxywasm.LogCriticalf("aegis: audit: %v", err)
+					break
 				}
+				progress = true
 			default:
 				// Kept for the next tick.
 				proxywasm.LogWarnf("aegis: audit batch %d-%d: control plane answered %q", b.SeqFirst, b.SeqLast, status)
+			}
+			if p.draining {
+				p.drainStep(progress, time.Now())
 			}
 		})
 	if err != nil {
 		p.m.errors.Increment(1)
 		proxywasm.LogErrorf("aegis: dispatching an audit batch: %v", err)
-		return
+		return false
 	}
 	p.inFlight = true
+	return true
 }
 
 // loadPolicy opens and verifies one tenant's runtime bundle: signature
