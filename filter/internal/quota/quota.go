@@ -81,7 +81,12 @@ func Add(s Store, key, window string, delta, limit int64) (int64, bool, error) {
 		var cur int64
 		switch {
 		case errors.Is(err, ErrNotFound):
-			cas = 0
+			// cas 0 would write unconditionally and could overwrite a
+			// counter another VM created meanwhile; a version no write
+			// of this key can have creates the key but fails on it.
+			if cas, err = createCas(s); err != nil {
+				return 0, false, fmt.Errorf("creating %s: %w", key, err)
+			}
 		case err != nil:
 			return 0, false, fmt.Errorf("reading %s: %w", key, err)
 		default:
@@ -110,6 +115,33 @@ func Add(s Store, key, window string, delta, limit int64) (int64, bool, error) {
 		return next, true, nil
 	}
 	return 0, false, fmt.Errorf("adding to %s: %w", key, ErrContention)
+}
+
+// AnchorKey is written only for its version, which createCas hands out.
+const AnchorKey = "aegis/quota/anchor"
+
+// createCas returns a cas for creating a missing key without the risk of
+// overwriting it. The host creates a missing key whatever cas says
+// (Envoy's rule) and refuses an existing key whose version differs.
+// Versions come from one counter for all keys, so a version just given to
+// a write of AnchorKey belongs to no write of any other key: a Set with it
+// creates the key when it is still missing and fails with a CAS mismatch
+// when another VM created it first, and the caller then re-reads. (Only
+// 2^32 writes between the anchor write and the Set could reuse it.)
+func createCas(s Store) (uint32, error) {
+	// Any anchor value will do; a mismatch means the host refuses cas 0
+	// over an existing key (the SDK emulator), which is fine as well.
+	if err := s.Set(AnchorKey, []byte("anchor"), 0); err != nil && !errors.Is(err, ErrCasMismatch) {
+		return 0, fmt.Errorf("writing %s: %w", AnchorKey, err)
+	}
+	_, cas, err := s.Get(AnchorKey)
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", AnchorKey, err)
+	}
+	if cas == 0 {
+		return 0, fmt.Errorf("reading %s: version 0", AnchorKey)
+	}
+	return cas, nil
 }
 
 func encode(window string, n int64) []byte {

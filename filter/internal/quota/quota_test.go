@@ -7,17 +7,22 @@ import (
 	"time"
 )
 
-// memStore is shared data as Envoy keeps it: a version per key, bumped on
-// every write; cas 0 writes unconditionally.
+// memStore is shared data as Envoy keeps it: one version counter for all
+// keys (never 0), bumped on every write; cas 0 writes unconditionally and
+// a missing key is created whatever cas says.
 type memStore struct {
 	data map[string][]byte
 	ver  map[string]uint32
-	// beforeSet runs between a caller's Get and its Set: the window in which
-	// another VM can write.
+	next uint32
+	// beforeSet runs before the next Set of a key other than AnchorKey:
+	// between a caller's Get and its Set, the window in which another VM
+	// can write.
 	beforeSet func()
 }
 
-func newMem() *memStore { return &memStore{data: map[string][]byte{}, ver: map[string]uint32{}} }
+func newMem() *memStore {
+	return &memStore{data: map[string][]byte{}, ver: map[string]uint32{}, next: 1}
+}
 
 func (m *memStore) Get(key string) ([]byte, uint32, error) {
 	v, ok := m.data[key]
@@ -28,15 +33,16 @@ func (m *memStore) Get(key string) ([]byte, uint32, error) {
 }
 
 func (m *memStore) Set(key string, value []byte, cas uint32) error {
-	if f := m.beforeSet; f != nil {
+	if f := m.beforeSet; f != nil && key != AnchorKey {
 		m.beforeSet = nil
 		f()
 	}
-	if cas != 0 && m.ver[key] != cas {
+	if _, ok := m.data[key]; ok && cas != 0 && m.ver[key] != cas {
 		return ErrCasMismatch
 	}
 	m.data[key] = append([]byte(nil), value...)
-	m.ver[key]++
+	m.ver[key] = m.next
+	m.next++
 	return nil
 }
 
@@ -106,6 +112,58 @@ func TestAddInterleaved(t *testing.T) {
 		t.Errorf("Add after a concurrent fill = %d, %v, %v; want 10, false, nil", got, ok, err)
 	}
 }
+
+// TestAddCreateRace: two VMs find the counter missing at once and both
+// create it. The second creation must not overwrite the first: with cas 0
+// it would (one increment lost); with createCas it fails, re-reads and
+// adds on top.
+func TestAddCreateRace(t *testing.T) {
+	for _, delta := range []int64{1, 5} {
+		s := newMem()
+		k := SpendKey("acme", "billing-agent")
+		s.beforeSet = func() {
+			// The other VM read "missing" too and its create lands first.
+			if _, ok, err := Add(s, k, "d", 7, 0); !ok || err != nil {
+				t.Fatalf("concurrent create: %v, %v", ok, err)
+			}
+		}
+		got, ok, err := Add(s, k, "d", delta, 0)
+		if !ok || err != nil || got != 7+delta {
+			t.Errorf("Add = %d, %v, %v; want %d, true, nil", got, ok, err, 7+delta)
+		}
+		if n, _ := Read(s, k, "d"); n != 7+delta {
+			t.Errorf("counter %d, want %d (a creation was lost)", n, 7+delta)
+		}
+	}
+	// The race against a limit: the other VM's creation fills it.
+	s := newMem()
+	k := RateKey("acme", "x")
+	s.beforeSet = func() { Add(s, k, "m", 3, 3) }
+	if got, ok, err := Add(s, k, "m", 1, 3); ok || err != nil || got != 3 {
+		t.Errorf("Add after a concurrent create at the limit = %d, %v, %v; want 3, false, nil", got, ok, err)
+	}
+}
+
+// TestCreateCasFailsClosed: without an anchor version no key is created.
+func TestCreateCasFailsClosed(t *testing.T) {
+	boom := errors.New("host error")
+	for name, s := range map[string]Store{
+		"anchor write fails": missingStore{set: boom},
+		"anchor read fails":  missingStore{},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, ok, err := Add(s, "k", "d", 1, 0); ok || err == nil {
+				t.Errorf("Add = %v, %v; want an error", ok, err)
+			}
+		})
+	}
+}
+
+// missingStore finds no key and fails or ignores writes.
+type missingStore struct{ set error }
+
+func (missingStore) Get(string) ([]byte, uint32, error) { return nil, 0, ErrNotFound }
+func (m missingStore) Set(string, []byte, uint32) error { return m.set }
 
 type brokenStore struct {
 	value []byte
