@@ -17,6 +17,20 @@ import (
 
 const iban = "DE89370400440532013000"
 
+// binDir holds the binaries built once for every test of the package.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "aegis-e2e-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 func startStack(t *testing.T, tenants ...stack.Tenant) *stack.Stack {
 	t.Helper()
 	if testing.Short() {
@@ -31,6 +45,7 @@ func startStack(t *testing.T, tenants ...stack.Tenant) *stack.Stack {
 	}
 	s, err := stack.Start(ctx, stack.Options{
 		Dir:      dir,
+		BinDir:   binDir,
 		Database: dbtest.NewDSN(t, db.Postgres),
 		Tenants:  tenants,
 		Logf:     t.Logf,

@@ -38,6 +38,7 @@ type Tenant struct {
 // Options configure a stack.
 type Options struct {
 	Dir      string // working directory: data, keys, logs
+	BinDir   string // where the binaries are built (default Dir/bin); must outlive every stack of the process
 	Database string // control plane store; "" = embedded SQLite
 	Tenants  []Tenant
 	Logf     func(format string, args ...any)
@@ -98,7 +99,11 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		}
 	}
 	s.logf("building the aegis CLI and the filter module")
-	if s.Bin, err = harness.Build(ctx, filepath.Join(opts.Dir, "bin")); err != nil {
+	binDir := opts.BinDir
+	if binDir == "" {
+		binDir = filepath.Join(opts.Dir, "bin")
+	}
+	if s.Bin, err = harness.Build(ctx, binDir); err != nil {
 		return nil, err
 	}
 	if err := s.startTools(); err != nil {
@@ -474,3 +479,6 @@ func (s *Stack) Close() {
 		_ = srv.Close()
 	}
 }
+
+// CAFile is the control plane's CA certificate (PEM).
+func (s *Stack) CAFile() string { return filepath.Join(s.opts.Dir, "cp", "ca.pem") }

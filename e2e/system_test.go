@@ -1,0 +1,148 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/aegis-mesh/aegis/e2e/internal/stack"
+)
+
+// TestMCPThroughTheEdge: real MCP traffic (the official SDK's client and
+// server over streamable HTTP) through the edge: tools/list is filtered per
+// agent, allowed calls reach the server, forbidden ones are answered as
+// JSON-RPC errors the model can read and never reach it.
+func TestMCPThroughTheEdge(t *testing.T) {
+	s := startStack(t, stack.Tenant{Name: "platform", Policy: "mcp-devops.yaml"})
+	ctx := context.Background()
+	gw, err := s.StartEdge(ctx, "gw", "platform")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		agent string
+		tools []string
+	}{
+		{"oncall-assistant", []string{"get_logs", "get_pods"}},
+		{"deploy-bot", []string{"deploy", "get_logs", "get_pods"}},
+	} {
+		tok, err := s.AgentToken(ctx, "platform", tc.agent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sess, err := s.MCPSession(ctx, gw, tok, nil)
+		if err != nil {
+			t.Fatalf("%s: connect: %v", tc.agent, err)
+		}
+		list, err := sess.ListTools(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, tool := range list.Tools {
+			names = append(names, tool.Name)
+		}
+		slices.Sort(names)
+		if !slices.Equal(names, tc.tools) {
+			t.Errorf("%s sees tools %v, want %v", tc.agent, names, tc.tools)
+		}
+		before := s.MCP.Count("k8s.read_secret")
+		res, err := sess.CallTool(ctx, &mcp.CallToolParams{Name: "read_secret", Arguments: map[string]any{"path": "db"}})
+		if err != nil || !res.IsError {
+			t.Errorf("%s: read_secret not refused as a tool error: %v %+v", tc.agent, err, res)
+		}
+		if s.MCP.Count("k8s.read_secret") != before {
+			t.Fatal("a denied MCP call reached the server")
+		}
+		res, err = sess.CallTool(ctx, &mcp.CallToolParams{Name: "get_pods", Arguments: map[string]any{"namespace": "staging"}})
+		if err != nil || res.IsError {
+			t.Errorf("%s: get_pods: %v %+v", tc.agent, err, res)
+		}
+		res, err = sess.CallTool(ctx, &mcp.CallToolParams{Name: "get_pods", Arguments: map[string]any{"namespace": "Bad Namespace!"}})
+		if err != nil || !res.IsError {
+			t.Errorf("%s: get_pods with a bad namespace not refused: %v %+v", tc.agent, err, res)
+		}
+		sess.Close()
+	}
+}
+
+// TestControlPlaneOutage: with the control plane stopped the edge keeps
+// enforcing the last good bundle, fails closed for what needs the control
+// plane, buffers evidence, and ships it all once the control plane is back;
+// the exported evidence pack then verifies offline.
+func TestControlPlaneOutage(t *testing.T) {
+	s := startStack(t, stack.Tenant{Name: "acme", Policy: "payments.yaml"})
+	ctx := context.Background()
+	gw, err := s.StartEdge(ctx, "gw", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	billing, err := s.AgentToken(ctx, "acme", "billing-agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	pay := func(amount float64) *stack.Reply {
+		t.Helper()
+		r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", billing,
+			map[string]any{"amount": amount, "currency": "EUR", "beneficiary_iban": iban}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := pay(10); r.Status != http.StatusCreated {
+		t.Fatalf("online allow: %d %s", r.Status, r.Body)
+	}
+	if err := s.StopControlPlane(); err != nil {
+		t.Fatal(err)
+	}
+	if r := pay(20); r.Status != http.StatusCreated {
+		t.Errorf("offline allow: %d %s", r.Status, r.Body)
+	}
+	if r := pay(60000); r.Status != http.StatusForbidden {
+		t.Errorf("offline deny: %d %s", r.Status, r.Body)
+	}
+	if r := pay(7500); r.Status != http.StatusServiceUnavailable {
+		t.Errorf("offline approval for a write tool must fail closed: %d %s", r.Status, r.Body)
+	}
+	if err := s.WaitMetric(ctx, gw, "aegis_edge_wal_depth", 20*time.Second, func(v float64) bool { return v >= 3 }); err != nil {
+		t.Fatalf("offline decisions not buffered in the WAL: %v", err)
+	}
+	if err := s.StartControlPlane(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitMetric(ctx, gw, "aegis_edge_wal_depth", 60*time.Second, func(v float64) bool { return v == 0 }); err != nil {
+		t.Fatalf("buffered evidence not shipped after the control plane came back: %v", err)
+	}
+
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "auditor.token")
+	if err := os.WriteFile(tok, []byte(s.Role("acme", "auditor").Token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pack := filepath.Join(dir, "pack.tar.gz")
+	export := exec.CommandContext(ctx, s.Bin.Aegis, "audit", "export", "--server", "https://"+s.CPAddr, "--token-file", tok,
+		"--tenant", "acme", "--from", start.Add(-time.Minute).UTC().Format(time.RFC3339), "-o", pack)
+	export.Env = append(os.Environ(), "SSL_CERT_FILE="+s.CAFile())
+	if out, err := export.CombinedOutput(); err != nil {
+		t.Fatalf("export: %v\n%s", err, out)
+	}
+	out, err := exec.CommandContext(ctx, s.Bin.Aegis, "audit", "verify", pack).CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "OK") {
+		t.Fatalf("evidence pack does not verify: %v\n%s", err, out)
+	}
+	// The node's own WAL verifies offline too.
+	walOut, err := exec.CommandContext(ctx, s.Bin.Aegis, "audit", "verify", "--dir", filepath.Join(gw.Dir, "state", "audit")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("edge WAL does not verify: %v\n%s", err, walOut)
+	}
+}
