@@ -320,6 +320,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add([]byte("not a pack"))
 	f.Add(buildPack(f, priv, packOpts{}))
 	f.Add(buildPack(f, priv, packOpts{dropSeq: 2}))
+	f.Add(sharedPack(f, priv, map[int64]bool{2: true, 3: true}, "platform", "platform", 3))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		rep, err := Verify(bytes.NewReader(data), VerifyOptions{Key: priv.Public().(ed25519.PublicKey)})
 		if err == nil && rep == nil {

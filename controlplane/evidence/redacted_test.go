@@ -12,7 +12,7 @@ import (
 // sharedPack is a pack for "platform" of one chain owned by "acme" (a
 // shared gateway): seqs in redact are hash-only lines, and the chain's
 // checkpoint at cpSeq is signed for cpTenant.
-func sharedPack(t *testing.T, key ed25519.PrivateKey, redact map[int64]bool, chainTenant, cpTenant string, cpSeq int64) []byte {
+func sharedPack(t testing.TB, key ed25519.PrivateKey, redact map[int64]bool, chainTenant, cpTenant string, cpSeq int64) []byte {
 	t.Helper()
 	b, err := NewBuilder(t.TempDir(), Meta{Tenant: "acme", From: t0, To: t0.Add(time.Hour), CreatedAt: t0.Add(2 * time.Hour)})
 	if err != nil {
