@@ -146,3 +146,81 @@ func TestControlPlaneOutage(t *testing.T) {
 		t.Fatalf("edge WAL does not verify: %v\n%s", err, walOut)
 	}
 }
+
+// TestSharedGateway: two tenants behind one edge. The agent token's tenant
+// picks the policy; neither tenant's agents can use the other's tools, and
+// each tenant's evidence lands under that tenant.
+func TestSharedGateway(t *testing.T) {
+	s := startStack(t, stack.Tenant{Name: "acme", Policy: "payments.yaml"}, stack.Tenant{Name: "platform", Policy: "mcp-devops.yaml"})
+	ctx := context.Background()
+	gw, err := s.StartSharedEdge(ctx, "shared", "acme", "platform")
+	if err != nil {
+		t.Fatal(err)
+	}
+	billing, err := s.AgentToken(ctx, "acme", "billing-agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deploy, err := s.AgentToken(ctx, "platform", "deploy-bot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := map[string]any{"amount": 10, "currency": "EUR", "beneficiary_iban": iban}
+	if r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", billing, body, nil); err != nil || r.Status != http.StatusCreated {
+		t.Fatalf("acme agent on acme tool: %v %+v", err, r)
+	}
+	before := s.Payments.Count("payments.create")
+	if r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", deploy, body, nil); err != nil || r.Status != http.StatusForbidden {
+		t.Fatalf("platform agent on acme tool: %v %+v", err, r)
+	}
+	if s.Payments.Count("payments.create") != before {
+		t.Fatal("another tenant's agent reached acme's tool")
+	}
+	sess, err := s.MCPSession(ctx, gw, deploy, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := sess.CallTool(ctx, &mcp.CallToolParams{Name: "get_pods", Arguments: map[string]any{"namespace": "staging"}})
+	sess.Close()
+	if err != nil || res.IsError {
+		t.Fatalf("platform agent on platform tool: %v %+v", err, res)
+	}
+	if sess, err := s.MCPSession(ctx, gw, billing, nil); err == nil {
+		// The session may open (initialize is allowed); the call must not.
+		res, err := sess.CallTool(ctx, &mcp.CallToolParams{Name: "get_pods", Arguments: map[string]any{"namespace": "staging"}})
+		sess.Close()
+		if err == nil && !res.IsError {
+			t.Fatal("acme agent called platform's MCP tool")
+		}
+	}
+	if s.MCP.Count("k8s.get_pods") != 1 {
+		t.Fatalf("MCP server saw %d get_pods calls, want 1", s.MCP.Count("k8s.get_pods"))
+	}
+	for tenant, wantTool := range map[string]string{"acme": "payments.create", "platform": "k8s.get_pods"} {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var out struct {
+				Events []struct {
+					Tenant string `json:"tenant"`
+					Tool   string `json:"tool"`
+					Action string `json:"action"`
+				} `json:"events"`
+			}
+			err := s.Role(tenant, "auditor").JSON(ctx, "GET", "/v1/audit/events?tenant="+tenant, nil, &out)
+			found := false
+			for _, e := range out.Events {
+				if e.Tenant != tenant {
+					t.Fatalf("%s's query returned an event of %s", tenant, e.Tenant)
+				}
+				found = found || (e.Tool == wantTool && e.Action == "allow")
+			}
+			if err == nil && found {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: allowed %s not in its audit events: %v", tenant, wantTool, err)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -280,16 +281,21 @@ func (s *Server) Ready() (bool, string) {
 		return false, "audit WAL: " + err.Error()
 	}
 	tenants := s.store.Tenants()
-	if s.pool != nil {
-		// What the filter enforces, once the hot swap has finished.
-		if t := s.inFilter.Load(); t != nil {
-			tenants = *t
-		} else {
-			tenants = nil
-		}
-	}
 	if len(tenants) == 0 {
-		return false, "no verified bundle in the filter: every request is refused (no_bundle)"
+		return false, "no verified bundle: every request is refused (no_bundle)"
+	}
+	if s.pool != nil {
+		// Every tenant the edge accepted must be in what the filter runs:
+		// the hot swap that carries a new tenant may still be under way.
+		var running []string
+		if t := s.inFilter.Load(); t != nil {
+			running = *t
+		}
+		for _, t := range tenants {
+			if !slices.Contains(running, t) {
+				return false, "tenant " + t + ": verified bundle not yet in the filter"
+			}
+		}
 	}
 	if s.pool != nil {
 		m := s.pool.Metrics()

@@ -163,7 +163,8 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (_ *Server, err error
 		if s.remote, err = cplink.NewRemote(cfg.ControlPlane.URL, tok, cfg.ControlPlane.Timeout); err != nil {
 			return nil, err
 		}
-		if s.shipper, err = cplink.NewShipper(s.wal, s.remote, cplink.ShipperConfig{NodeID: cfg.Node.ID, Key: s.nodeKey, Logger: s.log}); err != nil {
+		if s.shipper, err = cplink.NewShipper(s.wal, s.remote, cplink.ShipperConfig{NodeID: cfg.Node.ID, Key: s.nodeKey, Logger: s.log,
+			HomeTenant: cplink.TokenTenant(tok)}); err != nil {
 			return nil, err
 		}
 	}
@@ -190,8 +191,25 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (_ *Server, err error
 			return nil, err
 		}
 		store.OnChange(func() {
-			if err := s.reconfigure(s.bg); err != nil {
-				s.log.Error("filter reconfiguration failed; the previous configuration stays", "err", err)
+			// A failed swap leaves the previous configuration in force; it
+			// is retried a few times because a VM that traps while starting
+			// (seen rarely under load, see docs/edge.md) must not leave a
+			// newly accepted tenant without its bundle until the next change.
+			for attempt := 1; ; attempt++ {
+				err := s.reconfigure(s.bg)
+				if err == nil {
+					return
+				}
+				if attempt == 5 || s.bg.Err() != nil {
+					s.log.Error("filter reconfiguration failed; the previous configuration stays", "err", err, "attempts", attempt)
+					return
+				}
+				s.log.Warn("filter reconfiguration failed; retrying", "err", err, "attempt", attempt)
+				select {
+				case <-s.bg.Done():
+					return
+				case <-time.After(time.Duration(attempt) * 300 * time.Millisecond):
+				}
 			}
 		})
 	} else {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -41,6 +43,12 @@ type ShipperConfig struct {
 	// (defaults 250ms and 30s); the wait doubles per failure, with jitter.
 	MinBackoff, MaxBackoff time.Duration
 	Logger                 *slog.Logger
+	// HomeTenant, when set, is the tenant every batch names: the node's
+	// own tenant, as the control plane requires. A shared gateway's chain
+	// then carries the events of every tenant it serves in order, each
+	// event naming its own tenant. Without it a batch is a run of events of
+	// one tenant, named by that tenant (a node serving only its own).
+	HomeTenant string
 }
 
 // Shipper sends the WAL to the control plane in order, from the persisted
@@ -188,6 +196,9 @@ func (s *Shipper) batch(recs []wal.Record) (Batch, int, error) {
 		return Batch{}, 0, fmt.Errorf("record %d: %w", recs[0].Seq, err)
 	}
 	n := 1
+	if s.cfg.HomeTenant != "" {
+		tenant, n = s.cfg.HomeTenant, len(recs)
+	}
 	for n < len(recs) {
 		t, err := tenantOf(recs[n].Event)
 		if err != nil || t != tenant {
@@ -219,4 +230,25 @@ func tenantOf(ev json.RawMessage) (string, error) {
 		return "", fmt.Errorf("event: %w", err)
 	}
 	return t.Tenant, nil
+}
+
+// TokenTenant reads the tenant claim of the node's own credential, for
+// addressing batches; the control plane verifies the token itself. It
+// returns "" when the token is absent or not a JWT.
+func TokenTenant(tok string) string {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		Tenant string `json:"tenant"`
+	}
+	if json.Unmarshal(payload, &c) != nil {
+		return ""
+	}
+	return c.Tenant
 }

@@ -67,7 +67,8 @@ type Stack struct {
 // Edge is one running edge node.
 type Edge struct {
 	Name      string
-	Tenant    string
+	Tenant    string   // home tenant
+	Tenants   []string // every tenant served
 	Proc      *harness.Process
 	Addr      string // proxy
 	AdminAddr string // /metrics /healthz /readyz
@@ -347,21 +348,35 @@ func (s *Stack) publicKeyPEM(ctx context.Context, which string) (string, error) 
 // StartEdge enrolls a new edge node for tenant (first start) and runs it.
 // A restart of an existing edge keeps its state directory.
 func (s *Stack) StartEdge(ctx context.Context, name, tenant string) (*Edge, error) {
+	return s.StartSharedEdge(ctx, name, tenant)
+}
+
+// StartSharedEdge enrolls an edge node whose home is tenant and which also
+// serves the others (a shared gateway: a join token only a global admin can
+// create), and runs it. Each tenant's bundle is chosen by the agent token.
+func (s *Stack) StartSharedEdge(ctx context.Context, name, tenant string, others ...string) (*Edge, error) {
 	if e, ok := s.Edges[name]; ok {
 		return e, s.restartEdge(ctx, e)
 	}
+	tenants := append([]string{tenant}, others...)
 	dir := filepath.Join(s.opts.Dir, "edge-"+name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	e := &Edge{Name: name, Tenant: tenant, Dir: dir}
+	e := &Edge{Name: name, Tenant: tenant, Tenants: tenants, Dir: dir}
 
 	// Enrollment: a join token from the tenant admin, a node key of our own,
 	// proof of possession, and the node credential in return.
 	var jt struct {
 		Token string `json:"join_token"`
 	}
-	if err := s.Role(tenant, "admin").JSON(ctx, "POST", "/v1/tenants/"+tenant+"/join-tokens", map[string]any{"region": Region, "role": "edge"}, &jt, http.StatusCreated); err != nil {
+	joinReq := map[string]any{"region": Region, "role": "edge"}
+	issuer := s.Role(tenant, "admin")
+	if len(others) > 0 {
+		joinReq["serves"] = tenants
+		issuer = s.Admin
+	}
+	if err := issuer.JSON(ctx, "POST", "/v1/tenants/"+tenant+"/join-tokens", joinReq, &jt, http.StatusCreated); err != nil {
 		return nil, err
 	}
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -393,19 +408,7 @@ func (s *Stack) StartEdge(ctx context.Context, name, tenant string) (*Edge, erro
 	if err != nil {
 		return nil, err
 	}
-	// A tenant's agent-token keys are created by their first mint: one for
-	// the node's region and the default one that signs override tokens.
-	// The edge reads its JWKS file once (no refresh from the control plane
-	// yet), so both must exist before it is written.
-	if _, err := s.AgentToken(ctx, tenant, "bootstrap-probe"); err != nil {
-		return nil, err
-	}
-	if err := s.Role(tenant, "admin").JSON(ctx, "POST", "/v1/tokens/agent", map[string]any{
-		"tenant": tenant, "agent": "bootstrap-probe", "ttl_seconds": 60,
-	}, nil, http.StatusCreated, http.StatusOK); err != nil {
-		return nil, err
-	}
-	_, jwks, err := s.Admin.Do(ctx, "GET", "/v1/tenants/"+tenant+"/jwks", nil)
+	jwks, err := s.jwksOf(ctx, tenants)
 	if err != nil {
 		return nil, err
 	}
@@ -434,7 +437,7 @@ func (s *Stack) StartEdge(ctx context.Context, name, tenant string) (*Edge, erro
 		"upstream":  s.Upstream,
 		"control_plane": map[string]any{
 			"url": "https://" + s.CPAddr, "token_file": filepath.Join(dir, "node.token"),
-			"tenants": []string{tenant}, "poll_interval": "1s", "timeout": "3s",
+			"tenants": tenants, "poll_interval": "1s", "timeout": "3s",
 		},
 		"filter": map[string]any{
 			"wasm": s.Bin.Filter, "cache_dir": filepath.Join(s.opts.Dir, "wasm-cache"),
@@ -458,13 +461,52 @@ func (s *Stack) StartEdge(ctx context.Context, name, tenant string) (*Edge, erro
 	return e, s.restartEdge(ctx, e)
 }
 
+// jwksOf returns one JWKS holding the agent-token keys of every tenant.
+// A tenant's keys are created by their first mint: one for the node's
+// region and the default one that signs override tokens. The edge reads its
+// JWKS file once (no refresh from the control plane yet), so both must
+// exist before it is written.
+func (s *Stack) jwksOf(ctx context.Context, tenants []string) ([]byte, error) {
+	var all struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	for _, t := range tenants {
+		if _, err := s.AgentToken(ctx, t, "bootstrap-probe"); err != nil {
+			return nil, err
+		}
+		if err := s.Role(t, "admin").JSON(ctx, "POST", "/v1/tokens/agent", map[string]any{
+			"tenant": t, "agent": "bootstrap-probe", "ttl_seconds": 60,
+		}, nil, http.StatusCreated, http.StatusOK); err != nil {
+			return nil, err
+		}
+		var set struct {
+			Keys []json.RawMessage `json:"keys"`
+		}
+		if err := s.Admin.JSON(ctx, "GET", "/v1/tenants/"+t+"/jwks", nil, &set); err != nil {
+			return nil, err
+		}
+		all.Keys = append(all.Keys, set.Keys...)
+	}
+	return json.Marshal(all)
+}
+
 func (s *Stack) restartEdge(ctx context.Context, e *Edge) error {
 	p, err := harness.Start(ctx, "edge-"+e.Name, filepath.Join(s.opts.Dir, "logs"), s.Bin.Aegis, e.args, e.env)
 	if err != nil {
 		return err
 	}
 	e.Proc = p
-	return p.WaitHTTP(ctx, "http://"+e.AdminAddr+"/readyz", 120*time.Second)
+	if err := p.WaitHTTP(ctx, "http://"+e.AdminAddr+"/readyz", 120*time.Second); err != nil {
+		return err
+	}
+	// Ready means at least one tenant's bundle is in the filter; a shared
+	// gateway is up when every tenant it serves has one.
+	for _, t := range e.Tenants {
+		if err := s.WaitMetric(ctx, e, fmt.Sprintf("aegis_edge_bundle_revision{tenant=%q}", t), 60*time.Second, func(v float64) bool { return v > 0 }); err != nil {
+			return err
+		}
+	}
+	return p.WaitHTTP(ctx, "http://"+e.AdminAddr+"/readyz", 60*time.Second)
 }
 
 // Close stops everything the stack started.
