@@ -7,8 +7,8 @@
 package deps
 
 import (
-	_ "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/wasm/v3"
+	_ "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	_ "github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "github.com/modelcontextprotocol/go-sdk/mcp"
