@@ -224,3 +224,75 @@ func TestSharedGateway(t *testing.T) {
 		}
 	}
 }
+
+// TestReleaseAndRollbackPropagate: a new release (observe stage) reaches
+// the running edge without a restart, and so does a signed rollback to the
+// earlier enforced revision.
+func TestReleaseAndRollbackPropagate(t *testing.T) {
+	s := startStack(t, stack.Tenant{Name: "acme", Policy: "payments.yaml"})
+	ctx := context.Background()
+	gw, err := s.StartEdge(ctx, "gw", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	support, err := s.AgentToken(ctx, "acme", "support-agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pay := func() *stack.Reply {
+		t.Helper()
+		r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", support,
+			map[string]any{"amount": 5, "currency": "EUR", "beneficiary_iban": iban}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	waitRevision := func(rev int) {
+		t.Helper()
+		if err := s.WaitMetric(ctx, gw, `aegis_edge_bundle_revision{tenant="acme"}`, 30*time.Second, func(v float64) bool { return int(v) == rev }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := pay(); r.Status != http.StatusForbidden {
+		t.Fatalf("revision 1 (enforce): support-agent payment %d %s", r.Status, r.Body)
+	}
+	rev, err := s.Publish(ctx, "acme", "payments.yaml", "observe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRevision(rev)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := pay()
+		if r.Status == http.StatusCreated {
+			calls := s.Payments.Calls()
+			if got := calls[len(calls)-1].Header.Get("X-Aegis-Shadow-Decision"); got != "deny" {
+				t.Fatalf("observe release: tool saw shadow decision %q, want deny", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("observe release not in force: %d %s", r.Status, r.Body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var rb struct {
+		Revision int `json:"revision"`
+	}
+	if err := s.Role("acme", "publisher").JSON(ctx, "POST", "/v1/tenants/acme/releases/rollback", map[string]any{"to_revision": rev - 1}, &rb, http.StatusCreated); err != nil {
+		t.Fatal(err)
+	}
+	waitRevision(rb.Revision)
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		r := pay()
+		if r.Status == http.StatusForbidden {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("rollback not in force: %d %s", r.Status, r.Body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
