@@ -296,3 +296,51 @@ func TestReleaseAndRollbackPropagate(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestTokenKeyRotation: after the tenant's agent-token key is rotated,
+// tokens signed by the new key are accepted by the running edge (it
+// refreshes the keys from the control plane) and tokens signed by the old
+// key keep working until they expire.
+func TestTokenKeyRotation(t *testing.T) {
+	s := startStack(t, stack.Tenant{Name: "acme", Policy: "payments.yaml"})
+	ctx := context.Background()
+	gw, err := s.StartEdge(ctx, "gw", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := s.AgentToken(ctx, "acme", "billing-agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rot struct {
+		Kid string `json:"kid"`
+	}
+	if err := s.Role("acme", "admin").JSON(ctx, "POST", "/v1/tenants/acme/keys/rotate", map[string]any{"region": stack.Region}, &rot, http.StatusOK); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := s.AgentToken(ctx, "acme", "billing-agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh == old || rot.Kid == "" {
+		t.Fatalf("rotation gave no new key: kid %q", rot.Kid)
+	}
+	body := map[string]any{"amount": 10, "currency": "EUR", "beneficiary_iban": iban}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", fresh, body, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status == http.StatusCreated {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("token signed by the rotated key still refused: %d %s", r.Status, r.Body)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", old, body, nil); err != nil || r.Status != http.StatusCreated {
+		t.Fatalf("token signed by the previous key refused before it expired: %v %+v", err, r)
+	}
+}

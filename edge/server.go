@@ -451,7 +451,11 @@ func (s *Server) pluginConfig() ([]byte, error) {
 		// edge forwards it to the control plane and keeps the last copy.
 		st["refresh_ms"] = c.Filter.StateRefresh.Milliseconds()
 		if len(c.ControlPlane.Tenants) > 0 {
-			conf["fetch"] = map[string]any{"tenants": c.ControlPlane.Tenants}
+			// Token keys too: a rotated agent-token key must reach the
+			// filter without a restart (the jwks file is the fallback
+			// until the first good fetch).
+			conf["fetch"] = map[string]any{"tenants": c.ControlPlane.Tenants, "jwks": true,
+				"refresh_ms": c.Filter.StateRefresh.Milliseconds()}
 		}
 	}
 	if len(st) > 0 {

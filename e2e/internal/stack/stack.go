@@ -463,9 +463,8 @@ func (s *Stack) StartSharedEdge(ctx context.Context, name, tenant string, others
 
 // jwksOf returns one JWKS holding the agent-token keys of every tenant.
 // A tenant's keys are created by their first mint: one for the node's
-// region and the default one that signs override tokens. The edge reads its
-// JWKS file once (no refresh from the control plane yet), so both must
-// exist before it is written.
+// region and the default one that signs override tokens. The edge's filter
+// refreshes keys from the control plane; the file is what it starts with.
 func (s *Stack) jwksOf(ctx context.Context, tenants []string) ([]byte, error) {
 	var all struct {
 		Keys []json.RawMessage `json:"keys"`
