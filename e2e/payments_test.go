@@ -36,6 +36,15 @@ func startStack(t *testing.T, tenants ...stack.Tenant) *stack.Stack {
 	if testing.Short() {
 		t.Skip("end-to-end: starts real processes")
 	}
+	return startStackOn(t, dbtest.NewDSN(t, db.Postgres), tenants...)
+}
+
+// startStackOn starts a stack whose control plane uses the database dsn.
+func startStackOn(t *testing.T, dsn string, tenants ...stack.Tenant) *stack.Stack {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end: starts real processes")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
@@ -46,7 +55,7 @@ func startStack(t *testing.T, tenants ...stack.Tenant) *stack.Stack {
 	s, err := stack.Start(ctx, stack.Options{
 		Dir:      dir,
 		BinDir:   binDir,
-		Database: dbtest.NewDSN(t, db.Postgres),
+		Database: dsn,
 		Tenants:  tenants,
 		Logf:     t.Logf,
 	})

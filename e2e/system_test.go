@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,7 +15,10 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/aegis-mesh/aegis/controlplane/db"
+	"github.com/aegis-mesh/aegis/controlplane/db/dbtest"
 	"github.com/aegis-mesh/aegis/e2e/internal/stack"
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver for the outage switch
 )
 
 // TestMCPThroughTheEdge: real MCP traffic (the official SDK's client and
@@ -342,5 +347,80 @@ func TestTokenKeyRotation(t *testing.T) {
 	}
 	if r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", old, body, nil); err != nil || r.Status != http.StatusCreated {
 		t.Fatalf("token signed by the previous key refused before it expired: %v %+v", err, r)
+	}
+}
+
+// TestDatabaseOutage: the control plane's database goes away (connections
+// to it refused and cut) while the edge keeps deciding; audit shipping
+// fails and retries, and once the database is back every buffered event
+// arrives exactly once.
+func TestDatabaseOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	dsn := dbtest.NewDSN(t, db.Postgres)
+	name := dsn[strings.LastIndex(dsn, "/")+1:]
+	if i := strings.IndexByte(name, '?'); i >= 0 {
+		name = name[:i]
+	}
+	s := startStackOn(t, dsn, stack.Tenant{Name: "acme", Policy: "payments.yaml"})
+	ctx := context.Background()
+	gw, err := s.StartEdge(ctx, "gw", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	billing, err := s.AgentToken(ctx, "acme", "billing-agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := sql.Open("pgx", dbtest.ServerURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	setDB := func(allow bool) {
+		t.Helper()
+		if _, err := admin.ExecContext(ctx, fmt.Sprintf(`ALTER DATABASE %s ALLOW_CONNECTIONS %t`, name, allow)); err != nil {
+			t.Fatal(err)
+		}
+		if !allow {
+			if _, err := admin.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1`, name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	setDB(false)
+	const calls = 12
+	for i := range calls {
+		r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", billing,
+			map[string]any{"amount": 10 + i, "currency": "EUR", "beneficiary_iban": iban}, nil)
+		if err != nil || r.Status != http.StatusCreated {
+			t.Fatalf("call %d during the database outage: %v %+v", i, err, r)
+		}
+	}
+	if err := s.WaitMetric(ctx, gw, "aegis_edge_audit_ship_failures_total", 30*time.Second, func(v float64) bool { return v > 0 }); err != nil {
+		t.Fatalf("shipping did not fail while the database was away: %v", err)
+	}
+	setDB(true)
+	if err := s.WaitMetric(ctx, gw, "aegis_edge_wal_depth", 90*time.Second, func(v float64) bool { return v == 0 }); err != nil {
+		t.Fatalf("buffered events not shipped after the database came back: %v", err)
+	}
+	var out struct {
+		Events []struct {
+			ID string `json:"id"`
+		} `json:"events"`
+	}
+	if err := s.Role("acme", "auditor").JSON(ctx, "GET", "/v1/audit/events?tenant=acme&limit=1000", nil, &out); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, e := range out.Events {
+		if seen[e.ID] {
+			t.Fatalf("event %s stored twice", e.ID)
+		}
+		seen[e.ID] = true
+	}
+	if len(out.Events) < calls {
+		t.Fatalf("%d events stored, want at least %d", len(out.Events), calls)
 	}
 }
