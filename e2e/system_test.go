@@ -119,6 +119,10 @@ func TestControlPlaneOutage(t *testing.T) {
 	if r := pay(7500); r.Status != http.StatusServiceUnavailable {
 		t.Errorf("offline approval for a write tool must fail closed: %d %s", r.Status, r.Body)
 	}
+	// Reads stay open while offline (the policy's fail mode read: open).
+	if r, err := s.Call(ctx, gw, "GET", "billing.acme.internal", "/v1/invoices?limit=10", billing, nil, nil); err != nil || r.Status != http.StatusOK {
+		t.Errorf("offline read: %v %+v", err, r)
+	}
 	if err := s.WaitMetric(ctx, gw, "aegis_edge_wal_depth", 20*time.Second, func(v float64) bool { return v >= 3 }); err != nil {
 		t.Fatalf("offline decisions not buffered in the WAL: %v", err)
 	}
