@@ -428,3 +428,115 @@ func TestDatabaseOutage(t *testing.T) {
 		t.Fatalf("%d events stored, want at least %d", len(out.Events), calls)
 	}
 }
+
+// TestBundleKeyRotation: the control plane switches to a new bundle signing
+// key. A node that still trusts only the old key refuses the new release and
+// keeps enforcing the last good one; once its operator deploys the new
+// public key, it accepts the new release.
+func TestBundleKeyRotation(t *testing.T) {
+	s := startStack(t, stack.Tenant{Name: "acme", Policy: "payments.yaml"})
+	ctx := context.Background()
+	gw, err := s.StartEdge(ctx, "gw", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	support, err := s.AgentToken(ctx, "acme", "support-agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pay := func() int {
+		t.Helper()
+		r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", support,
+			map[string]any{"amount": 5, "currency": "EUR", "beneficiary_iban": iban}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Status
+	}
+	// A new signing key for the control plane (what `aegis keys generate` writes).
+	keyDir := t.TempDir()
+	if out, err := exec.CommandContext(ctx, s.Bin.Aegis, "keys", "generate", "--out", keyDir).CombinedOutput(); err != nil {
+		t.Fatalf("keys generate: %v\n%s", err, out)
+	}
+	if err := s.StopControlPlane(); err != nil {
+		t.Fatal(err)
+	}
+	s.CPArgs = []string{"--bundle-signing-key", filepath.Join(keyDir, "aegis.key")}
+	if err := s.StartControlPlane(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Revision 2 lets support-agent's call through (observe stage), so the
+	// test can tell which release is in force.
+	rev, err := s.Publish(ctx, "acme", "payments.yaml", "observe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitMetric(ctx, gw, "aegis_edge_bundles_refused_total", 30*time.Second, func(v float64) bool { return v > 0 }); err != nil {
+		t.Fatalf("a release signed by an untrusted key was not refused: %v", err)
+	}
+	if v, _, _ := s.Metric(ctx, gw, `aegis_edge_bundle_revision{tenant="acme"}`); int(v) != 1 {
+		t.Fatalf("edge runs revision %v, want the last good one (1)", v)
+	}
+	if st := pay(); st != http.StatusForbidden {
+		t.Fatalf("last good (enforcing) release not in force: %d", st)
+	}
+	if err := s.TrustBundleKey(ctx, gw); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RestartEdge(ctx, gw); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WaitMetric(ctx, gw, `aegis_edge_bundle_revision{tenant="acme"}`, 30*time.Second, func(v float64) bool { return int(v) == rev }); err != nil {
+		t.Fatalf("new release not accepted after the operator deployed the new key: %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for pay() != http.StatusCreated {
+		if time.Now().After(deadline) {
+			t.Fatal("observe release not in force after the key rotation")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestBudgetExhaustion: with a $1 daily budget and $0.05 per payment, the
+// 21st payment of the day is denied for the budget, and never reaches the
+// tool.
+func TestBudgetExhaustion(t *testing.T) {
+	s := startStack(t, stack.Tenant{Name: "acme", Policy: "payments.yaml"})
+	ctx := context.Background()
+	src, err := os.ReadFile(filepath.Join(s.Root, "policies", "examples", "payments.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lowered := strings.Replace(string(src), "budget: {usd_per_day: 20}", "budget: {usd_per_day: 1}", 1)
+	if lowered == string(src) {
+		t.Fatal("the example's budget line changed; update this test")
+	}
+	if _, err := s.PublishFiles(ctx, "acme", map[string]string{"payments.yaml": lowered}, "enforce"); err != nil {
+		t.Fatal(err)
+	}
+	gw, err := s.StartEdge(ctx, "gw", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	billing, err := s.AgentToken(ctx, "acme", "billing-agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 21; i++ {
+		r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", billing,
+			map[string]any{"amount": 1, "currency": "EUR", "beneficiary_iban": iban}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case i <= 20 && r.Status != http.StatusCreated:
+			t.Fatalf("payment %d within budget: %d %s", i, r.Status, r.Body)
+		case i == 21 && (r.Status != http.StatusForbidden || !strings.Contains(string(r.Body), "budget")):
+			t.Fatalf("payment 21 over budget: %d %s", r.Status, r.Body)
+		}
+	}
+	if n := s.Payments.Count("payments.create"); n != 20 {
+		t.Fatalf("the tool received %d payments, want 20", n)
+	}
+}

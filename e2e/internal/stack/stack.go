@@ -59,6 +59,10 @@ type Stack struct {
 
 	Edges map[string]*Edge // by name
 
+	// CPArgs are extra flags for the control plane's next (re)start, e.g.
+	// a new --bundle-signing-key.
+	CPArgs []string
+
 	Payments *tools.Recorder
 	MCP      *tools.Recorder
 	Upstream string // the tool servers' address (one listener, routed by Host)
@@ -167,6 +171,7 @@ func (s *Stack) StartControlPlane(ctx context.Context) error {
 	if s.opts.Database != "" {
 		args = append(args, "--database", s.opts.Database)
 	}
+	args = append(args, s.CPArgs...)
 	p, err := harness.Start(ctx, "controlplane", filepath.Join(s.opts.Dir, "logs"), s.Bin.Aegis, args, nil)
 	if err != nil {
 		return err
@@ -487,6 +492,27 @@ func (s *Stack) jwksOf(ctx context.Context, tenants []string) ([]byte, error) {
 		all.Keys = append(all.Keys, set.Keys...)
 	}
 	return json.Marshal(all)
+}
+
+// RestartEdge stops the edge gracefully and starts it again with the same
+// state directory and configuration.
+func (s *Stack) RestartEdge(ctx context.Context, e *Edge) error {
+	if e.Proc != nil {
+		if err := e.Proc.Stop(20 * time.Second); err != nil {
+			return err
+		}
+	}
+	return s.restartEdge(ctx, e)
+}
+
+// TrustBundleKey replaces the bundle public key the edge trusts (an
+// operator deploying a rotated key); it takes effect at the next restart.
+func (s *Stack) TrustBundleKey(ctx context.Context, e *Edge) error {
+	pem, err := s.publicKeyPEM(ctx, "bundle")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(e.Dir, "bundle.pub"), []byte(pem), 0o600)
 }
 
 func (s *Stack) restartEdge(ctx context.Context, e *Edge) error {
