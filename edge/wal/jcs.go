@@ -142,7 +142,7 @@ func appendJCS(b []byte, v any) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, k)
+			b = jcs.AppendString(b, k)
 			b = append(b, ':')
 			b = appendJCS(b, t[k])
 		}
@@ -157,7 +157,7 @@ func appendJCS(b []byte, v any) []byte {
 		}
 		return append(b, ']')
 	case string:
-		return appendString(b, t)
+		return jcs.AppendString(b, t)
 	case int64:
 		return strconv.AppendInt(b, t, 10)
 	case bool:
@@ -171,34 +171,6 @@ func appendJCS(b []byte, v any) []byte {
 func compareUTF16(a, b string) int {
 	ua, ub := utf16.Encode([]rune(a)), utf16.Encode([]rune(b))
 	return slices.Compare(ua, ub)
-}
-
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	for _, r := range s {
-		switch {
-		case r == '"':
-			b = append(b, '\\', '"')
-		case r == '\\':
-			b = append(b, '\\', '\\')
-		case r == '\b':
-			b = append(b, '\\', 'b')
-		case r == '\f':
-			b = append(b, '\\', 'f')
-		case r == '\n':
-			b = append(b, '\\', 'n')
-		case r == '\r':
-			b = append(b, '\\', 'r')
-		case r == '\t':
-			b = append(b, '\\', 't')
-		case r < 0x20:
-			const hexDigits = "0123456789abcdef"
-			b = append(b, '\\', 'u', '0', '0', hexDigits[r>>4], hexDigits[r&0xf])
-		default:
-			b = utf8.AppendRune(b, r)
-		}
-	}
-	return append(b, '"')
 }
 
 // Canonical returns the JCS form of one event object, refusing what

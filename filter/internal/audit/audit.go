@@ -16,10 +16,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/aegis-mesh/aegis/jcs"
 	"slices"
 	"sort"
 	"strconv"
-	"unicode/utf8"
 )
 
 // Event is one decision as the control plane records it. Redactions carry
@@ -246,11 +246,11 @@ func AppendCanonical(b []byte, ev *Event) ([]byte, error) {
 		return nil, fmt.Errorf("cost_micro_usd %d: want 0 to %d", ev.CostMicroUSD, int64(MaxCostMicroUSD))
 	}
 	b = append(b, `{"action":`...)
-	b = appendJCSString(b, ev.Action)
+	b = jcs.AppendString(b, ev.Action)
 	b = append(b, `,"agent":`...)
-	b = appendJCSString(b, ev.Agent)
+	b = jcs.AppendString(b, ev.Agent)
 	b = append(b, `,"approval_id":`...)
-	b = appendJCSString(b, ev.ApprovalID)
+	b = jcs.AppendString(b, ev.ApprovalID)
 	b = append(b, `,"chain":`...)
 	b = appendStrings(b, ev.Chain)
 	b = append(b, `,"cost_micro_usd":`...)
@@ -258,13 +258,13 @@ func AppendCanonical(b []byte, ev *Event) ([]byte, error) {
 	b = append(b, `,"decision_ns":`...)
 	b = strconv.AppendInt(b, ev.DecisionNS, 10)
 	b = append(b, `,"id":`...)
-	b = appendJCSString(b, ev.ID)
+	b = jcs.AppendString(b, ev.ID)
 	b = append(b, `,"input_digest":`...)
-	b = appendJCSString(b, ev.InputDigest)
+	b = jcs.AppendString(b, ev.InputDigest)
 	b = append(b, `,"node_id":`...)
-	b = appendJCSString(b, ev.NodeID)
+	b = jcs.AppendString(b, ev.NodeID)
 	b = append(b, `,"override_jti":`...)
-	b = appendJCSString(b, ev.OverrideJTI)
+	b = jcs.AppendString(b, ev.OverrideJTI)
 	b = append(b, `,"policy_revision":`...)
 	b = strconv.AppendInt(b, ev.PolicyRevision, 10)
 	b = append(b, `,"reasons":`...)
@@ -291,19 +291,19 @@ func AppendCanonical(b []byte, ev *Event) ([]byte, error) {
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendInt(b, ev.Seq, 10)
 	b = append(b, `,"shadow_action":`...)
-	b = appendJCSString(b, ev.ShadowAction)
+	b = jcs.AppendString(b, ev.ShadowAction)
 	b = append(b, `,"span_id":`...)
-	b = appendJCSString(b, ev.SpanID)
+	b = jcs.AppendString(b, ev.SpanID)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(ev.Status), 10)
 	b = append(b, `,"tenant":`...)
-	b = appendJCSString(b, ev.Tenant)
+	b = jcs.AppendString(b, ev.Tenant)
 	b = append(b, `,"time":`...)
-	b = appendJCSString(b, ev.Time)
+	b = jcs.AppendString(b, ev.Time)
 	b = append(b, `,"tool":`...)
-	b = appendJCSString(b, ev.Tool)
+	b = jcs.AppendString(b, ev.Tool)
 	b = append(b, `,"trace_id":`...)
-	b = appendJCSString(b, ev.TraceID)
+	b = jcs.AppendString(b, ev.TraceID)
 	return append(b, '}'), nil
 }
 
@@ -316,40 +316,9 @@ func appendStrings(b []byte, ss []string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJCSString(b, s)
+		b = jcs.AppendString(b, s)
 	}
 	return append(b, ']')
-}
-
-// appendJCSString writes s as a JSON string with only the escapes JCS
-// requires; invalid UTF-8 becomes U+FFFD, as encoding/json does, so the
-// control plane re-encoding the event gets the same bytes.
-func appendJCSString(b []byte, s string) []byte {
-	b = append(b, '"')
-	for _, r := range s {
-		switch {
-		case r == '"':
-			b = append(b, '\\', '"')
-		case r == '\\':
-			b = append(b, '\\', '\\')
-		case r == '\b':
-			b = append(b, '\\', 'b')
-		case r == '\f':
-			b = append(b, '\\', 'f')
-		case r == '\n':
-			b = append(b, '\\', 'n')
-		case r == '\r':
-			b = append(b, '\\', 'r')
-		case r == '\t':
-			b = append(b, '\\', 't')
-		case r < 0x20:
-			const hexDigits = "0123456789abcdef"
-			b = append(b, '\\', 'u', '0', '0', hexDigits[r>>4], hexDigits[r&0xf])
-		default:
-			b = utf8.AppendRune(b, r)
-		}
-	}
-	return append(b, '"')
 }
 
 // AppendJSON appends the batch as the JSON body of POST /v1/audit/batches:
@@ -358,15 +327,15 @@ func appendJCSString(b []byte, s string) []byte {
 // thousands of events cost more than the events' own hashing.
 func (b *Batch) AppendJSON(dst []byte) ([]byte, error) {
 	dst = append(dst, `{"node_id":`...)
-	dst = appendJCSString(dst, b.NodeID)
+	dst = jcs.AppendString(dst, b.NodeID)
 	dst = append(dst, `,"tenant":`...)
-	dst = appendJCSString(dst, b.Tenant)
+	dst = jcs.AppendString(dst, b.Tenant)
 	dst = append(dst, `,"chain_id":`...)
-	dst = appendJCSString(dst, b.ChainID)
+	dst = jcs.AppendString(dst, b.ChainID)
 	dst = strconv.AppendInt(append(dst, `,"seq_first":`...), b.SeqFirst, 10)
 	dst = strconv.AppendInt(append(dst, `,"seq_last":`...), b.SeqLast, 10)
 	dst = append(dst, `,"prev_hash":`...)
-	dst = appendJCSString(dst, b.PrevHash)
+	dst = jcs.AppendString(dst, b.PrevHash)
 	dst = append(dst, `,"events":`...)
 	if b.Events == nil {
 		dst = append(dst, "null"...)
@@ -384,10 +353,10 @@ func (b *Batch) AppendJSON(dst []byte) ([]byte, error) {
 		dst = append(dst, ']')
 	}
 	dst = append(dst, `,"batch_hash":`...)
-	dst = appendJCSString(dst, b.BatchHash)
+	dst = jcs.AppendString(dst, b.BatchHash)
 	if b.Signature != "" {
 		dst = append(dst, `,"signature":`...)
-		dst = appendJCSString(dst, b.Signature)
+		dst = jcs.AppendString(dst, b.Signature)
 	}
 	return append(dst, '}'), nil
 }

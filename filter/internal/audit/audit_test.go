@@ -166,7 +166,7 @@ func generic(t *testing.T, ev Event) []byte {
 		case nil:
 			return append(b, "null"...)
 		case string:
-			return appendJCSString(b, x)
+			return jcs.AppendString(b, x)
 		case json.Number:
 			return append(b, x...)
 		case []any:
@@ -189,7 +189,7 @@ func generic(t *testing.T, ev Event) []byte {
 				if i > 0 {
 					b = append(b, ',')
 				}
-				b = appendJCSString(b, k)
+				b = jcs.AppendString(b, k)
 				b = append(b, ':')
 				b = enc(b, x[k])
 			}
