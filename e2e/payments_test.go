@@ -86,6 +86,34 @@ func payment(amount float64, extra map[string]any) map[string]any {
 	return m
 }
 
+// pay sends one payments.create call of amount through gw as the token's
+// agent.
+func pay(t *testing.T, s *stack.Stack, gw *stack.Edge, token string, amount float64) *stack.Reply {
+	t.Helper()
+	r, err := s.Call(context.Background(), gw, "POST", "payments.acme.internal", "/v1/payments", token, payment(amount, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// eventually retries check every 200 ms until it reports done, failing the
+// test with its last message after timeout.
+func eventually(t *testing.T, timeout time.Duration, check func() (done bool, msg string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		done, msg := check()
+		if done {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // TestPaymentsThroughTheEdge runs the payments scenarios of the demo as
 // assertions: a real control plane on Postgres, a real edge process
 // hosting the filter, tokens from the token service.

@@ -95,28 +95,19 @@ func TestControlPlaneOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	pay := func(amount float64) *stack.Reply {
-		t.Helper()
-		r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", billing,
-			map[string]any{"amount": amount, "currency": "EUR", "beneficiary_iban": iban}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
-	if r := pay(10); r.Status != http.StatusCreated {
+	if r := pay(t, s, gw, billing, 10); r.Status != http.StatusCreated {
 		t.Fatalf("online allow: %d %s", r.Status, r.Body)
 	}
 	if err := s.StopControlPlane(); err != nil {
 		t.Fatal(err)
 	}
-	if r := pay(20); r.Status != http.StatusCreated {
+	if r := pay(t, s, gw, billing, 20); r.Status != http.StatusCreated {
 		t.Errorf("offline allow: %d %s", r.Status, r.Body)
 	}
-	if r := pay(60000); r.Status != http.StatusForbidden {
+	if r := pay(t, s, gw, billing, 60000); r.Status != http.StatusForbidden {
 		t.Errorf("offline deny: %d %s", r.Status, r.Body)
 	}
-	if r := pay(7500); r.Status != http.StatusServiceUnavailable {
+	if r := pay(t, s, gw, billing, 7500); r.Status != http.StatusServiceUnavailable {
 		t.Errorf("offline approval for a write tool must fail closed: %d %s", r.Status, r.Body)
 	}
 	// Reads stay open while offline (the policy's fail mode read: open).
@@ -174,13 +165,12 @@ func TestSharedGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := map[string]any{"amount": 10, "currency": "EUR", "beneficiary_iban": iban}
-	if r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", billing, body, nil); err != nil || r.Status != http.StatusCreated {
-		t.Fatalf("acme agent on acme tool: %v %+v", err, r)
+	if r := pay(t, s, gw, billing, 10); r.Status != http.StatusCreated {
+		t.Fatalf("acme agent on acme tool: %d %s", r.Status, r.Body)
 	}
 	before := s.Payments.Count("payments.create")
-	if r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", deploy, body, nil); err != nil || r.Status != http.StatusForbidden {
-		t.Fatalf("platform agent on acme tool: %v %+v", err, r)
+	if r := pay(t, s, gw, deploy, 10); r.Status != http.StatusForbidden {
+		t.Fatalf("platform agent on acme tool: %d %s", r.Status, r.Body)
 	}
 	if s.Payments.Count("payments.create") != before {
 		t.Fatal("another tenant's agent reached acme's tool")
@@ -248,22 +238,13 @@ func TestReleaseAndRollbackPropagate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pay := func() *stack.Reply {
-		t.Helper()
-		r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", support,
-			map[string]any{"amount": 5, "currency": "EUR", "beneficiary_iban": iban}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
 	waitRevision := func(rev int) {
 		t.Helper()
 		if err := s.WaitMetric(ctx, gw, `aegis_edge_bundle_revision{tenant="acme"}`, 30*time.Second, func(v float64) bool { return int(v) == rev }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if r := pay(); r.Status != http.StatusForbidden {
+	if r := pay(t, s, gw, support, 5); r.Status != http.StatusForbidden {
 		t.Fatalf("revision 1 (enforce): support-agent payment %d %s", r.Status, r.Body)
 	}
 	rev, err := s.Publish(ctx, "acme", "payments.yaml", "observe")
@@ -271,20 +252,13 @@ func TestReleaseAndRollbackPropagate(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRevision(rev)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		r := pay()
-		if r.Status == http.StatusCreated {
-			calls := s.Payments.Calls()
-			if got := calls[len(calls)-1].Header.Get("X-Aegis-Shadow-Decision"); got != "deny" {
-				t.Fatalf("observe release: tool saw shadow decision %q, want deny", got)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("observe release not in force: %d %s", r.Status, r.Body)
-		}
-		time.Sleep(200 * time.Millisecond)
+	eventually(t, 20*time.Second, func() (bool, string) {
+		r := pay(t, s, gw, support, 5)
+		return r.Status == http.StatusCreated, fmt.Sprintf("observe release not in force: %d %s", r.Status, r.Body)
+	})
+	calls := s.Payments.Calls()
+	if got := calls[len(calls)-1].Header.Get("X-Aegis-Shadow-Decision"); got != "deny" {
+		t.Fatalf("observe release: tool saw shadow decision %q, want deny", got)
 	}
 	var rb struct {
 		Revision int `json:"revision"`
@@ -293,17 +267,10 @@ func TestReleaseAndRollbackPropagate(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRevision(rb.Revision)
-	deadline = time.Now().Add(20 * time.Second)
-	for {
-		r := pay()
-		if r.Status == http.StatusForbidden {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rollback not in force: %d %s", r.Status, r.Body)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	eventually(t, 20*time.Second, func() (bool, string) {
+		r := pay(t, s, gw, support, 5)
+		return r.Status == http.StatusForbidden, fmt.Sprintf("rollback not in force: %d %s", r.Status, r.Body)
+	})
 }
 
 // TestTokenKeyRotation: after the tenant's agent-token key is rotated,
@@ -334,23 +301,12 @@ func TestTokenKeyRotation(t *testing.T) {
 	if fresh == old || rot.Kid == "" {
 		t.Fatalf("rotation gave no new key: kid %q", rot.Kid)
 	}
-	body := map[string]any{"amount": 10, "currency": "EUR", "beneficiary_iban": iban}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", fresh, body, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if r.Status == http.StatusCreated {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("token signed by the rotated key still refused: %d %s", r.Status, r.Body)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-	if r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", old, body, nil); err != nil || r.Status != http.StatusCreated {
-		t.Fatalf("token signed by the previous key refused before it expired: %v %+v", err, r)
+	eventually(t, 30*time.Second, func() (bool, string) {
+		r := pay(t, s, gw, fresh, 10)
+		return r.Status == http.StatusCreated, fmt.Sprintf("token signed by the rotated key still refused: %d %s", r.Status, r.Body)
+	})
+	if r := pay(t, s, gw, old, 10); r.Status != http.StatusCreated {
+		t.Fatalf("token signed by the previous key refused before it expired: %d %s", r.Status, r.Body)
 	}
 }
 
@@ -396,10 +352,8 @@ func TestDatabaseOutage(t *testing.T) {
 	setDB(false)
 	const calls = 12
 	for i := range calls {
-		r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", billing,
-			map[string]any{"amount": 10 + i, "currency": "EUR", "beneficiary_iban": iban}, nil)
-		if err != nil || r.Status != http.StatusCreated {
-			t.Fatalf("call %d during the database outage: %v %+v", i, err, r)
+		if r := pay(t, s, gw, billing, float64(10+i)); r.Status != http.StatusCreated {
+			t.Fatalf("call %d during the database outage: %d %s", i, r.Status, r.Body)
 		}
 	}
 	if err := s.WaitMetric(ctx, gw, "aegis_edge_audit_ship_failures_total", 30*time.Second, func(v float64) bool { return v > 0 }); err != nil {
@@ -444,15 +398,6 @@ func TestBundleKeyRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pay := func() int {
-		t.Helper()
-		r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", support,
-			map[string]any{"amount": 5, "currency": "EUR", "beneficiary_iban": iban}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.Status
-	}
 	// A new signing key for the control plane (what `aegis keys generate` writes).
 	keyDir := t.TempDir()
 	if out, err := exec.CommandContext(ctx, s.Bin.Aegis, "keys", "generate", "--out", keyDir).CombinedOutput(); err != nil {
@@ -477,8 +422,8 @@ func TestBundleKeyRotation(t *testing.T) {
 	if v, _, _ := s.Metric(ctx, gw, `aegis_edge_bundle_revision{tenant="acme"}`); int(v) != 1 {
 		t.Fatalf("edge runs revision %v, want the last good one (1)", v)
 	}
-	if st := pay(); st != http.StatusForbidden {
-		t.Fatalf("last good (enforcing) release not in force: %d", st)
+	if r := pay(t, s, gw, support, 5); r.Status != http.StatusForbidden {
+		t.Fatalf("last good (enforcing) release not in force: %d %s", r.Status, r.Body)
 	}
 	if err := s.TrustBundleKey(ctx, gw); err != nil {
 		t.Fatal(err)
@@ -489,13 +434,10 @@ func TestBundleKeyRotation(t *testing.T) {
 	if err := s.WaitMetric(ctx, gw, `aegis_edge_bundle_revision{tenant="acme"}`, 30*time.Second, func(v float64) bool { return int(v) == rev }); err != nil {
 		t.Fatalf("new release not accepted after the operator deployed the new key: %v", err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for pay() != http.StatusCreated {
-		if time.Now().After(deadline) {
-			t.Fatal("observe release not in force after the key rotation")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	eventually(t, 20*time.Second, func() (bool, string) {
+		r := pay(t, s, gw, support, 5)
+		return r.Status == http.StatusCreated, fmt.Sprintf("observe release not in force after the key rotation: %d %s", r.Status, r.Body)
+	})
 }
 
 // TestBudgetExhaustion: with a $1 daily budget and $0.05 per payment, the
@@ -524,11 +466,7 @@ func TestBudgetExhaustion(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 21; i++ {
-		r, err := s.Call(ctx, gw, "POST", "payments.acme.internal", "/v1/payments", billing,
-			map[string]any{"amount": 1, "currency": "EUR", "beneficiary_iban": iban}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := pay(t, s, gw, billing, 1)
 		switch {
 		case i <= 20 && r.Status != http.StatusCreated:
 			t.Fatalf("payment %d within budget: %d %s", i, r.Status, r.Body)
