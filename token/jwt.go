@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -107,56 +106,7 @@ type VerifyOptions struct {
 // parsed only far enough to pick the key, the signature is checked, and
 // only then are claims decoded and trusted.
 func Verify(token string, ks *KeySet, opts VerifyOptions) (*Claims, error) {
-	maxSize := opts.MaxSize
-	if maxSize <= 0 {
-		maxSize = DefaultMaxSize
-	}
-	if len(token) > maxSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(token), maxSize)
-	}
-	first := strings.IndexByte(token, '.')
-	if first < 0 {
-		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
-	}
-	second := first + 1 + strings.IndexByte(token[first+1:], '.')
-	if second <= first || strings.IndexByte(token[second+1:], '.') >= 0 {
-		return nil, fmt.Errorf("%w: want three dot-separated parts", ErrMalformed)
-	}
-	hPart, pPart, sPart := token[:first], token[first+1:second], token[second+1:]
-
-	hJSON, err := decodeSegment("header", hPart)
-	if err != nil {
-		return nil, err
-	}
-	var h header
-	if err := strictUnmarshal(hJSON, &h, true); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
-	}
-	if h.Crit != nil {
-		return nil, fmt.Errorf("%w: header: crit is not supported", ErrMalformed)
-	}
-	if h.Alg != Algorithm {
-		return nil, fmt.Errorf("%w: alg %q, want %q", ErrAlgorithm, h.Alg, Algorithm)
-	}
-	if h.Typ != Type {
-		return nil, fmt.Errorf("%w: header: typ %q, want %q", ErrMalformed, h.Typ, Type)
-	}
-	if h.Kid == "" {
-		return nil, fmt.Errorf("%w: header has no kid", ErrUnknownKey)
-	}
-	pub, ok := ks.Lookup(h.Kid)
-	if !ok {
-		return nil, fmt.Errorf("%w: kid %q", ErrUnknownKey, h.Kid)
-	}
-	sig, err := decodeSegment("signature", sPart)
-	if err != nil {
-		return nil, err
-	}
-	if len(sig) != ed25519.SignatureSize || !ed25519.Verify(pub, []byte(token[:second]), sig) {
-		return nil, ErrSignature
-	}
-
-	pJSON, err := decodeSegment("payload", pPart)
+	pJSON, err := verifySignature(token, ks, opts.MaxSize, Type)
 	if err != nil {
 		return nil, err
 	}
