@@ -30,11 +30,13 @@ func tuneGC() {
 }
 
 // runtimeGauges report the guest's collector so that its pauses can be
-// watched from the host: cycles so far, live heap, and the longest
-// stop-the-world pause seen (upper bound of its histogram bucket).
+// watched from the host: cycles so far, live heap, the longest
+// stop-the-world pause seen (upper bound of its histogram bucket), and the
+// bytes allocated so far, whose rate per request is what drives the
+// collector.
 type runtimeGauges struct {
-	cycles, heapBytes, maxPauseMicros proxywasm.MetricGauge
-	samples                           []rtmetrics.Sample
+	cycles, heapBytes, maxPauseMicros, allocBytes proxywasm.MetricGauge
+	samples                                       []rtmetrics.Sample
 }
 
 func defineRuntimeGauges() runtimeGauges {
@@ -42,10 +44,12 @@ func defineRuntimeGauges() runtimeGauges {
 		cycles:         proxywasm.DefineGaugeMetric("aegis.runtime.gc_cycles"),
 		heapBytes:      proxywasm.DefineGaugeMetric("aegis.runtime.heap_live_bytes"),
 		maxPauseMicros: proxywasm.DefineGaugeMetric("aegis.runtime.gc_pause_max_us"),
+		allocBytes:     proxywasm.DefineGaugeMetric("aegis.runtime.heap_alloc_bytes"),
 		samples: []rtmetrics.Sample{
 			{Name: "/gc/cycles/total:gc-cycles"},
 			{Name: "/gc/heap/live:bytes"},
 			{Name: "/sched/pauses/total/gc:seconds"},
+			{Name: "/gc/heap/allocs:bytes"},
 		},
 	}
 }
@@ -58,6 +62,9 @@ func (g *runtimeGauges) update() {
 	}
 	if s := g.samples[1]; s.Value.Kind() == rtmetrics.KindUint64 {
 		set(g.heapBytes, int64(s.Value.Uint64()))
+	}
+	if s := g.samples[3]; s.Value.Kind() == rtmetrics.KindUint64 {
+		set(g.allocBytes, int64(s.Value.Uint64()))
 	}
 	if s := g.samples[2]; s.Value.Kind() == rtmetrics.KindFloat64Histogram {
 		h := s.Value.Float64Histogram()
