@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -194,4 +195,25 @@ func mustNumber(t *testing.T, s string) Value {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// TestAppendJSONStringMatchesEncodingJSON: the direct path for plain
+// strings must write exactly what encoding/json writes, for every single
+// byte and for the characters at the edges of the plain range.
+func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
+	cases := []string{"", "plain text 42", "a\"b", `a\b`, "<tag>", "a&b", "tab\there", "del\x7f", "é", "\u2028", "\xff"}
+	for c := 0; c < 256; c++ {
+		cases = append(cases, string([]byte{byte(c)}), "x"+string([]byte{byte(c)})+"y")
+	}
+	for _, s := range cases {
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		appendJSONString(&buf, s)
+		if buf.String() != string(want) {
+			t.Errorf("appendJSONString(%q) = %s, encoding/json writes %s", s, buf.String(), want)
+		}
+	}
 }
