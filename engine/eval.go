@@ -113,7 +113,7 @@ func Load(planJSON []byte, data Value, opts ...Option) (*Policy, error) {
 	// call sites refer to callees by index.
 	for i, f := range raw.Funcs.Funcs {
 		c.use = countLocalUse(f.Blocks)
-		p.funcs[i].blocks = c.blocks(f.Blocks)
+		p.funcs[i].blocks = c.funcBlocks(f.Blocks)
 	}
 	for i, pl := range raw.Plans.Plans {
 		c.use = countLocalUse(pl.Blocks)
