@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,16 @@ import (
 	"github.com/aegis-mesh/aegis/controlplane/webhook"
 	"github.com/aegis-mesh/aegis/token"
 )
+
+// NotApproverError is ErrNotApprover with the approvers the policy named.
+type NotApproverError struct{ Approvers []string }
+
+func (e *NotApproverError) Error() string {
+	return ErrNotApprover.Error() + " (" + strings.Join(e.Approvers, ", ") + ")"
+}
+
+// Is makes errors.Is(err, ErrNotApprover) hold.
+func (e *NotApproverError) Is(target error) bool { return target == ErrNotApprover }
 
 // Statuses of an approval.
 const (
@@ -35,6 +46,7 @@ var (
 	ErrExpired         = errors.New("expired")
 	ErrAlreadyDecided  = errors.New("approval already decided")
 	ErrSelfApproval    = errors.New("the agent's owner may not approve its request")
+	ErrNotApprover     = errors.New("the approver is not one the policy names")
 	ErrAlreadyRedeemed = errors.New("override already redeemed")
 	ErrMismatch        = errors.New("override does not match the request")
 	ErrInvalidOverride = errors.New("override token invalid")

@@ -169,7 +169,8 @@ func TestCreateRules(t *testing.T) {
 	}
 }
 
-// TestApproverRules: only approvers decide; the agent's owner may not
+// TestApproverRules: only approvers decide, and only those the policy
+// names (payments-leads, by group or by name); the agent's owner may not
 // decide its request (the payments policy's owners, self-approval
 // forbidden), including the owner of a principal in the chain.
 func TestApproverRules(t *testing.T) {
@@ -192,8 +193,11 @@ func TestApproverRules(t *testing.T) {
 			{"node", node1, a.ApprovalID, 403, "forbidden"},
 			{"agent", e.agentToken(t, "billing-agent"), a.ApprovalID, 403, "forbidden"},
 			{"approver of another tenant", caller{sub: "lead-1", tenant: "globex", roles: "approver"}, a.ApprovalID, 404, "not_found"},
-			{"owner of the agent", caller{sub: "payments-team", tenant: "acme", roles: "approver"}, a.ApprovalID, 403, "self_approval"},
-			{"owner of the principal", caller{sub: "cx-team", tenant: "acme", roles: "approver"}, b.ApprovalID, 403, "self_approval"},
+			{"approver outside the named groups", caller{sub: "lead-2", tenant: "acme", roles: "approver", groups: "release-managers,ops"}, a.ApprovalID, 403, "not_an_approver"},
+			{"approver without groups", caller{sub: "lead-3", tenant: "acme", roles: "approver"}, a.ApprovalID, 403, "not_an_approver"},
+			{"group name as a subject is not a group", caller{sub: "lead-4", tenant: "acme", roles: "approver", groups: "Payments-Leads"}, a.ApprovalID, 403, "not_an_approver"},
+			{"owner of the agent", caller{sub: "payments-team", tenant: "acme", roles: "approver", groups: "payments-leads"}, a.ApprovalID, 403, "self_approval"},
+			{"owner of the principal", caller{sub: "cx-team", tenant: "acme", roles: "approver", groups: "payments-leads"}, b.ApprovalID, 403, "self_approval"},
 			{"unknown id", lead, "ap_missing", 404, "not_found"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -206,8 +210,24 @@ func TestApproverRules(t *testing.T) {
 		// The owner of billing-agent may decide support-agent's requests.
 		var c CreateResponse
 		e.call(t, node1, "POST", "/v1/approvals", request("support-agent", "email.send", "q3"), &c)
-		if st := e.call(t, caller{sub: "payments-team", tenant: "acme", roles: "approver"}, "POST", "/v1/approvals/"+c.ApprovalID+"/deny", nil, nil); st != 200 {
+		if st := e.call(t, caller{sub: "payments-team", tenant: "acme", roles: "approver", groups: "payments-leads"}, "POST", "/v1/approvals/"+c.ApprovalID+"/deny", nil, nil); st != 200 {
 			t.Errorf("owner of another agent denies: %d", st)
+		}
+		// A person the policy names directly decides without the group, and
+		// an approval that names nobody may be decided by any approver.
+		named := request("billing-agent", "payments.create", "q4")
+		named.Approvers = []string{"lead-5"}
+		var nd CreateResponse
+		e.call(t, node1, "POST", "/v1/approvals", named, &nd)
+		if st := e.call(t, caller{sub: "lead-5", tenant: "acme", roles: "approver"}, "POST", "/v1/approvals/"+nd.ApprovalID+"/approve", nil, nil); st != 200 {
+			t.Errorf("approver named by subject: %d", st)
+		}
+		open := request("billing-agent", "payments.create", "q5")
+		open.Approvers = nil
+		var o CreateResponse
+		e.call(t, node1, "POST", "/v1/approvals", open, &o)
+		if st := e.call(t, caller{sub: "lead-3", tenant: "acme", roles: "approver"}, "POST", "/v1/approvals/"+o.ApprovalID+"/approve", nil, nil); st != 200 {
+			t.Errorf("approval naming nobody, approver without groups: %d", st)
 		}
 		var view AgentView
 		if st := e.call(t, e.agentToken(t, "support-agent"), "GET", "/v1/approvals/"+c.ApprovalID, nil, &view); st != 200 || view.Status != StatusDenied || view.OverrideToken != "" {

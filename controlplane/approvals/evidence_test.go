@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aegis-mesh/aegis/controlplane/audit"
+	"github.com/aegis-mesh/aegis/controlplane/auth"
 	"github.com/aegis-mesh/aegis/controlplane/db"
 	"github.com/aegis-mesh/aegis/controlplane/db/dbtest"
 	"github.com/aegis-mesh/aegis/controlplane/evidence"
@@ -35,7 +36,7 @@ func TestApprovalsInEvidencePack(t *testing.T) {
 		}
 		e.clock.Add(10 * time.Minute)
 		from := e.clock.Now()
-		if _, err := e.svc.Decide(ctx, "acme", early.ID, "lead-1", StatusDenied, "duplicate"); err != nil {
+		if _, err := e.svc.Decide(ctx, "acme", early.ID, auth.Principal{Subject: "lead-1", Groups: []string{"payments-leads"}}, StatusDenied, "duplicate"); err != nil {
 			t.Fatal(err)
 		}
 		// Created, approved, delivered and redeemed inside the window.
@@ -45,7 +46,7 @@ func TestApprovalsInEvidencePack(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.clock.Add(time.Minute)
-		if _, err := e.svc.Decide(ctx, "acme", inside.ID, "lead-1", StatusApproved, "ok"); err != nil {
+		if _, err := e.svc.Decide(ctx, "acme", inside.ID, auth.Principal{Subject: "lead-1", Groups: []string{"payments-leads"}}, StatusApproved, "ok"); err != nil {
 			t.Fatal(err)
 		}
 		got, err := e.svc.Get(ctx, "acme", inside.ID)

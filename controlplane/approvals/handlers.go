@@ -255,10 +255,14 @@ func (s *Service) handleDecide(decision string) http.HandlerFunc {
 			httpapi.Error(w, http.StatusBadRequest, "bad_request", "note longer than 1024 bytes or not printable", nil)
 			return
 		}
-		a, err := s.Decide(r.Context(), p.Tenant, r.PathValue("id"), p.Subject, decision, req.Note)
+		a, err := s.Decide(r.Context(), p.Tenant, r.PathValue("id"), p, decision, req.Note)
 		switch {
 		case errors.Is(err, ErrNotFound):
 			httpapi.Error(w, http.StatusNotFound, "not_found", "no such approval", nil)
+		case errors.Is(err, ErrNotApprover):
+			httpapi.Error(w, http.StatusForbidden, "not_an_approver",
+				"the policy names who may decide this approval and you are not among them (neither your name nor a group of your API token)",
+				map[string]any{"approvers": approversOf(err)})
 		case errors.Is(err, ErrSelfApproval):
 			httpapi.Error(w, http.StatusForbidden, "self_approval", "the policy forbids the agent's owner from deciding its requests", nil)
 		case errors.Is(err, ErrExpired):
@@ -317,4 +321,13 @@ func (s *Service) handleRedeem(w http.ResponseWriter, r *http.Request) {
 func isJSON(ct string) bool {
 	mt, _, err := mime.ParseMediaType(ct)
 	return err == nil && mt == "application/json"
+}
+
+// approversOf returns the approvers a NotApproverError names.
+func approversOf(err error) []string {
+	var e *NotApproverError
+	if errors.As(err, &e) {
+		return e.Approvers
+	}
+	return nil
 }

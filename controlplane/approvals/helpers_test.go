@@ -106,6 +106,9 @@ func newEnv(t *testing.T, d *db.DB, notifier Notifier) *env {
 			if sv := r.Header.Get("X-Test-Serves"); sv != "" {
 				p.Serves = strings.Split(sv, ",")
 			}
+			if gs := r.Header.Get("X-Test-Groups"); gs != "" {
+				p.Groups = strings.Split(gs, ",")
+			}
 			for _, role := range strings.Split(r.Header.Get("X-Test-Roles"), ",") {
 				p.Roles = append(p.Roles, auth.Role(role))
 			}
@@ -125,6 +128,7 @@ func newEnv(t *testing.T, d *db.DB, notifier Notifier) *env {
 type caller struct {
 	sub, tenant, roles string
 	serves             string // a shared gateway's tenants, comma-separated
+	groups             string // the API token's groups, comma-separated
 	bearer             string
 	fwd                string // forwarded agent token (x-aegis-agent-token)
 }
@@ -132,7 +136,7 @@ type caller struct {
 var (
 	anonymous = caller{}
 	node1     = caller{sub: "node-1", tenant: "acme", roles: "node"}
-	lead      = caller{sub: "lead-1", tenant: "acme", roles: "approver"}
+	lead      = caller{sub: "lead-1", tenant: "acme", roles: "approver", groups: "payments-leads"}
 	admin     = caller{sub: "alice", tenant: "acme", roles: "admin"}
 )
 
@@ -151,6 +155,9 @@ func (e *env) do(t *testing.T, as caller, method, path string, body []byte) (int
 		req.Header.Set("X-Test-Roles", as.roles)
 		if as.serves != "" {
 			req.Header.Set("X-Test-Serves", as.serves)
+		}
+		if as.groups != "" {
+			req.Header.Set("X-Test-Groups", as.groups)
 		}
 	}
 	if as.bearer != "" {

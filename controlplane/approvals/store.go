@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aegis-mesh/aegis/controlplane/auth"
 	"github.com/aegis-mesh/aegis/controlplane/db"
 	"github.com/aegis-mesh/aegis/token"
 )
@@ -249,13 +250,17 @@ func (s *Service) List(ctx context.Context, tenant, status string, limit int) ([
 // Decide approves or denies a pending approval of tenant as approver. The
 // owner of any agent in the request's chain may not decide it when the
 // policy forbids self-approval.
-func (s *Service) Decide(ctx context.Context, tenant, id, approver, decision, note string) (*Approval, error) {
+func (s *Service) Decide(ctx context.Context, tenant, id string, by auth.Principal, decision, note string) (*Approval, error) {
 	if decision != StatusApproved && decision != StatusDenied {
 		return nil, fmt.Errorf("decision %q", decision)
 	}
 	a, err := s.Get(ctx, tenant, id)
 	if err != nil {
 		return nil, err
+	}
+	approver := by.Subject
+	if !by.InApprovers(a.Approvers) {
+		return nil, &NotApproverError{Approvers: a.Approvers}
 	}
 	for _, agent := range a.Chain {
 		owner, forbid, err := s.cfg.Owners.AgentOwner(ctx, a.Tenant, agent)

@@ -34,8 +34,9 @@ var ErrBadToken = errors.New("invalid API token")
 
 // apiClaims are the private claims next to the registered ones.
 type apiClaims struct {
-	Tenant string `json:"tenant"`
-	Roles  []Role `json:"roles"`
+	Tenant string   `json:"tenant"`
+	Roles  []Role   `json:"roles"`
+	Groups []string `json:"groups,omitempty"`
 }
 
 // TokenIssuer mints and verifies API tokens (humans, services and nodes)
@@ -63,6 +64,9 @@ func (i *TokenIssuer) Issue(p Principal, now time.Time, ttl time.Duration) (Issu
 			return IssuedToken{}, fmt.Errorf("issue API token: unknown role %q", r)
 		}
 	}
+	if err := ValidGroups(p.Groups); err != nil {
+		return IssuedToken{}, fmt.Errorf("issue API token: %w", err)
+	}
 	var id [16]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return IssuedToken{}, fmt.Errorf("issue API token: %w", err)
@@ -80,7 +84,7 @@ func (i *TokenIssuer) Issue(p Principal, now time.Time, ttl time.Duration) (Issu
 		Issuer: Issuer, Subject: p.Subject, Audience: jwt.Audience{Audience}, ID: p.TokenID,
 		IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(exp),
 	}
-	tok, err := jwt.Signed(signer).Claims(std).Claims(apiClaims{Tenant: p.Tenant, Roles: p.Roles}).Serialize()
+	tok, err := jwt.Signed(signer).Claims(std).Claims(apiClaims{Tenant: p.Tenant, Roles: p.Roles, Groups: p.Groups}).Serialize()
 	if err != nil {
 		return IssuedToken{}, fmt.Errorf("issue API token: %w", err)
 	}
@@ -128,7 +132,10 @@ func (i *TokenIssuer) Verify(tok string, now time.Time) (Principal, time.Time, e
 			return Principal{}, time.Time{}, fmt.Errorf("%w: unknown role %q", ErrBadToken, r)
 		}
 	}
-	p := Principal{Subject: std.Subject, Tenant: priv.Tenant, Roles: priv.Roles, TokenID: std.ID}
+	if err := ValidGroups(priv.Groups); err != nil {
+		return Principal{}, time.Time{}, fmt.Errorf("%w: %v", ErrBadToken, err)
+	}
+	p := Principal{Subject: std.Subject, Tenant: priv.Tenant, Roles: priv.Roles, Groups: priv.Groups, TokenID: std.ID}
 	return p, std.Expiry.Time().UTC(), nil
 }
 

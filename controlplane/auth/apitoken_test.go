@@ -116,3 +116,54 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+// TestAPITokenGroups: groups travel in the token and come back verified;
+// malformed, repeated or too many groups are refused when issuing.
+func TestAPITokenGroups(t *testing.T) {
+	iss := issuer(t)
+	now := time.Now()
+	it, err := iss.Issue(Principal{Subject: "bob", Tenant: "acme", Roles: []Role{RoleApprover}, Groups: []string{"payments-leads", "release-managers"}}, now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _, err := iss.Verify(it.Token, now)
+	if err != nil || len(p.Groups) != 2 || p.Groups[0] != "payments-leads" || p.Groups[1] != "release-managers" {
+		t.Fatalf("verify: %+v %v", p, err)
+	}
+	for _, tc := range []struct {
+		name   string
+		groups []string
+	}{
+		{"empty name", []string{""}},
+		{"space", []string{"payments leads"}},
+		{"leading dash", []string{"-leads"}},
+		{"control character", []string{"leads\n"}},
+		{"too long", []string{strings.Repeat("g", 129)}},
+		{"repeated", []string{"a", "a"}},
+		{"too many", strings.Split(strings.Repeat("g,", MaxGroups)+"last", ",")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := iss.Issue(Principal{Subject: "bob", Roles: []Role{RoleApprover}, Groups: tc.groups}, now, time.Hour); err == nil {
+				t.Fatalf("groups %q were accepted", tc.groups)
+			}
+		})
+	}
+}
+
+func TestInApprovers(t *testing.T) {
+	p := Principal{Subject: "bob", Groups: []string{"payments-leads"}}
+	for _, tc := range []struct {
+		approvers []string
+		want      bool
+	}{
+		{nil, true},
+		{[]string{"payments-leads"}, true},
+		{[]string{"release-managers", "bob"}, true},
+		{[]string{"release-managers"}, false},
+		{[]string{"Payments-Leads"}, false},
+	} {
+		if got := p.InApprovers(tc.approvers); got != tc.want {
+			t.Errorf("InApprovers(%q) = %v, want %v", tc.approvers, got, tc.want)
+		}
+	}
+}

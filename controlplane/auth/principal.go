@@ -6,6 +6,8 @@ package auth
 
 import (
 	"context"
+	"fmt"
+	"regexp"
 	"slices"
 )
 
@@ -37,10 +39,57 @@ type Principal struct {
 	// Tenant among them. Only node principals carry it, and only as read
 	// from the enrolled node record; empty means Tenant alone.
 	Serves []string
+	// Groups are the teams a human belongs to, as written into its API
+	// token by the admin who issued it. A policy's approval rule names the
+	// groups (or people) who may decide; see InApprovers.
+	Groups []string
 }
 
 // Has reports whether p holds role r.
 func (p Principal) Has(r Role) bool { return slices.Contains(p.Roles, r) }
+
+// InApprovers reports whether p is one of approvers: its subject or one of
+// its groups is listed. An empty list names nobody in particular, so any
+// approver qualifies.
+func (p Principal) InApprovers(approvers []string) bool {
+	if len(approvers) == 0 {
+		return true
+	}
+	if slices.Contains(approvers, p.Subject) {
+		return true
+	}
+	for _, g := range p.Groups {
+		if slices.Contains(approvers, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// MaxGroups bounds the groups one API token carries.
+const MaxGroups = 32
+
+var reGroup = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}$`)
+
+// ValidGroups checks a token's groups: at most MaxGroups, each a name as
+// policies write approvers (letters, digits, ._:@/+-, at most 128 bytes),
+// none repeated.
+func ValidGroups(gs []string) error {
+	if len(gs) > MaxGroups {
+		return fmt.Errorf("groups: at most %d", MaxGroups)
+	}
+	seen := map[string]bool{}
+	for i, g := range gs {
+		if !reGroup.MatchString(g) {
+			return fmt.Errorf("groups[%d]: %q is not a group name (letters, digits and ._:@/+-, at most 128 bytes)", i, g)
+		}
+		if seen[g] {
+			return fmt.Errorf("groups[%d]: %q is listed twice", i, g)
+		}
+		seen[g] = true
+	}
+	return nil
+}
 
 // CanAccessTenant reports whether p may act on tenant t.
 func (p Principal) CanAccessTenant(t string) bool { return p.Tenant == "" || p.Tenant == t }

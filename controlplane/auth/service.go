@@ -168,10 +168,11 @@ func (s *Service) setApprovalRule(w http.ResponseWriter, r *http.Request) {
 }
 
 type tokenRequest struct {
-	Subject    string `json:"subject"`
-	Tenant     string `json:"tenant"`
-	Roles      []Role `json:"roles"`
-	TTLSeconds int64  `json:"ttl_seconds"`
+	Subject    string   `json:"subject"`
+	Tenant     string   `json:"tenant"`
+	Roles      []Role   `json:"roles"`
+	Groups     []string `json:"groups"`
+	TTLSeconds int64    `json:"ttl_seconds"`
 }
 
 type tokenResponse struct {
@@ -180,6 +181,7 @@ type tokenResponse struct {
 	Subject   string    `json:"subject"`
 	Tenant    string    `json:"tenant,omitempty"`
 	Roles     []Role    `json:"roles"`
+	Groups    []string  `json:"groups,omitempty"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
@@ -211,6 +213,10 @@ func (s *Service) issueToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if err := ValidGroups(req.Groups); err != nil {
+		httpapi.Error(w, http.StatusBadRequest, "bad_request", err.Error(), map[string]any{"field": "groups"})
+		return
+	}
 	// A tenant admin issues only inside its tenant, so it can never mint
 	// a credential wider than its own.
 	if p.Tenant != "" && req.Tenant != p.Tenant {
@@ -234,7 +240,7 @@ func (s *Service) issueToken(w http.ResponseWriter, r *http.Request) {
 		httpapi.Error(w, http.StatusBadRequest, "bad_request", "ttl_seconds: want 1..31536000", map[string]any{"field": "ttl_seconds"})
 		return
 	}
-	it, err := s.Issuer.Issue(Principal{Subject: req.Subject, Tenant: req.Tenant, Roles: req.Roles}, s.now(), ttl)
+	it, err := s.Issuer.Issue(Principal{Subject: req.Subject, Tenant: req.Tenant, Roles: req.Roles, Groups: req.Groups}, s.now(), ttl)
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -244,7 +250,7 @@ func (s *Service) issueToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Logger.Info("API token issued", "jti", it.ID, "subject", req.Subject, "tenant", req.Tenant, "by", p.Subject)
-	httpapi.JSON(w, http.StatusCreated, tokenResponse{Token: it.Token, JTI: it.ID, Subject: req.Subject, Tenant: req.Tenant, Roles: req.Roles, ExpiresAt: it.ExpiresAt})
+	httpapi.JSON(w, http.StatusCreated, tokenResponse{Token: it.Token, JTI: it.ID, Subject: req.Subject, Tenant: req.Tenant, Roles: req.Roles, Groups: req.Groups, ExpiresAt: it.ExpiresAt})
 }
 
 func (s *Service) revokeToken(w http.ResponseWriter, r *http.Request) {

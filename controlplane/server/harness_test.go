@@ -183,6 +183,13 @@ func (h *harness) token(subject, tenant string, roles ...string) string {
 	return r.json(h.t)["token"].(string)
 }
 
+// groupToken issues an API token that also carries groups.
+func (h *harness) groupToken(subject, tenant string, groups []string, roles ...string) string {
+	h.t.Helper()
+	r := h.expect(h.do("POST", "/v1/tokens/api", h.admin, map[string]any{"subject": subject, "tenant": tenant, "roles": roles, "groups": groups}), 201, "")
+	return r.json(h.t)["token"].(string)
+}
+
 // node enrolls a node and returns its token and an mTLS client.
 type node struct {
 	id, token string

@@ -49,6 +49,7 @@ func TestAuthAndTenants(t *testing.T) {
 		h.expect(h.do("POST", "/v1/tokens/api", author, map[string]any{"subject": "x", "roles": []string{"admin"}}), 403, "forbidden")
 		h.expect(h.do("POST", "/v1/tokens/api", h.admin, map[string]any{"subject": "n", "tenant": "acme", "roles": []string{"node"}}), 400, "bad_request")
 		h.expect(h.do("POST", "/v1/tokens/api", h.admin, map[string]any{"subject": "n", "tenant": "nosuch", "roles": []string{"author"}}), 404, "unknown_tenant")
+		h.expect(h.do("POST", "/v1/tokens/api", h.admin, map[string]any{"subject": "n", "tenant": "acme", "roles": []string{"approver"}, "groups": []string{"payments leads"}}), 400, "bad_request")
 		who := h.expect(h.do("GET", "/v1/whoami", author, nil), 200, "").json(t)
 		if who["subject"] != "alice" || who["tenant"] != "acme" {
 			t.Fatalf("whoami %v", who)

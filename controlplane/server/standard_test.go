@@ -288,7 +288,11 @@ func TestStandardSpansAndWebhooks(t *testing.T) {
 		h.expect(h.do("POST", "/v1/tenants/acme/policies/1/approve", lead, nil), 200, "")
 		h.expect(h.do("POST", "/v1/tenants/acme/releases", author, map[string]any{"version": 1}), 201, "")
 		id := created["approval_id"].(string)
-		h.expect(h.do("POST", "/v1/approvals/"+id+"/approve", lead, map[string]any{"note": "checked"}), 200, "")
+		// The policy names payments-leads: an approver outside the group
+		// is refused, one whose API token carries it decides.
+		h.expect(h.do("POST", "/v1/approvals/"+id+"/approve", lead, map[string]any{"note": "checked"}), 403, "not_an_approver")
+		paymentsLead := h.groupToken("lead-2", "acme", []string{"payments-leads"}, "approver")
+		h.expect(h.do("POST", "/v1/approvals/"+id+"/approve", paymentsLead, map[string]any{"note": "checked"}), 200, "")
 		for got := false; !got; {
 			select {
 			case d := <-deliveries:

@@ -255,9 +255,13 @@ func (s *Stack) setupTenants(ctx context.Context) error {
 			var out struct {
 				Token string `json:"token"`
 			}
-			err := s.Admin.JSON(ctx, "POST", "/v1/tokens/api", map[string]any{
-				"subject": who + "@" + t.Name, "tenant": t.Name, "roles": []string{role}, "ttl_seconds": 86400,
-			}, &out, http.StatusCreated)
+			req := map[string]any{"subject": who + "@" + t.Name, "tenant": t.Name, "roles": []string{role}, "ttl_seconds": 86400}
+			if role == "approver" {
+				// The groups the example policies name as approvers: the
+				// control plane lets only them decide an approval.
+				req["groups"] = []string{"payments-leads", "release-managers"}
+			}
+			err := s.Admin.JSON(ctx, "POST", "/v1/tokens/api", req, &out, http.StatusCreated)
 			if err != nil {
 				return err
 			}
