@@ -460,7 +460,7 @@ func TestNotifications(t *testing.T) {
 	secret := []byte("a-secret-of-at-least-16")
 	got := make(chan webhook.Event, 4)
 	recv := newHTTPReceiver(t, secret, got)
-	n, err := webhook.New(webhook.Config{Targets: []webhook.Target{{Name: "ops", URL: recv, Format: webhook.FormatJSON, Secret: secret}},
+	n, err := webhook.New(context.Background(), webhook.Config{Targets: []webhook.Target{{Name: "ops", URL: recv, Format: webhook.FormatJSON, Secret: secret}},
 		BaseDelay: time.Millisecond, Workers: 1, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)

@@ -93,7 +93,7 @@ func Standard(o StandardOptions) func(ctx context.Context, s *Server) (Extension
 		var background []func(ctx context.Context)
 		apprCfg := approvals.Config{DB: s.DB, Overrides: tok, Owners: s.Policy, Registerer: s.registry, Logger: s.log}
 		if len(s.settings.Webhooks) > 0 {
-			wh, err := newWebhooks(s)
+			wh, err := newWebhooks(ctx, s)
 			if err != nil {
 				return Extensions{}, err
 			}
@@ -179,7 +179,7 @@ func newSpanExporter(ctx context.Context, s *Server) (audit.SpanSink, func(conte
 
 // newWebhooks builds the approval notifier from the configured webhooks,
 // reading each signing secret from its file.
-func newWebhooks(s *Server) (*webhook.Notifier, error) {
+func newWebhooks(ctx context.Context, s *Server) (*webhook.Notifier, error) {
 	formats := map[string]webhook.Format{config.WebhookSlack: webhook.FormatSlack, config.WebhookTeams: webhook.FormatTeams,
 		config.WebhookGeneric: webhook.FormatJSON}
 	var targets []webhook.Target
@@ -190,7 +190,7 @@ func newWebhooks(s *Server) (*webhook.Notifier, error) {
 		}
 		targets = append(targets, webhook.Target{Name: w.Name, URL: w.URL, Format: formats[w.Format], Secret: secret})
 	}
-	n, err := webhook.New(webhook.Config{Targets: targets, Registerer: s.registry, Logger: s.log})
+	n, err := webhook.New(ctx, webhook.Config{Targets: targets, Registerer: s.registry, Logger: s.log, DB: s.DB})
 	if err != nil {
 		return nil, err
 	}

@@ -3,8 +3,11 @@
 // with HMAC-SHA256 so receivers can check it came from this control plane,
 // and retries failed deliveries with exponential backoff.
 //
-// Delivery is asynchronous: Notify queues and never blocks the approval
-// path; a full queue drops the event and counts it.
+// Delivery is asynchronous. With a database (Config.DB), Notify writes one
+// outbox row per target and workers deliver from the outbox, so nothing is
+// lost when the control plane stops and replicas share the work (see
+// outbox.go). Without one, or when the write fails, events wait in a
+// bounded in-memory queue; a full queue drops the event and counts it.
 package webhook
 
 import (
@@ -26,6 +29,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/aegis-mesh/aegis/controlplane/db"
 )
 
 // Header names of a delivery.
@@ -88,6 +93,11 @@ type Config struct {
 	Registerer         prometheus.Registerer
 	Logger             *slog.Logger
 	Now                func() time.Time
+	// DB, when set, holds the outbox (migrated by New): deliveries survive
+	// a stop and are shared by replicas. PollEvery is how often workers
+	// look for due rows besides being woken by Notify (default 1 s).
+	DB        *db.DB
+	PollEvery time.Duration
 }
 
 // Validate reports every problem with c at once.
@@ -120,6 +130,8 @@ func (c *Config) Validate() error {
 // Notifier delivers events to every target. Safe for concurrent use.
 type Notifier struct {
 	cfg        Config
+	out        *outbox
+	wake       chan struct{}
 	queue      chan job
 	deliveries *prometheus.CounterVec
 	attempts   *prometheus.CounterVec
@@ -132,8 +144,9 @@ type job struct {
 	id     string
 }
 
-// New returns a Notifier; deliveries start when Run runs.
-func New(cfg Config) (*Notifier, error) {
+// New returns a Notifier, with its outbox migrated when cfg.DB is set;
+// deliveries start when Run runs.
+func New(ctx context.Context, cfg Config) (*Notifier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("webhook config: %w", err)
 	}
@@ -161,8 +174,12 @@ func New(cfg Config) (*Notifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.PollEvery == 0 {
+		cfg.PollEvery = time.Second
+	}
 	n := &Notifier{
 		cfg:   cfg,
+		wake:  make(chan struct{}, 1),
 		queue: make(chan job, cfg.QueueSize),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aegis_webhook_deliveries_total", Help: "Webhook events by target and outcome (delivered, failed, dropped).",
@@ -176,20 +193,56 @@ func New(cfg Config) (*Notifier, error) {
 			return nil, fmt.Errorf("register webhook metrics: %w", err)
 		}
 	}
+	if cfg.DB != nil && len(cfg.Targets) > 0 {
+		// A lease outlives any one attempt, so two workers never post the
+		// same row at once unless one of them died.
+		lease := 3 * cfg.Client.Timeout
+		if lease < 30*time.Second {
+			lease = 30 * time.Second
+		}
+		out, err := newOutbox(ctx, cfg.DB, lease)
+		if err != nil {
+			return nil, err
+		}
+		n.out = out
+	}
 	return n, nil
 }
 
-// Notify queues ev for every target without blocking; when the queue is
-// full the event is dropped for that target and counted.
+// outboxWriteTimeout bounds how long Notify waits for the database before
+// keeping the event in memory instead.
+const outboxWriteTimeout = 5 * time.Second
+
+// Notify hands ev to every target. With an outbox it is written there
+// (synchronously: when Notify returns, a stop no longer loses it); if the
+// write fails, and without an outbox, it is queued in memory without
+// blocking, and dropped and counted when that queue is full.
 func (n *Notifier) Notify(ev Event) {
+	jobs := make([]job, 0, len(n.cfg.Targets))
 	for _, t := range n.cfg.Targets {
 		var b [12]byte
 		_, _ = rand.Read(b[:])
+		jobs = append(jobs, job{ev: ev, target: t, id: hex.EncodeToString(b[:])})
+	}
+	if n.out != nil && len(jobs) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), outboxWriteTimeout)
+		err := n.out.add(ctx, jobs, n.cfg.Now())
+		cancel()
+		if err == nil {
+			select {
+			case n.wake <- struct{}{}:
+			default:
+			}
+			return
+		}
+		n.cfg.Logger.Error("webhook outbox write failed, event kept in memory", "type", ev.Type, "approval_id", ev.ApprovalID, "err", err)
+	}
+	for _, j := range jobs {
 		select {
-		case n.queue <- job{ev: ev, target: t, id: hex.EncodeToString(b[:])}:
+		case n.queue <- j:
 		default:
-			n.deliveries.WithLabelValues(t.Name, "dropped").Inc()
-			n.cfg.Logger.Warn("webhook queue full, event dropped", "target", t.Name, "type", ev.Type, "approval_id", ev.ApprovalID)
+			n.deliveries.WithLabelValues(j.target.Name, "dropped").Inc()
+			n.cfg.Logger.Warn("webhook queue full, event dropped", "target", j.target.Name, "type", ev.Type, "approval_id", ev.ApprovalID)
 		}
 	}
 }
@@ -198,6 +251,15 @@ func (n *Notifier) Notify(ev Event) {
 func (n *Notifier) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	n.once.Do(func() {
+		if n.out != nil {
+			for range n.cfg.Workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					n.runOutbox(ctx)
+				}()
+			}
+		}
 		for range n.cfg.Workers {
 			wg.Add(1)
 			go func() {
@@ -214,6 +276,103 @@ func (n *Notifier) Run(ctx context.Context) {
 		}
 	})
 	wg.Wait()
+}
+
+// deliveredRetention is how long delivered outbox rows are kept.
+const deliveredRetention = 7 * 24 * time.Hour
+
+// runOutbox delivers due outbox rows one at a time until ctx ends,
+// sleeping until woken by Notify or PollEvery passes when none is due.
+func (n *Notifier) runOutbox(ctx context.Context) {
+	tick := time.NewTicker(n.cfg.PollEvery)
+	defer tick.Stop()
+	lastPrune := time.Time{}
+	for ctx.Err() == nil {
+		now := n.cfg.Now()
+		if now.Sub(lastPrune) > time.Hour {
+			lastPrune = now
+			if err := n.out.prune(ctx, now.Add(-deliveredRetention)); err != nil && ctx.Err() == nil {
+				n.cfg.Logger.Warn("webhook outbox", "err", err)
+			}
+		}
+		// Not cancelled halfway: a claim the database made but this worker
+		// never heard of would hold the row for a whole lease.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outboxWriteTimeout)
+		c, err := n.out.claim(cctx, now)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			n.cfg.Logger.Warn("webhook outbox", "err", err)
+		}
+		if c == nil {
+			select {
+			case <-ctx.Done():
+			case <-n.wake:
+			case <-tick.C:
+			}
+			continue
+		}
+		n.deliverClaimed(ctx, c)
+	}
+}
+
+// deliverClaimed makes one attempt at a claimed row and records the
+// outcome: delivered, failed for good, or due again after a backoff.
+func (n *Notifier) deliverClaimed(ctx context.Context, c *claimed) {
+	var target Target
+	found := false
+	for _, t := range n.cfg.Targets {
+		if t.Name == c.target {
+			target, found = t, true
+		}
+	}
+	record := func(status, lastErr string) {
+		// A stop during the attempt must not leave the row's outcome
+		// unwritten longer than the lease: write it even if ctx ended.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outboxWriteTimeout)
+		defer cancel()
+		var err error
+		switch status {
+		case "retry":
+			delay := n.cfg.BaseDelay << min(c.attempts-1, 30)
+			if delay <= 0 || delay > n.cfg.MaxDelay {
+				delay = n.cfg.MaxDelay
+			}
+			if j, rerr := rand.Int(rand.Reader, big.NewInt(int64(delay)+1)); rerr == nil {
+				delay = time.Duration(j.Int64())
+			}
+			err = n.out.retry(wctx, c.id, lastErr, n.cfg.Now().Add(delay))
+		default:
+			err = n.out.finish(wctx, c.id, status, lastErr, n.cfg.Now())
+		}
+		if err != nil {
+			n.cfg.Logger.Warn("webhook outbox", "err", err)
+		}
+	}
+	if !found {
+		n.deliveries.WithLabelValues(c.target, "failed").Inc()
+		record("failed", "target no longer configured")
+		return
+	}
+	j := job{ev: c.ev, target: target, id: c.id}
+	body, err := Payload(target.Format, c.ev)
+	if err != nil {
+		n.deliveries.WithLabelValues(target.Name, "failed").Inc()
+		record("failed", "payload: "+err.Error())
+		return
+	}
+	n.attempts.WithLabelValues(target.Name).Inc()
+	err = n.post(ctx, j, body)
+	switch {
+	case err == nil:
+		n.deliveries.WithLabelValues(target.Name, "delivered").Inc()
+		record("delivered", "")
+	case errors.Is(err, errPermanent) || c.attempts >= n.cfg.MaxAttempts:
+		n.deliveries.WithLabelValues(target.Name, "failed").Inc()
+		n.cfg.Logger.Warn("webhook delivery failed", "target", target.Name, "type", c.ev.Type, "approval_id", c.ev.ApprovalID, "attempts", c.attempts, "err", err)
+		record("failed", err.Error())
+	default:
+		record("retry", err.Error())
+	}
 }
 
 // errPermanent marks a refusal retrying cannot fix (a 4xx other than 408

@@ -77,7 +77,7 @@ func event() Event {
 
 func start(t *testing.T, reg *prometheus.Registry, targets ...Target) *Notifier {
 	t.Helper()
-	n, err := New(Config{Targets: targets, BaseDelay: time.Millisecond, MaxDelay: 4 * time.Millisecond, MaxAttempts: 4, Registerer: reg})
+	n, err := New(context.Background(), Config{Targets: targets, BaseDelay: time.Millisecond, MaxDelay: 4 * time.Millisecond, MaxAttempts: 4, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestRetries(t *testing.T) {
 
 // TestQueueFull: Notify never blocks; overflow is dropped and counted.
 func TestQueueFull(t *testing.T) {
-	n, err := New(Config{Targets: []Target{{Name: "x", URL: "http://127.0.0.1:1/", Format: FormatJSON, Secret: secret}}, QueueSize: 1, Registerer: prometheus.NewRegistry()})
+	n, err := New(context.Background(), Config{Targets: []Target{{Name: "x", URL: "http://127.0.0.1:1/", Format: FormatJSON, Secret: secret}}, QueueSize: 1, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestConfigValidate(t *testing.T) {
 		{"format", Target{Name: "a", URL: "https://x", Format: "xml", Secret: secret}},
 		{"short secret", Target{Name: "a", URL: "https://x", Format: FormatJSON, Secret: []byte("short")}},
 	} {
-		if _, err := New(Config{Targets: []Target{tc.t}, Registerer: reg}); err == nil {
+		if _, err := New(context.Background(), Config{Targets: []Target{tc.t}, Registerer: reg}); err == nil {
 			t.Errorf("%s: accepted", tc.name)
 		}
 	}
