@@ -292,20 +292,27 @@ func (s *Server) build(ctx context.Context) error {
 
 // xdsIdentity is the xDS stream identity: the verified node certificate of
 // an enrolled, enabled node.
-func (s *Server) xdsIdentity(ctx context.Context) (string, string, error) {
+// xdsIdentity is the node behind an xDS stream: its certificate, checked
+// against the enrolled (and not disabled) node, whose record also fixes
+// its region and role.
+func (s *Server) xdsIdentity(ctx context.Context) (xds.NodeIdentity, error) {
 	cert, err := xds.PeerCertificate(ctx)
 	if err != nil {
-		return "", "", err
+		return xds.NodeIdentity{}, err
 	}
 	cs := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{cert}, VerifiedChains: [][]*x509.Certificate{{cert}}}
 	p, ok, err := s.Nodes.Identity(ctx, cs)
 	if err != nil {
-		return "", "", err
+		return xds.NodeIdentity{}, err
 	}
 	if !ok {
-		return "", "", nodes.ErrNoIdentity
+		return xds.NodeIdentity{}, nodes.ErrNoIdentity
 	}
-	return p.Subject, p.Tenant, nil
+	n, err := s.Nodes.Node(ctx, p.Subject)
+	if err != nil {
+		return xds.NodeIdentity{}, fmt.Errorf("node %s: %w", p.Subject, err)
+	}
+	return xds.NodeIdentity{NodeID: p.Subject, Tenant: p.Tenant, Region: n.Region, Role: xds.Role(n.Role)}, nil
 }
 
 func (s *Server) buildTLS(now time.Time) error {

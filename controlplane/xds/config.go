@@ -23,9 +23,19 @@ import (
 // Identity returns the enrolled identity of the node behind a gRPC stream
 // (ctx is the stream's context, carrying the peer and its certificate).
 // The control plane implements it from the mTLS client certificate it
-// issued at enrollment; a node's tenant is never taken from what the node
-// says about itself in xDS metadata.
-type Identity func(ctx context.Context) (nodeID, tenant string, err error)
+// issued at enrollment and the node's record; a node's tenant is never
+// taken from what the node says about itself in xDS metadata.
+type Identity func(ctx context.Context) (NodeIdentity, error)
+
+// NodeIdentity is what enrollment says a node is. Region and Role, when
+// set, bind the node: its xDS metadata may repeat them but not change
+// them, since they choose which releases (and so which policy and node
+// region) the node receives. Left empty, the node's metadata says.
+type NodeIdentity struct {
+	NodeID, Tenant string
+	Region         string
+	Role           Role
+}
 
 // Role is what a node does, from its xDS metadata "role".
 type Role string

@@ -88,15 +88,15 @@ func (ca *testCA) issue(t testing.TB, cn, org string, server bool) tls.Certifica
 
 // certIdentity is the test's enrolled identity: node id in the CN, tenant
 // in the organization of a verified client certificate.
-func certIdentity(ctx context.Context) (string, string, error) {
+func certIdentity(ctx context.Context) (NodeIdentity, error) {
 	c, err := PeerCertificate(ctx)
 	if err != nil {
-		return "", "", err
+		return NodeIdentity{}, err
 	}
 	if len(c.Subject.Organization) != 1 {
-		return "", "", errors.New("certificate names no tenant")
+		return NodeIdentity{}, errors.New("certificate names no tenant")
 	}
-	return c.Subject.CommonName, c.Subject.Organization[0], nil
+	return NodeIdentity{NodeID: c.Subject.CommonName, Tenant: c.Subject.Organization[0]}, nil
 }
 
 type testEnv struct {

@@ -55,6 +55,8 @@ type streamKey struct {
 
 type streamState struct {
 	nodeID, tenant string // the enrolled identity
+	region         string // enrolled; empty: from metadata
+	role           Role   // enrolled; empty: from metadata
 	node           *nodeState
 	sent           map[string]sent // type URL → the last response
 }
@@ -406,17 +408,17 @@ func (c callbacks) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.Disco
 
 // open authenticates a new stream from its peer.
 func (s *Server) open(ctx context.Context, key streamKey) error {
-	nodeID, tenant, err := s.cfg.Identity(ctx)
+	id, err := s.cfg.Identity(ctx)
 	if err != nil {
 		s.metrics.refused.WithLabelValues("unauthenticated").Inc()
 		return status.Errorf(codes.Unauthenticated, "node identity: %v", err)
 	}
-	if !validName(nodeID) || !validName(tenant) {
+	if !validName(id.NodeID) || !validName(id.Tenant) || (id.Region != "" && !validName(id.Region)) || (id.Role != "" && !id.Role.valid()) {
 		s.metrics.refused.WithLabelValues("unauthenticated").Inc()
-		return status.Error(codes.Unauthenticated, "node identity: malformed node id or tenant")
+		return status.Error(codes.Unauthenticated, "node identity: malformed node id, tenant, region or role")
 	}
 	s.mu.Lock()
-	s.streams[key] = &streamState{nodeID: nodeID, tenant: tenant, sent: map[string]sent{}}
+	s.streams[key] = &streamState{nodeID: id.NodeID, tenant: id.Tenant, region: id.Region, role: id.Role, sent: map[string]sent{}}
 	s.mu.Unlock()
 	return nil
 }
@@ -522,12 +524,24 @@ func (s *Server) nodeInfo(st *streamState, node *corev3.Node) (nodeInfo, error) 
 		return nodeInfo{}, status.Error(codes.PermissionDenied, "metadata tenant is not the enrolled tenant of this node")
 	}
 	role := Role(md["role"].GetStringValue())
-	if !role.valid() {
+	switch {
+	case st.role != "" && role == "":
+		role = st.role
+	case st.role != "" && role != st.role:
+		s.metrics.refused.WithLabelValues("identity_mismatch").Inc()
+		return nodeInfo{}, status.Errorf(codes.PermissionDenied, "metadata role %q is not the enrolled role %q of this node", role, st.role)
+	case !role.valid():
 		s.metrics.refused.WithLabelValues("bad_metadata").Inc()
 		return nodeInfo{}, status.Errorf(codes.InvalidArgument, "metadata role %q: want gateway, sidecar or edge", role)
 	}
 	region := md["region"].GetStringValue()
-	if region != "" && !validName(region) {
+	switch {
+	case st.region != "" && region == "":
+		region = st.region
+	case st.region != "" && region != st.region:
+		s.metrics.refused.WithLabelValues("identity_mismatch").Inc()
+		return nodeInfo{}, status.Errorf(codes.PermissionDenied, "metadata region %q is not the enrolled region %q of this node", region, st.region)
+	case region != "" && !validName(region):
 		s.metrics.refused.WithLabelValues("bad_metadata").Inc()
 		return nodeInfo{}, status.Error(codes.InvalidArgument, "metadata region: want 1-128 characters of [A-Za-z0-9._-]")
 	}

@@ -283,7 +283,7 @@ func TestStreamsRefused(t *testing.T) {
 
 func TestIdentityErrorRefusesStream(t *testing.T) {
 	env := newEnv(t, func(c *Config) {
-		c.Identity = func(context.Context) (string, string, error) { return "", "", context.DeadlineExceeded }
+		c.Identity = func(context.Context) (NodeIdentity, error) { return NodeIdentity{}, context.DeadlineExceeded }
 	})
 	ctx := testCtx(t)
 	d, err := newDeltaStream(ctx, env.dial("a1", "acme"))
@@ -292,6 +292,55 @@ func TestIdentityErrorRefusesStream(t *testing.T) {
 	}
 	if _, err := d.Recv(); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("got %v, want Unauthenticated", err)
+	}
+}
+
+// TestEnrolledRegionAndRole: a node enrolled with a region and role may
+// repeat them in its metadata or leave them out, but not claim others,
+// since they choose the releases it receives.
+func TestEnrolledRegionAndRole(t *testing.T) {
+	env := newEnv(t, func(c *Config) {
+		c.Identity = func(ctx context.Context) (NodeIdentity, error) {
+			id, err := certIdentity(ctx)
+			id.Region, id.Role = "eu-west-1", RoleGateway
+			return id, err
+		}
+	})
+	ctx := testCtx(t)
+	for _, tc := range []struct {
+		name string
+		md   map[string]any
+		code codes.Code
+	}{
+		{"other region", map[string]any{"role": "gateway", "region": "us-east-1"}, codes.PermissionDenied},
+		{"other role", map[string]any{"role": "edge", "region": "eu-west-1"}, codes.PermissionDenied},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := counterValue(t, env.srv.metrics.refused.WithLabelValues("identity_mismatch"))
+			c := sotw.NewADSClient(ctx, nodeProto("a1", tc.md), typeECDS)
+			if err := c.InitConnect(env.dial("a1", "acme")); err != nil && !errors.Is(err, io.EOF) {
+				t.Fatal(err)
+			}
+			if _, err := c.Fetch(); status.Code(err) != tc.code {
+				t.Fatalf("got %v, want %v", err, tc.code)
+			}
+			if after := counterValue(t, env.srv.metrics.refused.WithLabelValues("identity_mismatch")); after != before+1 {
+				t.Fatalf("refused{identity_mismatch} %v → %v", before, after)
+			}
+		})
+	}
+	// Without region and role in its metadata, the node gets its enrolled
+	// ones.
+	c := sotw.NewADSClient(ctx, nodeProto("a1", map[string]any{}), typeECDS)
+	if err := c.InitConnect(env.dial("a1", "acme")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Fetch(); err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := env.srv.Nodes(ctx, "acme")
+	if err != nil || len(nodes) != 1 || nodes[0].Region != "eu-west-1" || nodes[0].Role != RoleGateway {
+		t.Fatalf("nodes %+v %v, want a1 in eu-west-1 as gateway", nodes, err)
 	}
 }
 

@@ -141,15 +141,17 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	cfg := xds.Config{
-		Identity: func(ctx context.Context) (string, string, error) {
+		// The bench's certificates carry no enrollment record: region and
+		// role come from each simulated node's metadata.
+		Identity: func(ctx context.Context) (xds.NodeIdentity, error) {
 			c, err := xds.PeerCertificate(ctx)
 			if err != nil {
-				return "", "", err
+				return xds.NodeIdentity{}, err
 			}
 			if len(c.Subject.Organization) != 1 {
-				return "", "", errors.New("certificate names no tenant")
+				return xds.NodeIdentity{}, errors.New("certificate names no tenant")
 			}
-			return c.Subject.CommonName, c.Subject.Organization[0], nil
+			return xds.NodeIdentity{NodeID: c.Subject.CommonName, Tenant: c.Subject.Organization[0]}, nil
 		},
 		Registerer:   prometheus.NewRegistry(),
 		Logger:       o.Logger,
