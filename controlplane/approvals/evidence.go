@@ -15,25 +15,7 @@ import (
 // override. The override token itself is never stored, so the pack names it
 // by jti only.
 type EvidenceRecord struct {
-	ID               string     `json:"approval_id"`
-	Tenant           string     `json:"tenant"`
-	Agent            string     `json:"agent"`
-	Chain            []string   `json:"chain"`
-	Tool             string     `json:"tool"`
-	ParamsDigest     string     `json:"params_digest"`
-	Reasons          []string   `json:"reasons"`
-	Approvers        []string   `json:"approvers"`
-	PolicyRevision   int64      `json:"policy_revision"`
-	DecisionID       string     `json:"decision_id"`
-	RequestSummary   string     `json:"request_summary"`
-	RequestedBy      string     `json:"requested_by"`
-	Status           string     `json:"status"`
-	Batched          int        `json:"batched"`
-	CreatedAt        time.Time  `json:"created_at"`
-	ExpiresAt        time.Time  `json:"expires_at"`
-	DecidedAt        *time.Time `json:"decided_at,omitempty"`
-	DecidedBy        string     `json:"decided_by,omitempty"`
-	Note             string     `json:"note,omitempty"`
+	Record
 	OverrideJTI      string     `json:"override_jti,omitempty"`
 	OverrideIssuedAt *time.Time `json:"override_issued_at,omitempty"`
 	RedeemedAt       *time.Time `json:"override_redeemed_at,omitempty"`
@@ -85,32 +67,12 @@ func (s *Service) ApprovalsBetween(ctx context.Context, tenant string, from, to 
 
 func scanEvidence(rows *sql.Rows) (*EvidenceRecord, error) {
 	var r EvidenceRecord
-	var chain, reasons, approvers string
-	var created, expires int64
-	var decided, issued, redeemed sql.NullInt64
-	var decidedBy, note, jti, node sql.NullString
-	if err := rows.Scan(&r.ID, &r.Tenant, &r.Agent, &chain, &r.Tool, &r.ParamsDigest, &reasons, &approvers, &r.PolicyRevision,
-		&r.DecisionID, &r.RequestSummary, &r.RequestedBy, &r.Status, &r.Batched, &created, &expires, &decided, &decidedBy, &note,
-		&jti, &issued, &redeemed, &node); err != nil {
+	var issued, redeemed sql.NullInt64
+	var jti, node sql.NullString
+	if err := scanRecord(rows, &r.Record, &jti, &issued, &redeemed, &node); err != nil {
 		return nil, err
 	}
-	for _, f := range []struct {
-		s   string
-		dst *[]string
-	}{{chain, &r.Chain}, {reasons, &r.Reasons}, {approvers, &r.Approvers}} {
-		if err := json.Unmarshal([]byte(f.s), f.dst); err != nil {
-			return nil, fmt.Errorf("approval %s: stored list: %w", r.ID, err)
-		}
-	}
-	opt := func(v sql.NullInt64) *time.Time {
-		if !v.Valid {
-			return nil
-		}
-		t := db.FromMicros(v.Int64)
-		return &t
-	}
-	r.CreatedAt, r.ExpiresAt = db.FromMicros(created), db.FromMicros(expires)
-	r.DecidedAt, r.OverrideIssuedAt, r.RedeemedAt = opt(decided), opt(issued), opt(redeemed)
-	r.DecidedBy, r.Note, r.OverrideJTI, r.RedeemedBy = decidedBy.String, note.String, jti.String, node.String
+	r.OverrideIssuedAt, r.RedeemedAt = optMicros(issued), optMicros(redeemed)
+	r.OverrideJTI, r.RedeemedBy = jti.String, node.String
 	return &r, nil
 }

@@ -17,8 +17,10 @@ import (
 	"github.com/aegis-mesh/aegis/token"
 )
 
-// Approval is one approval request and its decision.
-type Approval struct {
+// Record is what is stored of one approval request and its decision,
+// shared by the API view (Approval) and the evidence view
+// (EvidenceRecord); both render these fields at the top level.
+type Record struct {
 	ID             string     `json:"approval_id"`
 	Tenant         string     `json:"tenant"`
 	Agent          string     `json:"agent"`
@@ -38,7 +40,13 @@ type Approval struct {
 	DecidedAt      *time.Time `json:"decided_at,omitempty"`
 	DecidedBy      string     `json:"decided_by,omitempty"`
 	Note           string     `json:"note,omitempty"`
-	OverrideIssued bool       `json:"override_issued"`
+}
+
+// Approval is one approval request and its decision, as the API shows it:
+// whether an override was issued, never which.
+type Approval struct {
+	Record
+	OverrideIssued bool `json:"override_issued"`
 	overrideJTI    string
 }
 
@@ -49,30 +57,46 @@ type scanner interface{ Scan(dest ...any) error }
 
 func scanApproval(row scanner) (*Approval, error) {
 	var a Approval
+	var jti sql.NullString
+	if err := scanRecord(row, &a.Record, &jti); err != nil {
+		return nil, err
+	}
+	a.overrideJTI, a.OverrideIssued = jti.String, jti.Valid
+	return &a, nil
+}
+
+// scanRecord reads the columns (in that order) into r, then any further
+// columns of the row into extra.
+func scanRecord(row scanner, r *Record, extra ...any) error {
 	var chain, reasons, approvers string
 	var created, expires int64
 	var decided sql.NullInt64
-	var decidedBy, note, jti sql.NullString
-	if err := row.Scan(&a.ID, &a.Tenant, &a.Agent, &chain, &a.Tool, &a.ParamsDigest, &reasons, &approvers, &a.PolicyRevision,
-		&a.DecisionID, &a.RequestSummary, &a.RequestedBy, &a.Status, &a.Batched, &created, &expires, &decided, &decidedBy, &note, &jti); err != nil {
-		return nil, err
+	var decidedBy, note sql.NullString
+	dest := append([]any{&r.ID, &r.Tenant, &r.Agent, &chain, &r.Tool, &r.ParamsDigest, &reasons, &approvers, &r.PolicyRevision,
+		&r.DecisionID, &r.RequestSummary, &r.RequestedBy, &r.Status, &r.Batched, &created, &expires, &decided, &decidedBy, &note}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return err
 	}
 	for _, f := range []struct {
 		s   string
 		dst *[]string
-	}{{chain, &a.Chain}, {reasons, &a.Reasons}, {approvers, &a.Approvers}} {
+	}{{chain, &r.Chain}, {reasons, &r.Reasons}, {approvers, &r.Approvers}} {
 		if err := json.Unmarshal([]byte(f.s), f.dst); err != nil {
-			return nil, fmt.Errorf("approval %s: stored list: %w", a.ID, err)
+			return fmt.Errorf("approval %s: stored list: %w", r.ID, err)
 		}
 	}
-	a.CreatedAt, a.ExpiresAt = db.FromMicros(created), db.FromMicros(expires)
-	if decided.Valid {
-		t := db.FromMicros(decided.Int64)
-		a.DecidedAt = &t
+	r.CreatedAt, r.ExpiresAt = db.FromMicros(created), db.FromMicros(expires)
+	r.DecidedAt = optMicros(decided)
+	r.DecidedBy, r.Note = decidedBy.String, note.String
+	return nil
+}
+
+func optMicros(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
 	}
-	a.DecidedBy, a.Note, a.overrideJTI = decidedBy.String, note.String, jti.String
-	a.OverrideIssued = jti.Valid
-	return &a, nil
+	t := db.FromMicros(v.Int64)
+	return &t
 }
 
 func jsonList(v []string) string {
@@ -138,10 +162,10 @@ func (s *Service) Create(ctx context.Context, tenant, node string, req CreateReq
 				return fmt.Errorf("insert approval: %w", err)
 			}
 			created = true
-			a = &Approval{ID: id, Tenant: tenant, Agent: req.Agent, Chain: chain, Tool: req.Tool, ParamsDigest: req.ParamsDigest,
+			a = &Approval{Record: Record{ID: id, Tenant: tenant, Agent: req.Agent, Chain: chain, Tool: req.Tool, ParamsDigest: req.ParamsDigest,
 				Reasons: req.Reasons, Approvers: req.Approvers, PolicyRevision: req.PolicyRevision, DecisionID: req.DecisionID,
 				RequestSummary: req.RequestSummary, RequestedBy: node, Status: StatusPending, Batched: 1,
-				CreatedAt: db.FromMicros(db.Micros(now)), ExpiresAt: db.FromMicros(db.Micros(now.Add(expiresIn)))}
+				CreatedAt: db.FromMicros(db.Micros(now)), ExpiresAt: db.FromMicros(db.Micros(now.Add(expiresIn)))}}
 			return nil
 		})
 		// Two replicas inserting the first request of a batch at once: one
