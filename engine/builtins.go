@@ -24,106 +24,125 @@ type builtinSpec struct {
 }
 
 // builtinTable is the single list of builtins the engine implements. It is
-// a package-level value (not filled by init) and is never modified.
-var builtinTable = map[string]*builtinSpec{
+// a package-level value (not filled by init) and is never modified. It is
+// written as a slice and indexed once: a map literal of this size compiles
+// to 65 kB of insertion code, a slice of mostly constant entries to data.
+var builtinTable = indexBuiltins([]builtinEntry{
 	// comparison and equality
-	"equal": {arity: 2, fn: bEqual}, "neq": {arity: 2, fn: bNotEqual},
-	"lt":                {arity: 2, fn: cmpBuiltin(func(c int) bool { return c < 0 })},
-	"lte":               {arity: 2, fn: cmpBuiltin(func(c int) bool { return c <= 0 })},
-	"gt":                {arity: 2, fn: cmpBuiltin(func(c int) bool { return c > 0 })},
-	"gte":               {arity: 2, fn: cmpBuiltin(func(c int) bool { return c >= 0 })},
-	"internal.member_2": {arity: 2, fn: bMember2}, "internal.member_3": {arity: 3, fn: bMember3},
+	{"equal", builtinSpec{arity: 2, fn: bEqual}}, {"neq", builtinSpec{arity: 2, fn: bNotEqual}},
+	{"lt", builtinSpec{arity: 2, fn: cmpBuiltin(func(c int) bool { return c < 0 })}},
+	{"lte", builtinSpec{arity: 2, fn: cmpBuiltin(func(c int) bool { return c <= 0 })}},
+	{"gt", builtinSpec{arity: 2, fn: cmpBuiltin(func(c int) bool { return c > 0 })}},
+	{"gte", builtinSpec{arity: 2, fn: cmpBuiltin(func(c int) bool { return c >= 0 })}},
+	{"internal.member_2", builtinSpec{arity: 2, fn: bMember2}}, {"internal.member_3", builtinSpec{arity: 3, fn: bMember3}},
 
 	// numbers
-	"plus": {arity: 2, fn: bPlus}, "minus": {arity: 2, fn: bMinus}, "mul": {arity: 2, fn: bMul},
-	"div": {arity: 2, fn: bDiv}, "rem": {arity: 2, fn: bRem},
-	"abs": {arity: 1, fn: bAbs}, "round": {arity: 1, fn: bRound}, "ceil": {arity: 1, fn: bCeil},
-	"floor": {arity: 1, fn: bFloor}, "numbers.range": {arity: 2, fn: bNumbersRange},
-	"numbers.range_step": {arity: 3, fn: bNumbersRangeStep}, "to_number": {arity: 1, fn: bToNumber},
+	{"plus", builtinSpec{arity: 2, fn: bPlus}}, {"minus", builtinSpec{arity: 2, fn: bMinus}}, {"mul", builtinSpec{arity: 2, fn: bMul}},
+	{"div", builtinSpec{arity: 2, fn: bDiv}}, {"rem", builtinSpec{arity: 2, fn: bRem}},
+	{"abs", builtinSpec{arity: 1, fn: bAbs}}, {"round", builtinSpec{arity: 1, fn: bRound}}, {"ceil", builtinSpec{arity: 1, fn: bCeil}},
+	{"floor", builtinSpec{arity: 1, fn: bFloor}}, {"numbers.range", builtinSpec{arity: 2, fn: bNumbersRange}},
+	{"numbers.range_step", builtinSpec{arity: 3, fn: bNumbersRangeStep}}, {"to_number", builtinSpec{arity: 1, fn: bToNumber}},
 
 	// aggregates
-	"count": {arity: 1, fn: bCount}, "sum": {arity: 1, fn: bSum}, "product": {arity: 1, fn: bProduct},
-	"max": {arity: 1, fn: bMax}, "min": {arity: 1, fn: bMin}, "sort": {arity: 1, fn: bSort},
-	"all": {arity: 1, fn: bAll}, "any": {arity: 1, fn: bAny},
+	{"count", builtinSpec{arity: 1, fn: bCount}}, {"sum", builtinSpec{arity: 1, fn: bSum}}, {"product", builtinSpec{arity: 1, fn: bProduct}},
+	{"max", builtinSpec{arity: 1, fn: bMax}}, {"min", builtinSpec{arity: 1, fn: bMin}}, {"sort", builtinSpec{arity: 1, fn: bSort}},
+	{"all", builtinSpec{arity: 1, fn: bAll}}, {"any", builtinSpec{arity: 1, fn: bAny}},
 
 	// arrays, sets, objects
-	"array.concat": {arity: 2, fn: bArrayConcat}, "array.slice": {arity: 3, fn: bArraySlice},
-	"array.reverse": {arity: 1, fn: bArrayReverse}, "array.flatten": {arity: 1, fn: bArrayFlatten},
-	"and": {arity: 2, fn: bAnd}, "or": {arity: 2, fn: bOr},
-	"intersection": {arity: 1, fn: bIntersection}, "union": {arity: 1, fn: bUnion},
-	"object.get": {arity: 3, fn: bObjectGet}, "object.keys": {arity: 1, fn: bObjectKeys},
-	"object.remove": {arity: 2, fn: bObjectRemove}, "object.union": {arity: 2, fn: bObjectUnion},
-	"object.union_n": {arity: 1, fn: bObjectUnionN}, "object.filter": {arity: 2, fn: bObjectFilter},
-	"object.subset":   {arity: 2, fn: bObjectSubset},
-	"walk":            {arity: 1, fn: bWalk},
-	"graph.reachable": {arity: 2, fn: bGraphReachable}, "graph.reachable_paths": {arity: 2, fn: bGraphReachablePaths},
+	{"array.concat", builtinSpec{arity: 2, fn: bArrayConcat}}, {"array.slice", builtinSpec{arity: 3, fn: bArraySlice}},
+	{"array.reverse", builtinSpec{arity: 1, fn: bArrayReverse}}, {"array.flatten", builtinSpec{arity: 1, fn: bArrayFlatten}},
+	{"and", builtinSpec{arity: 2, fn: bAnd}}, {"or", builtinSpec{arity: 2, fn: bOr}},
+	{"intersection", builtinSpec{arity: 1, fn: bIntersection}}, {"union", builtinSpec{arity: 1, fn: bUnion}},
+	{"object.get", builtinSpec{arity: 3, fn: bObjectGet}}, {"object.keys", builtinSpec{arity: 1, fn: bObjectKeys}},
+	{"object.remove", builtinSpec{arity: 2, fn: bObjectRemove}}, {"object.union", builtinSpec{arity: 2, fn: bObjectUnion}},
+	{"object.union_n", builtinSpec{arity: 1, fn: bObjectUnionN}}, {"object.filter", builtinSpec{arity: 2, fn: bObjectFilter}},
+	{"object.subset", builtinSpec{arity: 2, fn: bObjectSubset}},
+	{"walk", builtinSpec{arity: 1, fn: bWalk}},
+	{"graph.reachable", builtinSpec{arity: 2, fn: bGraphReachable}}, {"graph.reachable_paths", builtinSpec{arity: 2, fn: bGraphReachablePaths}},
 
 	// types
-	"is_number": {arity: 1, fn: isRank(rankNumber)}, "is_string": {arity: 1, fn: isRank(rankString)},
-	"is_boolean": {arity: 1, fn: isRank(rankBool)}, "is_array": {arity: 1, fn: isRank(rankArray)},
-	"is_set": {arity: 1, fn: isRank(rankSet)}, "is_object": {arity: 1, fn: isRank(rankObject)},
-	"is_null": {arity: 1, fn: isRank(rankNull)}, "type_name": {arity: 1, fn: bTypeName},
+	{"is_number", builtinSpec{arity: 1, fn: isRank(rankNumber)}}, {"is_string", builtinSpec{arity: 1, fn: isRank(rankString)}},
+	{"is_boolean", builtinSpec{arity: 1, fn: isRank(rankBool)}}, {"is_array", builtinSpec{arity: 1, fn: isRank(rankArray)}},
+	{"is_set", builtinSpec{arity: 1, fn: isRank(rankSet)}}, {"is_object", builtinSpec{arity: 1, fn: isRank(rankObject)}},
+	{"is_null", builtinSpec{arity: 1, fn: isRank(rankNull)}}, {"type_name", builtinSpec{arity: 1, fn: bTypeName}},
 
 	// strings
-	"concat": {arity: 2, fn: bConcat}, "contains": {arity: 2, fn: bContains},
-	"startswith": {arity: 2, fn: bStartsWith}, "endswith": {arity: 2, fn: bEndsWith},
-	"lower": {arity: 1, fn: bLower}, "upper": {arity: 1, fn: bUpper},
-	"split": {arity: 2, fn: bSplit}, "replace": {arity: 3, fn: bReplace},
-	"strings.replace_n": {arity: 2, fn: bReplaceN}, "strings.reverse": {arity: 1, fn: bStringReverse},
-	"strings.count": {arity: 2, fn: bStringCount},
-	"trim":          {arity: 2, fn: bTrim}, "trim_left": {arity: 2, fn: bTrimLeft}, "trim_right": {arity: 2, fn: bTrimRight},
-	"trim_prefix": {arity: 2, fn: bTrimPrefix}, "trim_suffix": {arity: 2, fn: bTrimSuffix},
-	"trim_space": {arity: 1, fn: bTrimSpace}, "sprintf": {arity: 2, fn: bSprintf},
-	"format_int": {arity: 2, fn: bFormatInt}, "indexof": {arity: 2, fn: bIndexOf},
-	"indexof_n": {arity: 2, fn: bIndexOfN}, "substring": {arity: 3, fn: bSubstring},
-	"internal.template_string": {arity: 1, fn: bTemplateString}, "strings.split_n": {arity: 3, fn: bSplitN},
-	"strings.any_prefix_match": {arity: 2, fn: affixMatch(false)},
-	"strings.any_suffix_match": {arity: 2, fn: affixMatch(true)},
+	{"concat", builtinSpec{arity: 2, fn: bConcat}}, {"contains", builtinSpec{arity: 2, fn: bContains}},
+	{"startswith", builtinSpec{arity: 2, fn: bStartsWith}}, {"endswith", builtinSpec{arity: 2, fn: bEndsWith}},
+	{"lower", builtinSpec{arity: 1, fn: bLower}}, {"upper", builtinSpec{arity: 1, fn: bUpper}},
+	{"split", builtinSpec{arity: 2, fn: bSplit}}, {"replace", builtinSpec{arity: 3, fn: bReplace}},
+	{"strings.replace_n", builtinSpec{arity: 2, fn: bReplaceN}}, {"strings.reverse", builtinSpec{arity: 1, fn: bStringReverse}},
+	{"strings.count", builtinSpec{arity: 2, fn: bStringCount}},
+	{"trim", builtinSpec{arity: 2, fn: bTrim}}, {"trim_left", builtinSpec{arity: 2, fn: bTrimLeft}}, {"trim_right", builtinSpec{arity: 2, fn: bTrimRight}},
+	{"trim_prefix", builtinSpec{arity: 2, fn: bTrimPrefix}}, {"trim_suffix", builtinSpec{arity: 2, fn: bTrimSuffix}},
+	{"trim_space", builtinSpec{arity: 1, fn: bTrimSpace}}, {"sprintf", builtinSpec{arity: 2, fn: bSprintf}},
+	{"format_int", builtinSpec{arity: 2, fn: bFormatInt}}, {"indexof", builtinSpec{arity: 2, fn: bIndexOf}},
+	{"indexof_n", builtinSpec{arity: 2, fn: bIndexOfN}}, {"substring", builtinSpec{arity: 3, fn: bSubstring}},
+	{"internal.template_string", builtinSpec{arity: 1, fn: bTemplateString}}, {"strings.split_n", builtinSpec{arity: 3, fn: bSplitN}},
+	{"strings.any_prefix_match", builtinSpec{arity: 2, fn: affixMatch(false)}},
+	{"strings.any_suffix_match", builtinSpec{arity: 2, fn: affixMatch(true)}},
 
 	// units, crypto digests, bits
-	"units.parse": {arity: 1, fn: bUnitsParse}, "units.parse_bytes": {arity: 1, fn: bUnitsParseBytes},
-	"crypto.md5": {arity: 1, fn: bCryptoMD5}, "crypto.sha1": {arity: 1, fn: bCryptoSHA1},
-	"crypto.sha256":   {arity: 1, fn: bCryptoSHA256},
-	"crypto.hmac.md5": {arity: 2, fn: bCryptoHMACMD5}, "crypto.hmac.sha1": {arity: 2, fn: bCryptoHMACSHA1},
-	"crypto.hmac.sha256": {arity: 2, fn: bCryptoHMACSHA256}, "crypto.hmac.sha512": {arity: 2, fn: bCryptoHMACSHA512},
-	"crypto.hmac.equal": {arity: 2, fn: bCryptoHMACEqual},
-	"bits.or":           {arity: 2, fn: bBitsOr}, "bits.and": {arity: 2, fn: bBitsAnd}, "bits.xor": {arity: 2, fn: bBitsXor},
-	"bits.negate": {arity: 1, fn: bBitsNegate}, "bits.lsh": {arity: 2, fn: bBitsLsh}, "bits.rsh": {arity: 2, fn: bBitsRsh},
+	{"units.parse", builtinSpec{arity: 1, fn: bUnitsParse}}, {"units.parse_bytes", builtinSpec{arity: 1, fn: bUnitsParseBytes}},
+	{"crypto.md5", builtinSpec{arity: 1, fn: bCryptoMD5}}, {"crypto.sha1", builtinSpec{arity: 1, fn: bCryptoSHA1}},
+	{"crypto.sha256", builtinSpec{arity: 1, fn: bCryptoSHA256}},
+	{"crypto.hmac.md5", builtinSpec{arity: 2, fn: bCryptoHMACMD5}}, {"crypto.hmac.sha1", builtinSpec{arity: 2, fn: bCryptoHMACSHA1}},
+	{"crypto.hmac.sha256", builtinSpec{arity: 2, fn: bCryptoHMACSHA256}}, {"crypto.hmac.sha512", builtinSpec{arity: 2, fn: bCryptoHMACSHA512}},
+	{"crypto.hmac.equal", builtinSpec{arity: 2, fn: bCryptoHMACEqual}},
+	{"bits.or", builtinSpec{arity: 2, fn: bBitsOr}}, {"bits.and", builtinSpec{arity: 2, fn: bBitsAnd}}, {"bits.xor", builtinSpec{arity: 2, fn: bBitsXor}},
+	{"bits.negate", builtinSpec{arity: 1, fn: bBitsNegate}}, {"bits.lsh", builtinSpec{arity: 2, fn: bBitsLsh}}, {"bits.rsh", builtinSpec{arity: 2, fn: bBitsRsh}},
 
 	// regular expressions and globs
-	"regex.match":                      {arity: 2, fn: bRegexMatch, prepare: prepareRegex(0, bRegexMatchWith)},
-	"re_match":                         {arity: 2, fn: bRegexMatch, prepare: prepareRegex(0, bRegexMatchWith)},
-	"regex.is_valid":                   {arity: 1, fn: bRegexIsValid},
-	"regex.find_n":                     {arity: 3, fn: bRegexFindN, prepare: prepareRegex(0, bRegexFindNWith)},
-	"regex.find_all_string_submatch_n": {arity: 3, fn: bRegexSubmatch, prepare: prepareRegex(0, bRegexSubmatchWith)},
-	"regex.split":                      {arity: 2, fn: bRegexSplit, prepare: prepareRegex(0, bRegexSplitWith)},
-	"regex.replace":                    {arity: 3, fn: bRegexReplace, prepare: prepareRegex(1, bRegexReplaceWith)},
-	"glob.match":                       {arity: 3, fn: bGlobMatch},
+	{"regex.match", builtinSpec{arity: 2, fn: bRegexMatch, prepare: prepareRegex(0, bRegexMatchWith)}},
+	{"re_match", builtinSpec{arity: 2, fn: bRegexMatch, prepare: prepareRegex(0, bRegexMatchWith)}},
+	{"regex.is_valid", builtinSpec{arity: 1, fn: bRegexIsValid}},
+	{"regex.find_n", builtinSpec{arity: 3, fn: bRegexFindN, prepare: prepareRegex(0, bRegexFindNWith)}},
+	{"regex.find_all_string_submatch_n", builtinSpec{arity: 3, fn: bRegexSubmatch, prepare: prepareRegex(0, bRegexSubmatchWith)}},
+	{"regex.split", builtinSpec{arity: 2, fn: bRegexSplit, prepare: prepareRegex(0, bRegexSplitWith)}},
+	{"regex.replace", builtinSpec{arity: 3, fn: bRegexReplace, prepare: prepareRegex(1, bRegexReplaceWith)}},
+	{"glob.match", builtinSpec{arity: 3, fn: bGlobMatch}},
 
 	// encodings
-	"json.marshal": {arity: 1, fn: bJSONMarshal}, "json.unmarshal": {arity: 1, fn: bJSONUnmarshal},
-	"json.is_valid": {arity: 1, fn: bJSONIsValid},
-	"json.remove":   {arity: 2, fn: bJSONRemove}, "json.filter": {arity: 2, fn: bJSONFilter},
-	"base64.encode": {arity: 1, fn: bBase64Encode}, "base64.decode": {arity: 1, fn: bBase64Decode},
-	"base64.is_valid":  {arity: 1, fn: bBase64IsValid},
-	"base64url.encode": {arity: 1, fn: bBase64URLEncode}, "base64url.decode": {arity: 1, fn: bBase64URLDecode},
-	"base64url.encode_no_pad": {arity: 1, fn: bBase64URLEncodeNoPad},
-	"hex.encode":              {arity: 1, fn: bHexEncode}, "hex.decode": {arity: 1, fn: bHexDecode},
-	"urlquery.encode": {arity: 1, fn: bURLQueryEncode}, "urlquery.decode": {arity: 1, fn: bURLQueryDecode},
-	"urlquery.encode_object": {arity: 1, fn: bURLQueryEncodeObject},
-	"urlquery.decode_object": {arity: 1, fn: bURLQueryDecodeObject},
+	{"json.marshal", builtinSpec{arity: 1, fn: bJSONMarshal}}, {"json.unmarshal", builtinSpec{arity: 1, fn: bJSONUnmarshal}},
+	{"json.is_valid", builtinSpec{arity: 1, fn: bJSONIsValid}},
+	{"json.remove", builtinSpec{arity: 2, fn: bJSONRemove}}, {"json.filter", builtinSpec{arity: 2, fn: bJSONFilter}},
+	{"base64.encode", builtinSpec{arity: 1, fn: bBase64Encode}}, {"base64.decode", builtinSpec{arity: 1, fn: bBase64Decode}},
+	{"base64.is_valid", builtinSpec{arity: 1, fn: bBase64IsValid}},
+	{"base64url.encode", builtinSpec{arity: 1, fn: bBase64URLEncode}}, {"base64url.decode", builtinSpec{arity: 1, fn: bBase64URLDecode}},
+	{"base64url.encode_no_pad", builtinSpec{arity: 1, fn: bBase64URLEncodeNoPad}},
+	{"hex.encode", builtinSpec{arity: 1, fn: bHexEncode}}, {"hex.decode", builtinSpec{arity: 1, fn: bHexDecode}},
+	{"urlquery.encode", builtinSpec{arity: 1, fn: bURLQueryEncode}}, {"urlquery.decode", builtinSpec{arity: 1, fn: bURLQueryDecode}},
+	{"urlquery.encode_object", builtinSpec{arity: 1, fn: bURLQueryEncodeObject}},
+	{"urlquery.decode_object", builtinSpec{arity: 1, fn: bURLQueryDecodeObject}},
 
 	// net, time, semver
-	"net.cidr_contains": {arity: 2, fn: bCIDRContains}, "net.cidr_is_valid": {arity: 1, fn: bCIDRIsValid},
-	"net.cidr_intersects": {arity: 2, fn: bCIDRIntersects},
-	"semver.is_valid":     {arity: 1, fn: bSemverIsValid}, "semver.compare": {arity: 2, fn: bSemverCompare},
-	"time.now_ns": {arity: 0, fn: bTimeNowNS}, "time.parse_rfc3339_ns": {arity: 1, fn: bTimeParseRFC3339},
-	"time.parse_ns": {arity: 2, fn: bTimeParseNS}, "time.weekday": {arity: 1, fn: bTimeWeekday},
-	"time.date": {arity: 1, fn: bTimeDate}, "time.clock": {arity: 1, fn: bTimeClock},
-	"time.add_date": {arity: 4, fn: bTimeAddDate},
+	{"net.cidr_contains", builtinSpec{arity: 2, fn: bCIDRContains}}, {"net.cidr_is_valid", builtinSpec{arity: 1, fn: bCIDRIsValid}},
+	{"net.cidr_intersects", builtinSpec{arity: 2, fn: bCIDRIntersects}},
+	{"semver.is_valid", builtinSpec{arity: 1, fn: bSemverIsValid}}, {"semver.compare", builtinSpec{arity: 2, fn: bSemverCompare}},
+	{"time.now_ns", builtinSpec{arity: 0, fn: bTimeNowNS}}, {"time.parse_rfc3339_ns", builtinSpec{arity: 1, fn: bTimeParseRFC3339}},
+	{"time.parse_ns", builtinSpec{arity: 2, fn: bTimeParseNS}}, {"time.weekday", builtinSpec{arity: 1, fn: bTimeWeekday}},
+	{"time.date", builtinSpec{arity: 1, fn: bTimeDate}}, {"time.clock", builtinSpec{arity: 1, fn: bTimeClock}},
+	{"time.add_date", builtinSpec{arity: 4, fn: bTimeAddDate}},
 
 	// Aegis
-	"aegis.dlp.redact": {arity: 2, fn: bDLPRedact},
+	{"aegis.dlp.redact", builtinSpec{arity: 2, fn: bDLPRedact}},
+})
+
+// builtinEntry is one row of the builtin table as written.
+type builtinEntry struct {
+	name string
+	spec builtinSpec
+}
+
+func indexBuiltins(entries []builtinEntry) map[string]*builtinSpec {
+	m := make(map[string]*builtinSpec, len(entries))
+	for i := range entries {
+		if _, dup := m[entries[i].name]; dup {
+			panic("engine: builtin " + entries[i].name + " listed twice")
+		}
+		m[entries[i].name] = &entries[i].spec
+	}
+	return m
 }
 
 // SupportedBuiltins returns the names of every builtin the engine
