@@ -1,7 +1,7 @@
 package input
 
 import (
-	"slices"
+	"sort"
 	"strings"
 
 	"github.com/aegis-mesh/aegis/engine"
@@ -37,7 +37,9 @@ func (b *builder) headers(req *Request, r *reqInfo) {
 	// Sorting keeps this O(n log n) for hostile header counts and gives
 	// the engine object its key order; stability keeps repeated values in
 	// arrival order.
-	slices.SortStableFunc(hs, func(a, b header) int { return strings.Compare(a.name, b.name) })
+	// sort, not slices.Sort*Func: each struct type would instantiate its
+	// own ~15 kB copy of the generic sort in the wasm filter (issue 3).
+	sort.SliceStable(hs, func(i, j int) bool { return hs[i].name < hs[j].name })
 
 	obj := engine.NewObject(len(hs))
 	contentLength := ""

@@ -2,6 +2,7 @@ package input
 
 import (
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -93,7 +94,9 @@ func (b *builder) checkDuplicateIDs(calls []Call, arr *engine.Array) {
 		id, _ := arr.Index(c.MCP.Index).(*engine.Object).Get("id")
 		ids = append(ids, ref{id, c.MCP.Index})
 	}
-	slices.SortStableFunc(ids, func(x, y ref) int { return engine.Compare(x.id, y.id) })
+	// sort, not slices.Sort*Func: each struct type would instantiate its
+	// own ~15 kB copy of the generic sort in the wasm filter (issue 3).
+	sort.SliceStable(ids, func(i, j int) bool { return engine.Compare(ids[i].id, ids[j].id) < 0 })
 	for i := 1; i < len(ids); i++ {
 		if engine.Equal(ids[i].id, ids[i-1].id) && (i < 2 || !engine.Equal(ids[i].id, ids[i-2].id)) {
 			b.violate(CodeDuplicateID, "body["+strconv.Itoa(ids[i].index)+"].id", "JSON-RPC id used by more than one request in the batch")

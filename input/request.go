@@ -1,7 +1,7 @@
 package input
 
 import (
-	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -386,7 +386,9 @@ func (b *builder) query(raw string) *engine.Object {
 		}
 		params = append(params, param{dk, dv})
 	}
-	slices.SortStableFunc(params, func(a, b param) int { return strings.Compare(a.k, b.k) })
+	// sort, not slices.Sort*Func: each struct type would instantiate its
+	// own ~15 kB copy of the generic sort in the wasm filter (issue 3).
+	sort.SliceStable(params, func(i, j int) bool { return params[i].k < params[j].k })
 	obj := engine.NewObject(len(params))
 	for i, p := range params {
 		if i > 0 && params[i-1].k == p.k {

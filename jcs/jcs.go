@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sort"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -323,7 +324,9 @@ func (p *parser) object(dst []byte, depth int) ([]byte, error) {
 		}
 		p.pos++
 	}
-	slices.SortFunc(members, func(a, b member) int { return slices.Compare(a.key, b.key) })
+	// sort, not slices.Sort*Func: each struct type would instantiate its
+	// own ~15 kB copy of the generic sort in the wasm filter (issue 3).
+	sort.Slice(members, func(i, j int) bool { return slices.Compare(members[i].key, members[j].key) < 0 })
 	dst = append(dst, '{')
 	for i, m := range members {
 		if i > 0 {

@@ -8,7 +8,7 @@ package strictjson
 
 import (
 	"bytes"
-	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -198,7 +198,9 @@ func (p *parser) object() (engine.Value, error) {
 	// Sorting once is O(n log n) and gives both duplicate detection and
 	// the key order engine objects keep; inserting one by one would be
 	// quadratic for a hostile body with many keys in reverse order.
-	slices.SortStableFunc(ms, func(a, b member) int { return strings.Compare(a.key, b.key) })
+	// sort, not slices.Sort*Func: each struct type would instantiate its
+	// own ~15 kB copy of the generic sort in the wasm filter (issue 3).
+	sort.SliceStable(ms, func(i, j int) bool { return ms[i].key < ms[j].key })
 	for i := 1; i < len(ms); i++ {
 		if ms[i].key == ms[i-1].key {
 			e := p.fail(CodeDuplicateKey, "duplicate key "+strconv.Quote(ms[i].key))
