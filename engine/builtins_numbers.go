@@ -128,25 +128,33 @@ func always(f func(x, y int64) int64) func(x, y int64) (int64, bool, error) {
 	return func(x, y int64) (int64, bool, error) { return f(x, y), true, nil }
 }
 
-func infallible[T any](f func(z, x, y *T) *T) func(z, x, y *T) (*T, error) {
-	return func(z, x, y *T) (*T, error) { return f(z, x, y), nil }
+// infallibleInt and infallibleFloat are two functions rather than one
+// generic one: a generic instantiation's dictionary marks *big.Int and
+// *big.Float as converted to interfaces, which keeps their Format,
+// String and (Un)MarshalJSON/Text methods alive in the wasm filter.
+func infallibleInt(f func(z, x, y *big.Int) *big.Int) func(z, x, y *big.Int) (*big.Int, error) {
+	return func(z, x, y *big.Int) (*big.Int, error) { return f(z, x, y), nil }
+}
+
+func infallibleFloat(f func(z, x, y *big.Float) *big.Float) func(z, x, y *big.Float) (*big.Float, error) {
+	return func(z, x, y *big.Float) (*big.Float, error) { return f(z, x, y), nil }
 }
 
 var (
 	opPlus = arithOp{
 		small: always(func(x, y int64) int64 { return x + y }),
-		exact: infallible((*big.Int).Add),
-		float: infallible((*big.Float).Add),
+		exact: infallibleInt((*big.Int).Add),
+		float: infallibleFloat((*big.Float).Add),
 	}
 	opMinus = arithOp{
 		small: always(func(x, y int64) int64 { return x - y }),
-		exact: infallible((*big.Int).Sub),
-		float: infallible((*big.Float).Sub),
+		exact: infallibleInt((*big.Int).Sub),
+		float: infallibleFloat((*big.Float).Sub),
 	}
 	opMul = arithOp{
 		small: always(func(x, y int64) int64 { return x * y }),
-		exact: infallible((*big.Int).Mul),
-		float: infallible((*big.Float).Mul),
+		exact: infallibleInt((*big.Int).Mul),
+		float: infallibleFloat((*big.Float).Mul),
 	}
 	opDiv = arithOp{
 		small: func(x, y int64) (int64, bool, error) {
