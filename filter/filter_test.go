@@ -27,12 +27,15 @@ import (
 const wasmPath = "../build/aegis-filter.wasm"
 
 // maxModuleBytes bounds the module: Envoy keeps a copy per worker VM.
-// The product goal (issue 3) is 6 MiB; the module is 7.8 MB today: 5.1 MB
-// of code (runtime 1.2 MB, engine 0.6, math/big 0.3, encoding/json 0.25,
-// regexp 0.28, fmt 0.18) and 2.5 MB of data (pclntab, type data, unicode
-// tables). This guard sits at 8 MiB until the size work lands. Lower it
-// back then, do not raise it.
-const maxModuleBytes = 8 << 20
+// The product goal (issue 3) is 6 MiB; the module is 7.40 MB today
+// (`go run ./internal/wasmsize` on a build without -s -w attributes it):
+// 4.9 MB of code (runtime 1.18 MB, engine 0.54, math/big 0.27,
+// encoding/json 0.25, regexp + regexp/syntax 0.28, time 0.15, reflect
+// 0.15, fmt 0.11) and 2.5 MB of data (pclntab, type data, unicode tables).
+// Removing encoding/json from the filter is worth about 0.7 MB (measured
+// by building against a stub of it), fmt another 0.45 MB. This guard sits
+// at 7.25 MiB until that work lands. Lower it then, do not raise it.
+const maxModuleBytes = 7<<20 + 1<<18
 
 func TestMain(m *testing.M) {
 	if err := ensureModule(); err != nil {
@@ -64,7 +67,9 @@ func ensureModule() error {
 		return err
 	}
 	tmp := wasmPath + ".tmp"
-	cmd := exec.Command("go", "build", "-trimpath", "-buildmode=c-shared", "-o", tmp, ".")
+	// The same flags as `make filter`: the size guard is about the module
+	// that ships, and -s drops a 165 kB name section.
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-buildmode=c-shared", "-o", tmp, ".")
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%v\n%s", err, out)
