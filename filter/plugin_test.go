@@ -472,6 +472,32 @@ func TestIdentity(t *testing.T) {
 	})
 }
 
+// TestTenantBoundKeys: with a JWKS whose keys are bound to tenants (as the
+// control plane publishes them), a token naming one tenant but signed by
+// another tenant's key is refused, on a gateway serving both.
+func TestTenantBoundKeys(t *testing.T) {
+	jwks, err := token.MarshalBoundJWKS(token.BoundKey{Tenant: "acme", Pub: fx.tokenKey.Public().(ed25519.PublicKey)},
+		token.BoundKey{Tenant: "globex", Pub: fx.rogueKey.Public().(ed25519.PublicKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.Replace(string(pluginConfig(allBundles(), "")), `"jwks":`+fx.jwks, `"jwks":`+string(jwks), 1)
+	vmTest(t, func(t *testing.T, vm types.VMContext) {
+		host, reset := startPlugin(t, vm, []byte(conf))
+		defer reset()
+		forged := mint(t, tokenOpts{agent: "billing-agent", tenant: "acme", key: fx.rogueKey})
+		res := send(t, host, request{method: "GET", authority: "billing.acme.internal", path: "/v1/invoices/1", headers: [][2]string{bearer(forged)}})
+		if res.local == nil || res.local.StatusCode != 401 || !strings.Contains(string(res.local.Data), "tenant") {
+			t.Fatalf("acme token signed by globex's key: %+v, want 401 naming the tenant", res.local)
+		}
+		own := mint(t, tokenOpts{agent: "billing-agent", tenant: "acme"})
+		res = send(t, host, request{method: "GET", authority: "billing.acme.internal", path: "/v1/invoices/1", headers: [][2]string{bearer(own)}})
+		if res.local != nil && res.local.StatusCode == 401 {
+			t.Fatalf("acme token signed by acme's key refused: %s", res.local.Data)
+		}
+	})
+}
+
 // TestCustomTokenHeader: with token.header set, the token comes from that
 // header (and only from it), which is stripped; Authorization then belongs
 // to the tool and is forwarded.

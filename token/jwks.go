@@ -21,10 +21,63 @@ const (
 // ErrJWKS is wrapped by every ParseJWKS error.
 var ErrJWKS = errors.New("invalid JWKS")
 
-// KeySet maps key ids to Ed25519 public keys. It is immutable once built
-// and safe for concurrent use.
+// KeySet maps key ids to Ed25519 public keys, each optionally bound to a
+// tenant. It is immutable once built and safe for concurrent use.
 type KeySet struct {
-	keys map[string]ed25519.PublicKey
+	keys    map[string]ed25519.PublicKey
+	tenants map[string]string // kid → tenant, for bound keys only
+}
+
+// BoundKey is a public key that signs tokens of one tenant only.
+type BoundKey struct {
+	Tenant string
+	Pub    ed25519.PublicKey
+}
+
+// NewBoundKeySet returns a key set whose keys verify only tokens of their
+// tenant (Verify refuses a token whose tenant claim differs). On a gateway
+// shared by several tenants this keeps one tenant's leaked key from
+// forging another tenant's agents.
+func NewBoundKeySet(bound ...BoundKey) (*KeySet, error) {
+	pubs := make([]ed25519.PublicKey, len(bound))
+	for i, b := range bound {
+		if !validKeyTenant(b.Tenant) {
+			return nil, fmt.Errorf("key set: key %d: tenant %q is not a tenant name", i, b.Tenant)
+		}
+		pubs[i] = b.Pub
+	}
+	ks, err := NewKeySet(pubs...)
+	if err != nil {
+		return nil, err
+	}
+	ks.tenants = make(map[string]string, len(bound))
+	for _, b := range bound {
+		ks.tenants[keys.KeyID(b.Pub)] = b.Tenant
+	}
+	return ks, nil
+}
+
+// Tenant returns the tenant the key kid is bound to, or "" for a key that
+// is not bound.
+func (ks *KeySet) Tenant(kid string) string {
+	if ks == nil {
+		return ""
+	}
+	return ks.tenants[kid]
+}
+
+// validKeyTenant: tenant names as the control plane allows them.
+func validKeyTenant(t string) bool {
+	if t == "" || len(t) > 128 {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // NewKeySet returns a key set holding pubs under their RFC 7638
@@ -73,6 +126,7 @@ type jwk struct {
 	Crv    string   `json:"crv"`
 	X      string   `json:"x"`
 	Kid    string   `json:"kid,omitempty"`
+	Tenant string   `json:"tenant,omitempty"` // Aegis: the key signs this tenant's tokens only
 	Alg    string   `json:"alg,omitempty"`
 	Use    string   `json:"use,omitempty"`
 	KeyOps []string `json:"key_ops,omitempty"`
@@ -87,16 +141,40 @@ type jwks struct {
 // kid = keys.KeyID, alg EdDSA, use sig, in the order given, indented and
 // ending in a newline.
 func MarshalJWKS(pubs ...ed25519.PublicKey) ([]byte, error) {
+	bound := make([]BoundKey, len(pubs))
+	for i, p := range pubs {
+		bound[i].Pub = p
+	}
+	return marshalJWKS(bound)
+}
+
+// MarshalBoundJWKS is MarshalJWKS for keys bound to tenants: each key also
+// carries a "tenant" member. JOSE libraries ignore members they do not
+// know (RFC 7517 §4); ParseJWKS reads it back into the binding.
+func MarshalBoundJWKS(bound ...BoundKey) ([]byte, error) {
+	for i, b := range bound {
+		if !validKeyTenant(b.Tenant) {
+			return nil, fmt.Errorf("marshal JWKS: key %d: tenant %q is not a tenant name", i, b.Tenant)
+		}
+	}
+	return marshalJWKS(bound)
+}
+
+func marshalJWKS(bound []BoundKey) ([]byte, error) {
+	pubs := make([]ed25519.PublicKey, len(bound))
+	for i, b := range bound {
+		pubs[i] = b.Pub
+	}
 	if _, err := NewKeySet(pubs...); err != nil {
 		return nil, fmt.Errorf("marshal JWKS: %w", err)
 	}
 	out := struct {
 		Keys []jwk `json:"keys"`
 	}{Keys: []jwk{}}
-	for _, p := range pubs {
+	for _, b := range bound {
 		out.Keys = append(out.Keys, jwk{
-			Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(p),
-			Kid: keys.KeyID(p), Alg: Algorithm, Use: "sig",
+			Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(b.Pub),
+			Kid: keys.KeyID(b.Pub), Tenant: b.Tenant, Alg: Algorithm, Use: "sig",
 		})
 	}
 	data, err := json.MarshalIndent(out, "", "  ")
@@ -143,6 +221,15 @@ func ParseJWKS(data []byte) (*KeySet, error) {
 			return nil, fmt.Errorf("%w: keys[%d]: kid %q given twice", ErrJWKS, i, kid)
 		}
 		ks.keys[kid] = pub
+		if k.Tenant != "" {
+			if !validKeyTenant(k.Tenant) {
+				return nil, fmt.Errorf("%w: keys[%d]: tenant %q is not a tenant name", ErrJWKS, i, k.Tenant)
+			}
+			if ks.tenants == nil {
+				ks.tenants = map[string]string{}
+			}
+			ks.tenants[kid] = k.Tenant
+		}
 	}
 	return ks, nil
 }

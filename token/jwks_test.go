@@ -2,10 +2,12 @@ package token
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aegis-mesh/aegis/keys"
 )
@@ -144,4 +146,68 @@ func FuzzParseJWKS(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestBoundKeys: a key bound to a tenant verifies that tenant's tokens
+// only, the binding survives a JWKS round trip, and unbound keys verify
+// any tenant's.
+func TestBoundKeys(t *testing.T) {
+	acmePriv, acmePub := newKey(t)
+	globexPriv, globexPub := newKey(t)
+	data, err := MarshalBoundJWKS(BoundKey{Tenant: "acme", Pub: acmePub}, BoundKey{Tenant: "globex", Pub: globexPub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := ParseJWKS(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ks.Tenant(keys.KeyID(acmePub)); got != "acme" {
+		t.Fatalf("Tenant(acme key) = %q", got)
+	}
+	unbound, err := NewKeySet(acmePub, globexPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	mint := func(priv ed25519.PrivateKey, tenant string) string {
+		tok, err := Mint(priv, Claims{Subject: "agent-1", Tenant: tenant, IssuedAt: now.Unix(), ExpiresAt: now.Add(time.Hour).Unix()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for _, tc := range []struct {
+		name   string
+		tok    string
+		ks     *KeySet
+		wantOK bool
+	}{
+		{"own tenant", mint(acmePriv, "acme"), ks, true},
+		{"other tenant's key", mint(globexPriv, "acme"), ks, false},
+		{"own key, other tenant", mint(acmePriv, "globex"), ks, false},
+		{"unbound set", mint(globexPriv, "acme"), unbound, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Verify(tc.tok, tc.ks, VerifyOptions{Now: now})
+			if tc.wantOK && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !tc.wantOK && !errors.Is(err, ErrTenant) {
+				t.Fatalf("got %v, want ErrTenant", err)
+			}
+		})
+	}
+	for _, bad := range []string{"", "ac me", strings.Repeat("t", 129)} {
+		if _, err := MarshalBoundJWKS(BoundKey{Tenant: bad, Pub: acmePub}); err == nil {
+			t.Errorf("MarshalBoundJWKS accepted tenant %q", bad)
+		}
+		if _, err := NewBoundKeySet(BoundKey{Tenant: bad, Pub: acmePub}); err == nil {
+			t.Errorf("NewBoundKeySet accepted tenant %q", bad)
+		}
+	}
+	doc := `{"keys":[{"kty":"OKP","crv":"Ed25519","x":"` + base64.RawURLEncoding.EncodeToString(acmePub) + `","tenant":"a b"}]}`
+	if _, err := ParseJWKS([]byte(doc)); !errors.Is(err, ErrJWKS) {
+		t.Errorf("ParseJWKS with a malformed tenant: %v", err)
+	}
 }

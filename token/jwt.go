@@ -106,7 +106,7 @@ type VerifyOptions struct {
 // parsed only far enough to pick the key, the signature is checked, and
 // only then are claims decoded and trusted.
 func Verify(token string, ks *KeySet, opts VerifyOptions) (*Claims, error) {
-	pJSON, err := verifySignature(token, ks, opts.MaxSize, Type)
+	pJSON, kid, err := verifySignature(token, ks, opts.MaxSize, Type)
 	if err != nil {
 		return nil, err
 	}
@@ -116,6 +116,9 @@ func Verify(token string, ks *KeySet, opts VerifyOptions) (*Claims, error) {
 	}
 	if err := checkClaims(&c, opts); err != nil {
 		return nil, err
+	}
+	if t := ks.Tenant(kid); t != "" && c.Tenant != t {
+		return nil, fmt.Errorf("%w: signed by a key of tenant %q", ErrTenant, t)
 	}
 	return &c, nil
 }

@@ -86,7 +86,7 @@ func mintOverride(priv ed25519.PrivateKey, c OverrideClaims, random io.Reader) (
 // opts.Audience when set), and every claim an override binds. Binding the
 // claims to a request (agent, tool, params digest) is the caller's job.
 func VerifyOverride(tok string, ks *KeySet, opts VerifyOptions) (*OverrideClaims, error) {
-	payload, err := verifySignature(tok, ks, opts.MaxSize, OverrideType)
+	payload, _, err := verifySignature(tok, ks, opts.MaxSize, OverrideType)
 	if err != nil {
 		return nil, err
 	}
@@ -102,54 +102,55 @@ func VerifyOverride(tok string, ks *KeySet, opts VerifyOptions) (*OverrideClaims
 
 // verifySignature splits a compact JWS, checks its header (alg EdDSA, the
 // wanted typ, a known kid, nothing else) and its signature, and returns
-// the decoded payload, which is only then worth parsing.
-func verifySignature(tok string, ks *KeySet, maxSize int, typ string) ([]byte, error) {
+// the decoded payload, which is only then worth parsing, and the kid.
+func verifySignature(tok string, ks *KeySet, maxSize int, typ string) ([]byte, string, error) {
 	if maxSize <= 0 {
 		maxSize = DefaultMaxSize
 	}
 	if len(tok) > maxSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(tok), maxSize)
+		return nil, "", fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(tok), maxSize)
 	}
 	first := strings.IndexByte(tok, '.')
 	if first < 0 {
-		return nil, fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+		return nil, "", fmt.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
 	second := first + 1 + strings.IndexByte(tok[first+1:], '.')
 	if second <= first || strings.IndexByte(tok[second+1:], '.') >= 0 {
-		return nil, fmt.Errorf("%w: want three dot-separated parts", ErrMalformed)
+		return nil, "", fmt.Errorf("%w: want three dot-separated parts", ErrMalformed)
 	}
 	hJSON, err := decodeSegment("header", tok[:first])
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var h header
 	if err := strictUnmarshal(hJSON, &h, true); err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
+		return nil, "", fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	if h.Crit != nil {
-		return nil, fmt.Errorf("%w: header: crit is not supported", ErrMalformed)
+		return nil, "", fmt.Errorf("%w: header: crit is not supported", ErrMalformed)
 	}
 	if h.Alg != Algorithm {
-		return nil, fmt.Errorf("%w: alg %q, want %q", ErrAlgorithm, h.Alg, Algorithm)
+		return nil, "", fmt.Errorf("%w: alg %q, want %q", ErrAlgorithm, h.Alg, Algorithm)
 	}
 	if h.Typ != typ {
-		return nil, fmt.Errorf("%w: header: typ %q, want %q", ErrMalformed, h.Typ, typ)
+		return nil, "", fmt.Errorf("%w: header: typ %q, want %q", ErrMalformed, h.Typ, typ)
 	}
 	if h.Kid == "" {
-		return nil, fmt.Errorf("%w: header has no kid", ErrUnknownKey)
+		return nil, "", fmt.Errorf("%w: header has no kid", ErrUnknownKey)
 	}
 	pub, ok := ks.Lookup(h.Kid)
 	if !ok {
-		return nil, fmt.Errorf("%w: kid %q", ErrUnknownKey, h.Kid)
+		return nil, "", fmt.Errorf("%w: kid %q", ErrUnknownKey, h.Kid)
 	}
 	sig, err := decodeSegment("signature", tok[second+1:])
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if len(sig) != ed25519.SignatureSize || !ed25519.Verify(pub, []byte(tok[:second]), sig) {
-		return nil, ErrSignature
+		return nil, "", ErrSignature
 	}
-	return decodeSegment("payload", tok[first+1:second])
+	payload, err := decodeSegment("payload", tok[first+1:second])
+	return payload, h.Kid, err
 }
 
 // checkOverrideShape checks the claims every override must carry,

@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -134,16 +133,16 @@ func Standard(o StandardOptions) func(ctx context.Context, s *Server) (Extension
 				if err != nil {
 					return nil, err
 				}
-				var pubs []ed25519.PublicKey
+				var bound []token.BoundKey
 				for _, kid := range ks.KeyIDs() {
 					if pub, ok := ks.Lookup(kid); ok {
-						pubs = append(pubs, pub)
+						bound = append(bound, token.BoundKey{Tenant: ks.Tenant(kid), Pub: pub})
 					}
 				}
-				if len(pubs) == 0 {
+				if len(bound) == 0 {
 					return nil, fmt.Errorf("tenant %s has no agent-token keys yet", tenant)
 				}
-				return token.MarshalJWKS(pubs...)
+				return token.MarshalBoundJWKS(bound...)
 			},
 			Background: append(background,
 				appr.Run,

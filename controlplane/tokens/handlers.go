@@ -2,7 +2,6 @@ package tokens
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -66,13 +65,9 @@ func (s *Service) handleJWKS(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, "listing keys failed", err)
 		return
 	}
-	pubs := make([]ed25519.PublicKey, len(pk))
-	for i, k := range pk {
-		pubs[i] = k.pub
-	}
 	body := []byte("{\n  \"keys\": []\n}\n")
-	if len(pubs) > 0 {
-		if body, err = token.MarshalJWKS(pubs...); err != nil {
+	if len(pk) > 0 {
+		if body, err = token.MarshalBoundJWKS(bound(pk)...); err != nil {
 			s.internalError(w, r, "rendering the key set failed", err)
 			return
 		}

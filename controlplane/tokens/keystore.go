@@ -216,11 +216,7 @@ func (ks *keyStore) keySet(ctx context.Context, tenant string, now time.Time) (*
 	if err != nil {
 		return nil, err
 	}
-	pubs := make([]ed25519.PublicKey, len(pk))
-	for i, k := range pk {
-		pubs[i] = k.pub
-	}
-	return token.NewKeySet(pubs...)
+	return token.NewBoundKeySet(bound(pk)...)
 }
 
 // lookup finds a published key by kid, across tenants.

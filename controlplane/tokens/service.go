@@ -10,7 +10,6 @@ package tokens
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -260,9 +259,17 @@ func (s *Service) JWKS(ctx context.Context, tenant string) ([]byte, error) {
 			return nil, err
 		}
 	}
-	pubs := make([]ed25519.PublicKey, len(pk))
+	return token.MarshalBoundJWKS(bound(pk)...)
+}
+
+// bound lists published keys with their tenants: every key the service
+// publishes signs one tenant's tokens only, and says so in the JWKS, so
+// that a gateway serving several tenants refuses a token whose tenant is
+// not its signing key's.
+func bound(pk []publishedKey) []token.BoundKey {
+	out := make([]token.BoundKey, len(pk))
 	for i, k := range pk {
-		pubs[i] = k.pub
+		out[i] = token.BoundKey{Tenant: k.tenant, Pub: k.pub}
 	}
-	return token.MarshalJWKS(pubs...)
+	return out
 }
