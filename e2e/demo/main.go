@@ -169,10 +169,20 @@ func (d *demo) run(ctx context.Context) error {
 	if id == "" {
 		return fmt.Errorf("no approval id in %s", r.Body)
 	}
+	// The policy names payments-leads as approvers: an approver outside
+	// that group is refused, bob (whose API token carries it) decides.
+	outsider, err := s.IssueAPIToken(ctx, "acme", "mallory@acme", []string{"approver"}, nil)
+	if err != nil {
+		return err
+	}
+	if err := s.Admin.With(outsider).JSON(ctx, "POST", "/v1/approvals/"+id+"/approve", nil, nil, http.StatusForbidden); err != nil {
+		return fmt.Errorf("an approver outside payments-leads: %w", err)
+	}
+	d.say("%15s mallory (approver, not in payments-leads) → 403 not_an_approver", "")
 	if err := s.Role("acme", "approver").JSON(ctx, "POST", "/v1/approvals/"+id+"/approve", nil, nil, http.StatusOK); err != nil {
 		return err
 	}
-	d.say("%15s bob (approver) approved %s", "", id)
+	d.say("%15s bob (approver, payments-leads) approved %s", "", id)
 	var st struct {
 		OverrideToken string `json:"override_token"`
 	}

@@ -252,20 +252,17 @@ func (s *Stack) setupTenants(ctx context.Context) error {
 		// One person per role: the two-person rule needs the approver to
 		// be someone other than the author.
 		for role, who := range map[string]string{"author": "alice", "approver": "bob", "publisher": "carol", "auditor": "dave", "admin": "erin"} {
-			var out struct {
-				Token string `json:"token"`
-			}
-			req := map[string]any{"subject": who + "@" + t.Name, "tenant": t.Name, "roles": []string{role}, "ttl_seconds": 86400}
+			var groups []string
 			if role == "approver" {
 				// The groups the example policies name as approvers: the
 				// control plane lets only them decide an approval.
-				req["groups"] = []string{"payments-leads", "release-managers"}
+				groups = []string{"payments-leads", "release-managers"}
 			}
-			err := s.Admin.JSON(ctx, "POST", "/v1/tokens/api", req, &out, http.StatusCreated)
+			tok, err := s.IssueAPIToken(ctx, t.Name, who+"@"+t.Name, []string{role}, groups)
 			if err != nil {
 				return err
 			}
-			s.Roles[t.Name+"/"+role] = s.Admin.With(out.Token)
+			s.Roles[t.Name+"/"+role] = s.Admin.With(tok)
 		}
 		stage := t.Stage
 		if stage == "" {
@@ -320,6 +317,22 @@ func (s *Stack) PublishFiles(ctx context.Context, tenant string, files map[strin
 	sort.Strings(names)
 	s.logf("tenant %s: %s submitted by alice, approved by bob, published by carol as revision %d (%s)", tenant, strings.Join(names, " + "), rel.Revision, stage)
 	return rel.Revision, nil
+}
+
+// IssueAPIToken has the admin issue an API token (a day long) for subject
+// in tenant with roles and, for approvers, groups.
+func (s *Stack) IssueAPIToken(ctx context.Context, tenant, subject string, roles, groups []string) (string, error) {
+	var out struct {
+		Token string `json:"token"`
+	}
+	req := map[string]any{"subject": subject, "tenant": tenant, "roles": roles, "ttl_seconds": 86400}
+	if len(groups) > 0 {
+		req["groups"] = groups
+	}
+	if err := s.Admin.JSON(ctx, "POST", "/v1/tokens/api", req, &out, http.StatusCreated); err != nil {
+		return "", fmt.Errorf("issuing an API token for %s: %w", subject, err)
+	}
+	return out.Token, nil
 }
 
 // AgentToken mints an agent token through the token service.
