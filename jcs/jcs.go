@@ -11,7 +11,6 @@
 package jcs
 
 import (
-	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -401,10 +400,10 @@ func compareUTF16(a, b []byte) int {
 		i++
 	}
 	if i == len(a) || i == len(b) {
-		return cmp.Compare(len(a), len(b))
+		return compareInt(len(a), len(b))
 	}
 	if a[i] < utf8.RuneSelf && b[i] < utf8.RuneSelf {
-		return cmp.Compare(a[i], b[i])
+		return compareInt(int(a[i]), int(b[i]))
 	}
 	// Equal bytes so far, so both strings have a character starting at the
 	// same place before i (the input is valid UTF-8).
@@ -414,11 +413,23 @@ func compareUTF16(a, b []byte) int {
 	ra, _ := utf8.DecodeRune(a[i:])
 	rb, _ := utf8.DecodeRune(b[i:])
 	if ua, ub := firstUnit(ra), firstUnit(rb); ua != ub {
-		return cmp.Compare(ua, ub)
+		return compareInt(int(ua), int(ub))
 	}
 	// Both above U+FFFF with the same high surrogate: the low ones, like
 	// the code points, decide.
-	return cmp.Compare(ra, rb)
+	return compareInt(int(ra), int(rb))
+}
+
+// compareInt is cmp.Compare for the one type it is needed for here: each
+// instantiation of the generic would be its own code in the wasm filter.
+func compareInt(a, b int) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 // firstUnit is the first UTF-16 code unit of r.
