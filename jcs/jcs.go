@@ -19,6 +19,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -36,17 +37,36 @@ func Canonicalize(data []byte) ([]byte, error) {
 
 // AppendCanonical appends the JCS form of the JSON value in data to dst.
 func AppendCanonical(dst, data []byte) ([]byte, error) {
-	p := parser{data: data}
-	p.space()
-	out, err := p.value(dst, 0)
+	out, n, err := AppendCanonicalPrefix(dst, data)
 	if err != nil {
 		return dst, err
 	}
+	p := parser{data: data, pos: n}
 	p.space()
 	if p.pos != len(p.data) {
 		return dst, p.fail("data after the JSON value")
 	}
 	return out, nil
+}
+
+// AppendCanonicalPrefix appends the JCS form of the JSON value at the start
+// of data (after any white space) to dst and returns how many bytes of
+// data it read. What follows the value is left to the caller: a decoder
+// of an enclosing document canonicalises its members in place this way.
+func AppendCanonicalPrefix(dst, data []byte) ([]byte, int, error) {
+	s := scratchPool.Get().(*scratch)
+	p := parser{data: data, members: s.members[:0], strBuf: s.strBuf, reorder: s.reorder}
+	p.space()
+	out, err := p.value(dst, 0)
+	// Buffers grown by a hostile document are not kept.
+	if cap(p.members) <= 1024 && cap(p.strBuf) <= 64<<10 && cap(p.reorder) <= 64<<10 {
+		*s = scratch{members: p.members[:0], strBuf: p.strBuf[:0], reorder: p.reorder[:0]}
+		scratchPool.Put(s)
+	}
+	if err != nil {
+		return dst, 0, err
+	}
+	return out, p.pos, nil
 }
 
 // ParamsDigest is the lower-case hex SHA-256 of the JCS form of
@@ -79,7 +99,6 @@ func ParamsDigest(tenant, agent, tool string, params []byte) (string, error) {
 // \u00xx in lower case); everything else is copied as UTF-8. Invalid UTF-8
 // in s is replaced with U+FFFD, as a Go string has no other JSON form.
 func AppendString(dst []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
 	dst = append(dst, '"')
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -93,28 +112,7 @@ func AppendString(dst []byte, s string) []byte {
 			i += size
 			continue
 		}
-		switch c {
-		case '"':
-			dst = append(dst, '\\', '"')
-		case '\\':
-			dst = append(dst, '\\', '\\')
-		case '\b':
-			dst = append(dst, '\\', 'b')
-		case '\f':
-			dst = append(dst, '\\', 'f')
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			if c < 0x20 {
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			} else {
-				dst = append(dst, c)
-			}
-		}
+		dst = appendStringByte(dst, c)
 		i++
 	}
 	return append(dst, '"')
@@ -185,7 +183,22 @@ func AppendNumber(dst []byte, f float64) ([]byte, error) {
 type parser struct {
 	data []byte
 	pos  int
+	// members holds the members of every object being parsed, innermost
+	// last: an object's own start at the length it found on entry.
+	members []member
+	// strBuf holds a string value with escapes while it is decoded;
+	// reorder holds an object's text while its members are put in order.
+	strBuf, reorder []byte
 }
+
+// scratch is a parser's reusable memory. Stores through the parser's
+// pointer would move a stack array to the heap anyway, so it is pooled.
+type scratch struct {
+	members         []member
+	strBuf, reorder []byte
+}
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{members: make([]member, 0, 32)} }}
 
 func (p *parser) fail(msg string) error {
 	return fmt.Errorf("%w: %s at offset %d", ErrInvalid, msg, p.pos)
@@ -220,11 +233,18 @@ func (p *parser) value(dst []byte, depth int) ([]byte, error) {
 	case c == '[':
 		return p.array(dst, depth+1)
 	case c == '"':
-		s, err := p.str()
+		start := p.pos
+		s, raw, err := p.str(p.strBuf[:0])
 		if err != nil {
 			return dst, err
 		}
-		return AppendString(dst, s), nil
+		if raw {
+			// No escapes: the text as written, quotes included, is the
+			// canonical text.
+			return append(dst, p.data[start:p.pos]...), nil
+		}
+		p.strBuf = s
+		return appendEscaped(dst, s), nil
 	case c == 't':
 		return p.literal(dst, "true")
 	case c == 'f':
@@ -274,11 +294,15 @@ func (p *parser) array(dst []byte, depth int) ([]byte, error) {
 	}
 }
 
+// member is one parsed object member.
 type member struct {
-	key   []uint16 // UTF-16 code units: the JCS sort order
-	value []byte   // canonical "key":value text
+	key        []byte // the key's value (UTF-8); JCS orders by its UTF-16 code units
+	start, end int    // the member's canonical "key":value text in the output
 }
 
+// object writes the members in the order they come, then puts them in key
+// order only if they were not already: producers that write JCS (the
+// filter, the edge) pay for one ordered scan, not a sort and a copy.
 func (p *parser) object(dst []byte, depth int) ([]byte, error) {
 	if depth > MaxDepth {
 		return dst, p.fail("nested too deeply")
@@ -289,15 +313,33 @@ func (p *parser) object(dst []byte, depth int) ([]byte, error) {
 		p.pos++
 		return append(dst, '{', '}'), nil
 	}
-	var members []member
+	base := len(p.members)
+	body := len(dst) + 1 // where the first member's text starts
+	dst = append(dst, '{')
+	ordered := true
 	for {
 		p.space()
 		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
 			return dst, p.fail("want a string key in object")
 		}
-		key, err := p.str()
+		if len(p.members) > base {
+			dst = append(dst, ',')
+		}
+		start := len(dst)
+		keyStart := p.pos
+		// A key with escapes is decoded into a slice of its own: it must
+		// outlive the next string's decoding.
+		key, raw, err := p.str(nil)
 		if err != nil {
 			return dst, err
+		}
+		if raw {
+			dst = append(dst, p.data[keyStart:p.pos]...)
+		} else {
+			dst = appendEscaped(dst, key)
+		}
+		if n := len(p.members); n > base && compareUTF16(p.members[n-1].key, key) >= 0 {
+			ordered = false
 		}
 		p.space()
 		if p.pos >= len(p.data) || p.data[p.pos] != ':' {
@@ -305,12 +347,11 @@ func (p *parser) object(dst []byte, depth int) ([]byte, error) {
 		}
 		p.pos++
 		p.space()
-		text := AppendString(nil, key)
-		text = append(text, ':')
-		if text, err = p.value(text, depth); err != nil {
+		dst = append(dst, ':')
+		if dst, err = p.value(dst, depth); err != nil {
 			return dst, err
 		}
-		members = append(members, member{key: utf16.Encode([]rune(key)), value: text})
+		p.members = append(p.members, member{key: key, start: start, end: len(dst)})
 		p.space()
 		if p.pos >= len(p.data) {
 			return dst, p.fail("unterminated object")
@@ -324,24 +365,122 @@ func (p *parser) object(dst []byte, depth int) ([]byte, error) {
 		}
 		p.pos++
 	}
-	// sort, not slices.Sort*Func: each struct type would instantiate its
-	// own ~15 kB copy of the generic sort in the wasm filter (issue 3).
-	sort.Slice(members, func(i, j int) bool { return slices.Compare(members[i].key, members[j].key) < 0 })
-	dst = append(dst, '{')
-	for i, m := range members {
-		if i > 0 {
-			if slices.Equal(members[i-1].key, m.key) {
-				return dst, fmt.Errorf("%w: duplicate object key %q", ErrInvalid, string(utf16.Decode(m.key)))
+	ms := p.members[base:]
+	if !ordered {
+		// sort, not slices.Sort*Func: each struct type would instantiate its
+		// own ~15 kB copy of the generic sort in the wasm filter (issue 3).
+		sort.Slice(ms, func(i, j int) bool { return compareUTF16(ms[i].key, ms[j].key) < 0 })
+		for i := 1; i < len(ms); i++ {
+			if string(ms[i-1].key) == string(ms[i].key) {
+				return dst, fmt.Errorf("%w: duplicate object key %q", ErrInvalid, ms[i].key)
 			}
-			dst = append(dst, ',')
 		}
-		dst = append(dst, m.value...)
+		// Nested objects are already final inside each member's text, so
+		// the members move as whole byte ranges.
+		p.reorder = append(p.reorder[:0], dst[body:]...)
+		dst = dst[:body]
+		for i, m := range ms {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, p.reorder[m.start-body:m.end-body]...)
+		}
 	}
+	p.members = p.members[:base]
 	return append(dst, '}'), nil
 }
 
-// str reads a JSON string at p.pos and returns its decoded value.
-func (p *parser) str() (string, error) {
+// compareUTF16 orders two UTF-8 strings by their UTF-16 code units (RFC
+// 8785 §3.2.3). That is byte order except where a character above U+FFFF
+// (a surrogate pair, D800–DBFF first) meets one in U+E000–U+FFFF, so only
+// the first differing character is decoded.
+func compareUTF16(a, b []byte) int {
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	if i == len(a) || i == len(b) {
+		return compareInt(len(a), len(b))
+	}
+	if a[i] < utf8.RuneSelf && b[i] < utf8.RuneSelf {
+		return compareInt(int(a[i]), int(b[i]))
+	}
+	// Equal bytes so far, so both strings have a character starting at the
+	// same place before i (the input is valid UTF-8).
+	for i > 0 && !utf8.RuneStart(a[i]) {
+		i--
+	}
+	ra, _ := utf8.DecodeRune(a[i:])
+	rb, _ := utf8.DecodeRune(b[i:])
+	if ua, ub := firstUnit(ra), firstUnit(rb); ua != ub {
+		return compareInt(int(ua), int(ub))
+	}
+	// Both above U+FFFF with the same high surrogate: the low ones, like
+	// the code points, decide.
+	return compareInt(int(ra), int(rb))
+}
+
+// compareInt is cmp.Compare for the one type it is needed for here: each
+// instantiation of the generic would be its own code in the wasm filter.
+func compareInt(a, b int) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// firstUnit is the first UTF-16 code unit of r.
+func firstUnit(r rune) rune {
+	if r > 0xFFFF {
+		return 0xD800 + (r-0x10000)>>10
+	}
+	return r
+}
+
+// appendEscaped appends s (valid UTF-8) as a JCS string: AppendString for
+// text already checked.
+func appendEscaped(dst, s []byte) []byte {
+	dst = append(dst, '"')
+	for _, c := range s {
+		dst = appendStringByte(dst, c)
+	}
+	return append(dst, '"')
+}
+
+// appendStringByte appends one byte of a JCS string: the escapes of '"',
+// '\\' and the control characters, anything else as it is.
+func appendStringByte(dst []byte, c byte) []byte {
+	const hexDigits = "0123456789abcdef"
+	switch c {
+	case '"':
+		return append(dst, '\\', '"')
+	case '\\':
+		return append(dst, '\\', '\\')
+	case '\b':
+		return append(dst, '\\', 'b')
+	case '\f':
+		return append(dst, '\\', 'f')
+	case '\n':
+		return append(dst, '\\', 'n')
+	case '\r':
+		return append(dst, '\\', 'r')
+	case '\t':
+		return append(dst, '\\', 't')
+	}
+	if c < 0x20 {
+		return append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+	}
+	return append(dst, c)
+}
+
+// str reads a JSON string at p.pos. Without escapes it returns the bytes
+// between the quotes, a slice of the input (raw: that text is already the
+// canonical one); otherwise it appends the decoded value to buf and
+// returns that. Either way the value is valid UTF-8.
+func (p *parser) str(buf []byte) (s []byte, raw bool, err error) {
 	p.pos++ // opening quote
 	start := p.pos
 	// Fast path: no escapes.
@@ -350,28 +489,28 @@ func (p *parser) str() (string, error) {
 		if c == '"' {
 			s := p.data[start:p.pos]
 			if !utf8.Valid(s) {
-				return "", p.fail("invalid UTF-8 in string")
+				return nil, false, p.fail("invalid UTF-8 in string")
 			}
 			p.pos++
-			return string(s), nil
+			return s, true, nil
 		}
 		if c == '\\' || c < 0x20 {
 			break
 		}
 		p.pos++
 	}
-	out := append([]byte(nil), p.data[start:p.pos]...)
+	out := append(buf, p.data[start:p.pos]...)
 	for p.pos < len(p.data) {
 		c := p.data[p.pos]
 		switch {
 		case c == '"':
 			if !utf8.Valid(out) {
-				return "", p.fail("invalid UTF-8 in string")
+				return nil, false, p.fail("invalid UTF-8 in string")
 			}
 			p.pos++
-			return string(out), nil
+			return out, false, nil
 		case c < 0x20:
-			return "", p.fail("control character in string")
+			return nil, false, p.fail("control character in string")
 		case c != '\\':
 			out = append(out, c)
 			p.pos++
@@ -399,27 +538,27 @@ func (p *parser) str() (string, error) {
 		case 'u':
 			r, ok := p.hex4()
 			if !ok {
-				return "", p.fail("bad \\u escape")
+				return nil, false, p.fail("bad \\u escape")
 			}
 			if utf16.IsSurrogate(r) {
 				// Only a high surrogate followed by an escaped low one
 				// names a character; anything else has no UTF-8 form.
 				if r >= 0xDC00 || len(p.data)-p.pos < 2 || p.data[p.pos] != '\\' || p.data[p.pos+1] != 'u' {
-					return "", p.fail("lone surrogate escape")
+					return nil, false, p.fail("lone surrogate escape")
 				}
 				p.pos += 2
 				lo, ok := p.hex4()
 				if !ok || lo < 0xDC00 || lo > 0xDFFF {
-					return "", p.fail("lone surrogate escape")
+					return nil, false, p.fail("lone surrogate escape")
 				}
 				r = utf16.DecodeRune(r, lo)
 			}
 			out = utf8.AppendRune(out, r)
 		default:
-			return "", p.fail("bad escape")
+			return nil, false, p.fail("bad escape")
 		}
 	}
-	return "", p.fail("unterminated string")
+	return nil, false, p.fail("unterminated string")
 }
 
 func (p *parser) hex4() (rune, bool) {
@@ -450,21 +589,26 @@ func (p *parser) number(dst []byte) ([]byte, error) {
 	if p.data[p.pos] == '-' {
 		p.pos++
 	}
+	intDigits := 0
 	switch {
 	case p.pos < len(p.data) && p.data[p.pos] == '0':
 		p.pos++
+		intDigits = 1
 	case p.pos < len(p.data) && p.data[p.pos] >= '1' && p.data[p.pos] <= '9':
-		p.digits()
+		intDigits = p.digits()
 	default:
 		return dst, p.fail("bad number")
 	}
+	integer := true
 	if p.pos < len(p.data) && p.data[p.pos] == '.' {
+		integer = false
 		p.pos++
 		if p.digits() == 0 {
 			return dst, p.fail("bad fraction")
 		}
 	}
 	if p.pos < len(p.data) && (p.data[p.pos] == 'e' || p.data[p.pos] == 'E') {
+		integer = false
 		p.pos++
 		if p.pos < len(p.data) && (p.data[p.pos] == '+' || p.data[p.pos] == '-') {
 			p.pos++
@@ -473,11 +617,21 @@ func (p *parser) number(dst []byte) ([]byte, error) {
 			return dst, p.fail("bad exponent")
 		}
 	}
-	f, err := strconv.ParseFloat(string(p.data[start:p.pos]), 64)
+	text := p.data[start:p.pos]
+	if integer && intDigits <= 15 {
+		// Below 10^15 an integer is exact as a double, and ECMAScript
+		// writes such a double as its plain digits: the text as written
+		// (the grammar has no leading zeros), minus zero aside.
+		if string(text) == "-0" {
+			return append(dst, '0'), nil
+		}
+		return append(dst, text...), nil
+	}
+	f, err := strconv.ParseFloat(string(text), 64)
 	if err != nil {
 		// Only range errors reach here (the grammar is checked): a number
 		// beyond the double range has no JCS form.
-		return dst, fmt.Errorf("%w: number %s out of range", ErrInvalid, p.data[start:p.pos])
+		return dst, fmt.Errorf("%w: number %s out of range", ErrInvalid, text)
 	}
 	return AppendNumber(dst, f)
 }

@@ -1,13 +1,19 @@
 package jcs
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
+	"math/rand/v2"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf16"
 )
 
 // TestNumbers: the IEEE 754 → text table of RFC 8785 Appendix B, plus the
@@ -189,5 +195,229 @@ func FuzzCanonicalize(f *testing.F) {
 		if err != nil || string(again) != string(out) {
 			t.Fatalf("not idempotent: %q → %q → %q %v", data, out, again, err)
 		}
+		if ref := reference(t, data); string(ref) != string(out) {
+			t.Fatalf("%q → %q, the reference gives %q", data, out, ref)
+		}
 	})
+}
+
+// TestCanonicalizeCases: the object reordering, key order by UTF-16 code
+// units, the verbatim integers and string escapes, one case each.
+func TestCanonicalizeCases(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"ordered object kept", `{"a":1,"b":[true,null],"c":"x"}`, `{"a":1,"b":[true,null],"c":"x"}`},
+		{"reordered", `{"c":"x","a":1,"b":2}`, `{"a":1,"b":2,"c":"x"}`},
+		{"nested reordered inside an ordered one", `{"a":{"z":1,"y":{"q":2,"p":3}},"b":[{"d":4,"c":5}]}`, `{"a":{"y":{"p":3,"q":2},"z":1},"b":[{"c":5,"d":4}]}`},
+		{"nested inside a reordered one", `{"b":{"y":1,"x":2},"a":{"d":3,"c":4}}`, `{"a":{"c":4,"d":3},"b":{"x":2,"y":1}}`},
+		{"prefix key first", `{"ab":1,"a":2}`, `{"a":2,"ab":1}`},
+		{"escaped keys sort by value", `{"\u0062":1,"\u0061":2}`, `{"a":2,"b":1}`},
+		{"quote key sorts by its value", `{"a":1,"\"":2}`, `{"\"":2,"a":1}`},
+		{"surrogate pair before U+E000", "{\"\ue000\":1,\"\U0001F600\":2}", "{\"\U0001F600\":2,\"\ue000\":1}"},
+		{"U+FFFF before a pair? no: pair first", "{\"\uffff\":1,\"\U00010000\":2}", "{\"\U00010000\":2,\"\uffff\":1}"},
+		{"two pairs", "{\"\U0001F601\":1,\"\U0001F600\":2}", "{\"\U0001F600\":2,\"\U0001F601\":1}"},
+		{"BMP below surrogates", "{\"\U0001F600\":1,\"\u00e9\":2}", "{\"\u00e9\":2,\"\U0001F600\":1}"},
+		{"minus zero", `[-0,0,-0.0,-0e5]`, `[0,0,0,0]`},
+		{"15 digits verbatim", `[999999999999999,-123456789012345]`, `[999999999999999,-123456789012345]`},
+		{"16 digits through the double", `[1234567890123456789,9007199254740993]`, `[1234567890123456800,9007199254740992]`},
+		{"exponent and fraction", `[1E2,1.0,0.50,-1e-7]`, `[100,1,0.5,-1e-7]`},
+		{"string escapes", `["\/\u00e9\n\u0000","plain"]`, "[\"/\u00e9\\n\\u0000\",\"plain\"]"},
+		{"escaped value then raw", `{"a":"\u0041","b":"B"}`, `{"a":"A","b":"B"}`},
+	}
+	for _, tt := range tests {
+		got, err := Canonicalize([]byte(tt.in))
+		if err != nil || string(got) != tt.want {
+			t.Errorf("%s: %s → %s %v, want %s", tt.name, tt.in, got, err, tt.want)
+		}
+		if ref := reference(t, []byte(tt.in)); string(ref) != tt.want {
+			t.Errorf("%s: the reference gives %s", tt.name, ref)
+		}
+	}
+	dups := []string{`{"b":1,"a":2,"b":3}`, `{"a":1,"b":{"x":1,"x":2}}`, `{"\u00e9":1,"é":2}`, `{"b":0,"a":1,"a":1}`}
+	for _, in := range dups {
+		if _, err := Canonicalize([]byte(in)); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "duplicate") {
+			t.Errorf("%s: %v, want a duplicate key error", in, err)
+		}
+	}
+}
+
+func TestAppendCanonicalPrefix(t *testing.T) {
+	tests := []struct {
+		in, want string
+		n        int
+	}{
+		{` {"b":1,"a":2} ,rest`, `{"a":2,"b":1}`, 14},
+		{`[1, 2]]`, `[1,2]`, 6},
+		{`"x"x`, `"x"`, 3},
+		{`12,`, `12`, 2},
+	}
+	for _, tt := range tests {
+		got, n, err := AppendCanonicalPrefix([]byte("pre:"), []byte(tt.in))
+		if err != nil || string(got) != "pre:"+tt.want || n != tt.n {
+			t.Errorf("%q: %q %d %v, want %q %d", tt.in, got, n, err, "pre:"+tt.want, tt.n)
+		}
+	}
+	if got, n, err := AppendCanonicalPrefix([]byte("pre:"), []byte(`{"a":`)); err == nil || string(got) != "pre:" || n != 0 {
+		t.Errorf("truncated: %q %d %v", got, n, err)
+	}
+}
+
+// TestCanonicalizeAgreesWithReference compares the parser with a second,
+// naive implementation (encoding/json into any, then sort) on generated
+// documents that mix orders, escapes, characters around the UTF-16 order
+// differences, and numbers of every layout.
+func TestCanonicalizeAgreesWithReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 3000; i++ {
+		doc := genValue(r, nil, 0)
+		got, err := Canonicalize(doc)
+		if err != nil {
+			// Duplicate keys are the only refusal the generator makes.
+			if !strings.Contains(err.Error(), "duplicate") {
+				t.Fatalf("%s: %v", doc, err)
+			}
+			continue
+		}
+		if want := reference(t, doc); string(got) != string(want) {
+			t.Fatalf("%s:\n got %s\nwant %s", doc, got, want)
+		}
+	}
+}
+
+var genChars = []string{"a", "b", "z", "A", "_", "0", "\"", "\\", "/", "\n", "\u001f", "\u007f", "é", "€", "\ue000", "\uffff", "\U00010000", "\U0001F600", "ﬆ"}
+
+func genString(r *rand.Rand, dst []byte) []byte {
+	dst = append(dst, '"')
+	for n := r.IntN(4); n > 0; n-- {
+		c := genChars[r.IntN(len(genChars))]
+		switch {
+		case c == "\"" || c == "\\":
+			dst = append(dst, '\\', c[0])
+		case c == "\n":
+			dst = append(dst, `\n`...)
+		case c == "\u001f":
+			dst = append(dst, `\u001F`...)
+		case r.IntN(4) == 0:
+			// Written as escapes: \uXXXX, or a surrogate pair.
+			for _, u := range utf16.Encode([]rune(c)) {
+				dst = fmt.Appendf(dst, `\u%04x`, u)
+			}
+		default:
+			dst = append(dst, c...)
+		}
+	}
+	return append(dst, '"')
+}
+
+var genNumbers = []string{"0", "-0", "7", "-42", "100", "999999999999999", "1000000000000000", "12345678901234567890", "9007199254740993",
+	"0.5", "-0.0", "1.25e3", "1E-7", "2e+21", "1e21", "123.456e-2", "5e-324", "1.7976931348623157e308"}
+
+func genValue(r *rand.Rand, dst []byte, depth int) []byte {
+	ws := func() {
+		if r.IntN(3) == 0 {
+			dst = append(dst, " \n\t"[r.IntN(3)])
+		}
+	}
+	k := r.IntN(7)
+	if depth > 3 {
+		k = r.IntN(4)
+	}
+	switch k {
+	case 0:
+		dst = append(dst, []string{"true", "false", "null"}[r.IntN(3)]...)
+	case 1, 2:
+		dst = append(dst, genNumbers[r.IntN(len(genNumbers))]...)
+	case 3:
+		dst = genString(r, dst)
+	case 4:
+		dst = append(dst, '[')
+		for i, n := 0, r.IntN(4); i < n; i++ {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			ws()
+			dst = genValue(r, dst, depth+1)
+			ws()
+		}
+		dst = append(dst, ']')
+	default:
+		dst = append(dst, '{')
+		for i, n := 0, r.IntN(6); i < n; i++ {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			ws()
+			dst = genString(r, dst)
+			ws()
+			dst = append(dst, ':')
+			ws()
+			dst = genValue(r, dst, depth+1)
+		}
+		dst = append(dst, '}')
+	}
+	return dst
+}
+
+// reference canonicalises through encoding/json: slow and obviously
+// following RFC 8785 (keys sorted by UTF-16 code units, numbers through
+// the double). It takes the last of duplicate keys, so it is only asked
+// about documents Canonicalize accepts.
+func reference(t testing.TB, data []byte) []byte {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("reference: %s: %v", data, err)
+	}
+	var app func(dst []byte, v any) []byte
+	app = func(dst []byte, v any) []byte {
+		switch v := v.(type) {
+		case nil:
+			return append(dst, "null"...)
+		case bool:
+			return strconv.AppendBool(dst, v)
+		case json.Number:
+			f, err := strconv.ParseFloat(string(v), 64)
+			if err != nil {
+				t.Fatalf("reference: %s: %v", v, err)
+			}
+			out, err := AppendNumber(dst, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out
+		case string:
+			return AppendString(dst, v)
+		case []any:
+			dst = append(dst, '[')
+			for i, e := range v {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = app(dst, e)
+			}
+			return append(dst, ']')
+		case map[string]any:
+			keys := make([]string, 0, len(v))
+			for k := range v {
+				keys = append(keys, k)
+			}
+			slices.SortFunc(keys, func(a, b string) int {
+				return slices.Compare(utf16.Encode([]rune(a)), utf16.Encode([]rune(b)))
+			})
+			dst = append(dst, '{')
+			for i, k := range keys {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = AppendString(dst, k)
+				dst = append(dst, ':')
+				dst = app(dst, v[k])
+			}
+			return append(dst, '}')
+		}
+		t.Fatalf("reference: %T", v)
+		return nil
+	}
+	return app(nil, v)
 }

@@ -49,10 +49,17 @@ func TestPrepareRefuses(t *testing.T) {
 		{"batch_hash of another batch", func() Batch { b := fresh(); b.BatchHash = strings.Repeat("0", 64); return b }, CodeHashMismatch},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Prepare(tc.batch(), pub)
+			b := tc.batch()
+			_, err := Prepare(b, pub)
 			var be *BatchError
 			if !errors.As(err, &be) || be.Kind != tc.kind {
 				t.Fatalf("err = %v, want %s", err, tc.kind)
+			}
+			// The same refusal for the batch as sent, read the way the
+			// handler reads it.
+			_, err2 := prepareSent(t, b, pub, nil)
+			if err2 == nil || err2.Error() != err.Error() {
+				t.Fatalf("as sent: %v, want %v", err2, err)
 			}
 		})
 	}

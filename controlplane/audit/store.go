@@ -1,10 +1,13 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"embed"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,6 +15,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aegis-mesh/aegis/controlplane/db"
@@ -399,24 +403,65 @@ func eventColumns() []string {
 }
 
 func (t pgTxn) insertEvents(ctx context.Context, rs []Record, nodeID string, now int64) error {
-	i := 0
-	src := pgx.CopyFromFunc(func() ([]any, error) {
-		if i >= len(rs) {
-			return nil, nil
-		}
-		r := &rs[i]
-		i++
-		return []any{nodeID, r.ChainID, r.Seq, r.Tenant, r.ID, r.TimeUS, r.Agent, r.Tool, r.Action, r.PolicyRevision, r.CostMicroUSD,
-			hex.EncodeToString(r.Hash[:]), string(r.Body), now}, nil
-	})
-	n, err := t.tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, eventColumns(), src)
+	buf := copyBufs.Get().(*[]byte)
+	*buf = appendCopyRows((*buf)[:0], rs, nodeID, now)
+	tag, err := t.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(*buf), copyEvents)
+	if cap(*buf) <= 16<<20 {
+		copyBufs.Put(buf)
+	}
 	if err != nil {
 		return err
 	}
-	if n != int64(len(rs)) {
+	if n := tag.RowsAffected(); n != int64(len(rs)) {
 		return fmt.Errorf("copied %d of %d events", n, len(rs))
 	}
 	return nil
+}
+
+// copyEvents is the COPY statement of appendCopyRows' stream.
+var copyEvents = `COPY audit_events (` + strings.Join(eventColumns(), ", ") + `) FROM STDIN (FORMAT binary)`
+
+// copyBufs holds COPY streams between batches (about a megabyte each for
+// 1000 events).
+var copyBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// appendCopyRows appends rs as a COPY binary stream (PostgreSQL
+// documentation, "COPY", Binary Format) in eventColumns' order: text
+// columns as their bytes, bigints as 8 bytes big-endian. Writing it
+// directly costs a fraction of encoding 14 interface values per row.
+func appendCopyRows(b []byte, rs []Record, nodeID string, now int64) []byte {
+	b = append(b, "PGCOPY\n\xff\r\n\x00"...)
+	b = binary.BigEndian.AppendUint32(b, 0) // flags
+	b = binary.BigEndian.AppendUint32(b, 0) // header extension length
+	text := func(b []byte, s string) []byte {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+		return append(b, s...)
+	}
+	bigint := func(b []byte, v int64) []byte {
+		b = binary.BigEndian.AppendUint32(b, 8)
+		return binary.BigEndian.AppendUint64(b, uint64(v))
+	}
+	for i := range rs {
+		r := &rs[i]
+		b = binary.BigEndian.AppendUint16(b, 14)
+		b = text(b, nodeID)
+		b = text(b, r.ChainID)
+		b = bigint(b, r.Seq)
+		b = text(b, r.Tenant)
+		b = text(b, r.ID)
+		b = bigint(b, r.TimeUS)
+		b = text(b, r.Agent)
+		b = text(b, r.Tool)
+		b = text(b, r.Action)
+		b = bigint(b, r.PolicyRevision)
+		b = bigint(b, r.CostMicroUSD)
+		b = binary.BigEndian.AppendUint32(b, 2*sha256.Size)
+		b = hex.AppendEncode(b, r.Hash[:])
+		b = binary.BigEndian.AppendUint32(b, uint32(len(r.Body)))
+		b = append(b, r.Body...)
+		b = bigint(b, now)
+	}
+	return binary.BigEndian.AppendUint16(b, 0xffff) // trailer: -1
 }
 
 // sqlTxn runs an ingest on a database/sql transaction (SQLite).

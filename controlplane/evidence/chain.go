@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 
 	"github.com/aegis-mesh/aegis/jcs"
 )
@@ -31,12 +32,33 @@ func EventHash(prev [32]byte, raw []byte) ([32]byte, []byte, error) {
 	if err != nil {
 		return [32]byte{}, nil, fmt.Errorf("canonical event: %w", err)
 	}
-	h := sha256.New()
-	h.Write(prev[:])
-	h.Write(canon)
-	var sum [32]byte
-	h.Sum(sum[:0])
-	return sum, canon, nil
+	return NewChainer().Next(prev, canon), canon, nil
+}
+
+// Chainer computes successive event hashes, sha256(prev || canon) of
+// events already in canonical form, with one SHA-256 state and buffer: a
+// batch hashes its events without allocating per event.
+type Chainer struct {
+	h   hash.Hash
+	buf []byte
+}
+
+// NewChainer returns a Chainer.
+func NewChainer() *Chainer {
+	return &Chainer{h: sha256.New(), buf: make([]byte, 0, sha256.Size)}
+}
+
+// Next returns the hash of the event whose canonical form is canon after
+// the event hashed prev.
+func (c *Chainer) Next(prev [32]byte, canon []byte) [32]byte {
+	// prev goes through the buffer: a slice of the argument handed to the
+	// hash interface would move it to the heap on every call.
+	c.buf = append(c.buf[:0], prev[:]...)
+	c.h.Reset()
+	c.h.Write(c.buf)
+	c.h.Write(canon)
+	c.buf = c.h.Sum(c.buf[:0])
+	return [32]byte(c.buf)
 }
 
 // ParseHash decodes a lower-case hex sha256.

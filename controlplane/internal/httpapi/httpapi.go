@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,16 +49,60 @@ func (e *DecodeError) Error() string { return e.Msg }
 // application/json, no unknown fields, exactly one value. A failure is a
 // *DecodeError naming the problem; WriteDecodeError answers it.
 func Decode(r *http.Request, maxBytes int64, v any) error {
+	if err := checkContentType(r); err != nil {
+		return err
+	}
+	return decode(http.MaxBytesReader(nil, r.Body, maxBytes), maxBytes, v)
+}
+
+// ReadBody reads a JSON request body whole (content type application/json,
+// at most maxBytes) for an endpoint that parses it itself; DecodeBody
+// decodes it as Decode would have. Errors are *DecodeError.
+func ReadBody(r *http.Request, maxBytes int64) ([]byte, error) {
+	if err := checkContentType(r); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= maxBytes {
+		// One allocation of the announced size instead of doubling up to it.
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(nil, r.Body, maxBytes)); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge(maxBytes)
+		}
+		return nil, &DecodeError{http.StatusBadRequest, "bad_request", "request body: " + err.Error()}
+	}
+	return buf.Bytes(), nil
+}
+
+// DecodeBody decodes a body read by ReadBody into v with Decode's rules and
+// errors.
+func DecodeBody(data []byte, v any) error {
+	return decode(bytes.NewReader(data), 0, v)
+}
+
+func checkContentType(r *http.Request) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !isJSON(ct) {
 		return &DecodeError{http.StatusUnsupportedMediaType, "unsupported_media_type", fmt.Sprintf("content type %q: want application/json", ct)}
 	}
-	body := http.MaxBytesReader(nil, r.Body, maxBytes)
+	return nil
+}
+
+func tooLarge(maxBytes int64) *DecodeError {
+	return &DecodeError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body larger than %d bytes", maxBytes)}
+}
+
+// decode reads exactly one JSON value from body into v; maxBytes names the
+// limit of a body cut by http.MaxBytesReader.
+func decode(body io.Reader, maxBytes int64, v any) error {
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return &DecodeError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body larger than %d bytes", maxBytes)}
+			return tooLarge(maxBytes)
 		}
 		if errors.Is(err, io.EOF) {
 			return &DecodeError{http.StatusBadRequest, "bad_request", "empty request body: want a JSON object"}

@@ -29,6 +29,17 @@ func TestDecode(t *testing.T) {
 		r.Header.Set("Content-Type", tc.ct)
 		var b body
 		err := Decode(r, 64, &b)
+		// ReadBody then DecodeBody answers the same.
+		r2 := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tc.body))
+		r2.Header.Set("Content-Type", tc.ct)
+		var b2 body
+		data, err2 := ReadBody(r2, 64)
+		if err2 == nil {
+			err2 = DecodeBody(data, &b2)
+		}
+		if status(err) != status(err2) || b != b2 {
+			t.Errorf("%s: Decode %v %+v, ReadBody+DecodeBody %v %+v", tc.name, err, b, err2, b2)
+		}
 		if tc.status == 0 {
 			if err != nil || b.Name != "a" {
 				t.Errorf("%s: %v %+v", tc.name, err, b)
@@ -42,4 +53,14 @@ func TestDecode(t *testing.T) {
 			t.Errorf("%s: status %d body %s, want %d with error and message", tc.name, w.Code, w.Body, tc.status)
 		}
 	}
+}
+
+func status(err error) int {
+	if de, ok := err.(*DecodeError); ok {
+		return de.Status
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }
