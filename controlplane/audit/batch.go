@@ -14,7 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aegis-mesh/aegis/controlplane/evidence"
@@ -205,7 +207,11 @@ func prepare(b Batch, canon []byte, ends []int, pub ed25519.PublicKey, serves []
 			s = string(c)
 		}
 		if !decodeEvent(c, s, &r.Event, &strs) {
-			// Outside the fast reader's shape: encoding/json decides.
+			// Outside the fast reader's shape: encoding/json decides, once
+			// the keys are known to mean what they say.
+			if err := checkEventKeys(c); err != nil {
+				return nil, badBatch("events[%d]: %v", i, err)
+			}
 			r.Event = Event{}
 			if err := json.Unmarshal(c, &r.Event); err != nil {
 				return nil, badBatch("events[%d]: %v", i, err)
@@ -277,4 +283,35 @@ func printable(s string) bool {
 		}
 	}
 	return true
+}
+
+// eventKeys are the exact member names of Event.
+var eventKeys = func() map[string]string {
+	m := map[string]string{}
+	t := reflect.TypeFor[Event]()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			m[strings.ToLower(name)] = name
+		}
+	}
+	return m
+}()
+
+// checkEventKeys refuses an event with a member whose name is one of
+// Event's in another case ("ID", "Tenant"). encoding/json would take it for
+// that field while the stored body, which auditors and the offline verifier
+// read case-sensitively, says something else: the columns an export is
+// chosen by and the evidence would disagree.
+func checkEventKeys(canonical []byte) error {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(canonical, &members); err != nil {
+		return err
+	}
+	for k := range members {
+		if exact, ok := eventKeys[strings.ToLower(k)]; ok && exact != k {
+			return fmt.Errorf("member %q: field names are case-sensitive (want %q)", k, exact)
+		}
+	}
+	return nil
 }

@@ -44,6 +44,10 @@ func TestPrepareRefuses(t *testing.T) {
 			b.Events[0] = bytes.Replace(b.Events[0], []byte(`{`), []byte(`{"agent":"x",`), 1)
 			return b
 		}, CodeBadBatch},
+		{"a field name in another case", func() Batch { return fresh(func(m map[string]any) { m["Tenant"] = "other" }) }, CodeBadBatch},
+		{"only the other case", func() Batch {
+			return fresh(func(m map[string]any) { m["ID"] = m["id"]; delete(m, "id") })
+		}, CodeBadBatch},
 		{"same id twice", func() Batch { return fresh(func(m map[string]any) { m["id"] = "same" }) }, CodeDuplicateID},
 		{"unsigned", func() Batch { b := fresh(); b.Signature = ""; return b }, CodeBadSignature},
 		{"batch_hash of another batch", func() Batch { b := fresh(); b.BatchHash = strings.Repeat("0", 64); return b }, CodeHashMismatch},
