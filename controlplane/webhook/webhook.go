@@ -333,14 +333,7 @@ func (n *Notifier) deliverClaimed(ctx context.Context, c *claimed) {
 		var err error
 		switch status {
 		case "retry":
-			delay := n.cfg.BaseDelay << min(c.attempts-1, 30)
-			if delay <= 0 || delay > n.cfg.MaxDelay {
-				delay = n.cfg.MaxDelay
-			}
-			if j, rerr := rand.Int(rand.Reader, big.NewInt(int64(delay)+1)); rerr == nil {
-				delay = time.Duration(j.Int64())
-			}
-			err = n.out.retry(wctx, c.id, lastErr, n.cfg.Now().Add(delay))
+			err = n.out.retry(wctx, c.id, lastErr, n.cfg.Now().Add(n.retryWait(c.attempts)))
 		default:
 			err = n.out.finish(wctx, c.id, status, lastErr, n.cfg.Now())
 		}
@@ -386,7 +379,6 @@ func (n *Notifier) deliver(ctx context.Context, j job) {
 		n.cfg.Logger.Error("webhook payload", "target", j.target.Name, "err", err)
 		return
 	}
-	delay := n.cfg.BaseDelay
 	for attempt := 1; ; attempt++ {
 		n.attempts.WithLabelValues(j.target.Name).Inc()
 		err = n.post(ctx, j, body)
@@ -397,19 +389,27 @@ func (n *Notifier) deliver(ctx context.Context, j job) {
 		if errors.Is(err, errPermanent) || attempt >= n.cfg.MaxAttempts || ctx.Err() != nil {
 			break
 		}
-		// Full jitter keeps many control planes from retrying in step.
-		wait := delay
-		if j, err := rand.Int(rand.Reader, big.NewInt(int64(delay)+1)); err == nil {
-			wait = time.Duration(j.Int64())
-		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(wait):
+		case <-time.After(n.retryWait(attempt)):
 		}
-		delay = min(2*delay, n.cfg.MaxDelay)
 	}
 	n.deliveries.WithLabelValues(j.target.Name, "failed").Inc()
 	n.cfg.Logger.Warn("webhook delivery failed", "target", j.target.Name, "type", j.ev.Type, "approval_id", j.ev.ApprovalID, "err", err)
+}
+
+// retryWait is how long to wait after failed attempt number attempt (from
+// 1): BaseDelay doubled per earlier failure, at most MaxDelay, with full
+// jitter so that many control planes do not retry in step.
+func (n *Notifier) retryWait(attempt int) time.Duration {
+	delay := n.cfg.BaseDelay << min(attempt-1, 30)
+	if delay <= 0 || delay > n.cfg.MaxDelay {
+		delay = n.cfg.MaxDelay
+	}
+	if j, err := rand.Int(rand.Reader, big.NewInt(int64(delay)+1)); err == nil {
+		delay = time.Duration(j.Int64())
+	}
+	return delay
 }
 
 func (n *Notifier) post(ctx context.Context, j job, body []byte) error {
