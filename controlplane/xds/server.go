@@ -523,29 +523,40 @@ func (s *Server) nodeInfo(st *streamState, node *corev3.Node) (nodeInfo, error) 
 		s.metrics.refused.WithLabelValues("identity_mismatch").Inc()
 		return nodeInfo{}, status.Error(codes.PermissionDenied, "metadata tenant is not the enrolled tenant of this node")
 	}
-	role := Role(md["role"].GetStringValue())
-	switch {
-	case st.role != "" && role == "":
-		role = st.role
-	case st.role != "" && role != st.role:
-		s.metrics.refused.WithLabelValues("identity_mismatch").Inc()
-		return nodeInfo{}, status.Errorf(codes.PermissionDenied, "metadata role %q is not the enrolled role %q of this node", role, st.role)
-	case !role.valid():
+	r, err := s.bindEnrolled("role", md["role"].GetStringValue(), string(st.role))
+	if err != nil {
+		return nodeInfo{}, err
+	}
+	role := Role(r)
+	if !role.valid() {
 		s.metrics.refused.WithLabelValues("bad_metadata").Inc()
 		return nodeInfo{}, status.Errorf(codes.InvalidArgument, "metadata role %q: want gateway, sidecar or edge", role)
 	}
-	region := md["region"].GetStringValue()
-	switch {
-	case st.region != "" && region == "":
-		region = st.region
-	case st.region != "" && region != st.region:
-		s.metrics.refused.WithLabelValues("identity_mismatch").Inc()
-		return nodeInfo{}, status.Errorf(codes.PermissionDenied, "metadata region %q is not the enrolled region %q of this node", region, st.region)
-	case region != "" && !validName(region):
+	region, err := s.bindEnrolled("region", md["region"].GetStringValue(), st.region)
+	if err != nil {
+		return nodeInfo{}, err
+	}
+	if region != "" && !validName(region) {
 		s.metrics.refused.WithLabelValues("bad_metadata").Inc()
 		return nodeInfo{}, status.Error(codes.InvalidArgument, "metadata region: want 1-128 characters of [A-Za-z0-9._-]")
 	}
 	return nodeInfo{id: st.nodeID, tenant: st.tenant, region: region, role: role}, nil
+}
+
+// bindEnrolled holds what a node's metadata says of field to its
+// enrollment: nothing enrolled, the metadata says; nothing in the metadata,
+// the enrolled value; a different value is refused.
+func (s *Server) bindEnrolled(field, claimed, enrolled string) (string, error) {
+	switch {
+	case enrolled == "":
+		return claimed, nil
+	case claimed == "":
+		return enrolled, nil
+	case claimed != enrolled:
+		s.metrics.refused.WithLabelValues("identity_mismatch").Inc()
+		return "", status.Errorf(codes.PermissionDenied, "metadata %s %q is not the enrolled %s %q of this node", field, claimed, field, enrolled)
+	}
+	return claimed, nil
 }
 
 // checkSameNode refuses a later request that names another node or other
