@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"unicode/utf8"
 
+	"github.com/aegis-mesh/aegis/controlplane/auth"
 	"github.com/aegis-mesh/aegis/token"
 )
 
@@ -112,7 +113,7 @@ func (r *CreateRequest) check() error {
 		}
 	}
 	for _, a := range r.Approvers {
-		if !validName(a) {
+		if !auth.ValidGroupName(a) {
 			return errors.New("invalid approver")
 		}
 	}

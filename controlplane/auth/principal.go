@@ -71,6 +71,10 @@ const MaxGroups = 32
 
 var reGroup = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,127}$`)
 
+// ValidGroupName reports whether g is a name a policy's approvers list and
+// a token's groups may hold: the two are compared, so one rule serves both.
+func ValidGroupName(g string) bool { return reGroup.MatchString(g) }
+
 // ValidGroups checks a token's groups: at most MaxGroups, each a name as
 // policies write approvers (letters, digits, ._:@/+-, at most 128 bytes),
 // none repeated.
@@ -80,7 +84,7 @@ func ValidGroups(gs []string) error {
 	}
 	seen := map[string]bool{}
 	for i, g := range gs {
-		if !reGroup.MatchString(g) {
+		if !ValidGroupName(g) {
 			return fmt.Errorf("groups[%d]: %q is not a group name (letters, digits and ._:@/+-, at most 128 bytes)", i, g)
 		}
 		if seen[g] {
