@@ -83,36 +83,34 @@ func (c *compiler) funcBlocks(bs []*block) []instr {
 	var out []instr
 	for i := 0; i < len(bs); {
 		g, ok := c.guard(bs[i])
-		j := i + 1
-		if ok {
-			for j < len(bs) {
-				h, ok := c.guard(bs[j])
-				if !ok || !g.sameCall(h) {
-					break
-				}
-				j++
+		guards := []guardOf{g}
+		for j := i + 1; ok && j < len(bs); j++ {
+			h, ok := c.guard(bs[j])
+			if !ok || !g.sameCall(h) {
+				break
 			}
+			guards = append(guards, h)
 		}
-		if !ok || j-i < minDispatchRun {
-			for ; i < j; i++ {
-				out = append(out, c.block(bs[i]))
-			}
+		if !ok || len(guards) < minDispatchRun {
+			out = append(out, c.block(bs[i]))
+			i++
 			continue
 		}
-		out = append(out, c.dispatch(bs[i:j]))
-		i = j
+		out = append(out, c.dispatch(bs[i:i+len(guards)], guards))
+		i += len(guards)
 	}
 	return out
 }
 
-func (c *compiler) dispatch(bs []*block) instr {
-	g, _ := c.guard(bs[0])
+// dispatch compiles a run of blocks whose guards (one per block, the same
+// call) funcBlocks has read.
+func (c *compiler) dispatch(bs []*block, guards []guardOf) instr {
+	g := guards[0]
 	call := c.stmt(bs[0].Stmts[1])
 	byValue := map[string][]int{}
 	compiled := make([]instr, len(bs))
 	for i, b := range bs {
-		h, _ := c.guard(b)
-		byValue[h.value] = append(byValue[h.value], i)
+		byValue[guards[i].value] = append(byValue[guards[i].value], i)
 		compiled[i] = c.block(b)
 	}
 	last := len(bs) - 1
