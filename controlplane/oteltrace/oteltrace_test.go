@@ -1,83 +1,23 @@
 package oteltrace
 
 import (
-	"compress/gzip"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aegis-mesh/aegis/controlplane/audit"
+	"github.com/aegis-mesh/aegis/controlplane/oteltrace/otlptest"
 	"github.com/aegis-mesh/aegis/jcs"
-	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 )
-
-// receiver collects the spans an OTLP collector would get.
-type receiver struct {
-	collectortrace.UnimplementedTraceServiceServer
-	mu    sync.Mutex
-	spans []*tracepb.Span
-}
-
-func (r *receiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
-	r.add(req)
-	return &collectortrace.ExportTraceServiceResponse{}, nil
-}
-
-func (r *receiver) add(req *collectortrace.ExportTraceServiceRequest) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, rs := range req.ResourceSpans {
-		for _, ss := range rs.ScopeSpans {
-			r.spans = append(r.spans, ss.Spans...)
-		}
-	}
-}
-
-// ServeHTTP is the OTLP/HTTP protobuf endpoint.
-func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	if req.URL.Path != "/v1/traces" || req.Header.Get("Content-Type") != "application/x-protobuf" {
-		http.Error(w, "unexpected request", http.StatusBadRequest)
-		return
-	}
-	var body io.Reader = req.Body
-	if req.Header.Get("Content-Encoding") == "gzip" {
-		gz, err := gzip.NewReader(req.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		body = gz
-	}
-	data, err := io.ReadAll(io.LimitReader(body, 16<<20))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	var msg collectortrace.ExportTraceServiceRequest
-	if err := proto.Unmarshal(data, &msg); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	r.add(&msg)
-	out, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	w.Write(out)
-}
 
 // records makes a signed batch of three decisions and prepares it exactly
 // as ingest does; the first two carry the agent's trace context.
@@ -123,21 +63,14 @@ func attrs(s *tracepb.Span) map[string]*commonpb.AnyValue {
 func TestSpansReachCollector(t *testing.T) {
 	for _, protocol := range []string{GRPC, HTTP} {
 		t.Run(protocol, func(t *testing.T) {
-			rcv := &receiver{}
+			var rcv *otlptest.Receiver
 			var endpoint string
 			switch protocol {
 			case GRPC:
-				lis, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					t.Fatal(err)
-				}
-				srv := grpc.NewServer()
-				collectortrace.RegisterTraceServiceServer(srv, rcv)
-				go srv.Serve(lis)
-				t.Cleanup(srv.Stop)
-				endpoint = lis.Addr().String()
+				rcv, endpoint = otlptest.StartGRPC(t)
 			case HTTP:
-				srv := httptest.NewServer(rcv)
+				rcv = &otlptest.Receiver{}
+				srv := httptest.NewServer(rcv.HTTPHandler("/v1/traces"))
 				t.Cleanup(srv.Close)
 				endpoint = strings.TrimPrefix(srv.URL, "http://")
 			}
@@ -151,13 +84,12 @@ func TestSpansReachCollector(t *testing.T) {
 			if err := exp.Shutdown(ctx); err != nil {
 				t.Fatal(err)
 			}
-			rcv.mu.Lock()
-			defer rcv.mu.Unlock()
-			if len(rcv.spans) != 3 {
-				t.Fatalf("%d spans, want 3", len(rcv.spans))
+			spans := rcv.Spans()
+			if len(spans) != 3 {
+				t.Fatalf("%d spans, want 3", len(spans))
 			}
 			byID := map[string]*tracepb.Span{}
-			for _, s := range rcv.spans {
+			for _, s := range spans {
 				byID[attrs(s)["aegis.decision_id"].GetStringValue()] = s
 			}
 			for i := 1; i <= 3; i++ {
@@ -207,18 +139,10 @@ func TestConfigValidate(t *testing.T) {
 // TestLargeBatchKeepsEverySpan: one audit batch at the size limit reaches
 // the collector whole.
 func TestLargeBatchKeepsEverySpan(t *testing.T) {
-	rcv := &receiver{}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	collectortrace.RegisterTraceServiceServer(srv, rcv)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
+	rcv, endpoint := otlptest.StartGRPC(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	exp, err := New(ctx, Config{Protocol: GRPC, Endpoint: lis.Addr().String(), Insecure: true})
+	exp, err := New(ctx, Config{Protocol: GRPC, Endpoint: endpoint, Insecure: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,9 +154,7 @@ func TestLargeBatchKeepsEverySpan(t *testing.T) {
 	if err := exp.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rcv.mu.Lock()
-	defer rcv.mu.Unlock()
-	if len(rcv.spans) != len(recs) {
-		t.Fatalf("%d spans reached the collector, want %d", len(rcv.spans), len(recs))
+	if n := len(rcv.Spans()); n != len(recs) {
+		t.Fatalf("%d spans reached the collector, want %d", n, len(recs))
 	}
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -10,26 +9,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/aegis-mesh/aegis/controlplane/audit"
 	"github.com/aegis-mesh/aegis/controlplane/config"
 	"github.com/aegis-mesh/aegis/controlplane/evidence"
 	"github.com/aegis-mesh/aegis/controlplane/notify"
+	"github.com/aegis-mesh/aegis/controlplane/oteltrace/otlptest"
 	"github.com/aegis-mesh/aegis/controlplane/webhook"
 	"github.com/aegis-mesh/aegis/jcs"
 	"github.com/aegis-mesh/aegis/keys"
@@ -89,63 +82,10 @@ func TestStandardServices(t *testing.T) {
 	})
 }
 
-// otlpReceiver is an in-process OTLP/gRPC collector.
-type otlpReceiver struct {
-	collectortrace.UnimplementedTraceServiceServer
-	mu    sync.Mutex
-	spans []*tracepb.Span
-}
-
-func (r *otlpReceiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, rs := range req.ResourceSpans {
-		for _, ss := range rs.ScopeSpans {
-			r.spans = append(r.spans, ss.Spans...)
-		}
-	}
-	return &collectortrace.ExportTraceServiceResponse{}, nil
-}
-
-// serveHTTP is the OTLP/HTTP protobuf endpoint at path.
-func (r *otlpReceiver) serveHTTP(path string) http.HandlerFunc {
-	return func(w http.ResponseWriter, req *http.Request) {
-		if req.URL.Path != path || req.Header.Get("Content-Type") != "application/x-protobuf" {
-			http.Error(w, "unexpected request", http.StatusBadRequest)
-			return
-		}
-		var body io.Reader = req.Body
-		if req.Header.Get("Content-Encoding") == "gzip" {
-			gz, err := gzip.NewReader(req.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			body = gz
-		}
-		data, err := io.ReadAll(io.LimitReader(body, 16<<20))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		var msg collectortrace.ExportTraceServiceRequest
-		if err := proto.Unmarshal(data, &msg); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		_, _ = r.Export(req.Context(), &msg)
-		out, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		_, _ = w.Write(out)
-	}
-}
-
 // decisionIDs are the aegis.decision_id attributes of the spans received.
-func (r *otlpReceiver) decisionIDs() map[string]string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+func decisionIDs(r *otlptest.Receiver) map[string]string {
 	out := map[string]string{}
-	for _, s := range r.spans {
+	for _, s := range r.Spans() {
 		var id, tool string
 		for _, kv := range s.Attributes {
 			switch kv.Key {
@@ -158,20 +98,6 @@ func (r *otlpReceiver) decisionIDs() map[string]string {
 		out[id] = s.Name + " " + tool
 	}
 	return out
-}
-
-func startOTLP(t *testing.T) (*otlpReceiver, string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcv := &otlpReceiver{}
-	g := grpc.NewServer()
-	collectortrace.RegisterTraceServiceServer(g, rcv)
-	go func() { _ = g.Serve(ln) }()
-	t.Cleanup(g.Stop)
-	return rcv, ln.Addr().String()
 }
 
 // signedBatch makes n audit events of node's chain vm0 from seq 1, hash
@@ -221,7 +147,7 @@ func signedBatch(t *testing.T, nodeID, tenant string, key ed25519.PrivateKey, n 
 func TestStandardSpansAndWebhooks(t *testing.T) {
 	t.Parallel()
 	eachDialect(t, func(t *testing.T, dsn, dir string) {
-		rcv, otlpAddr := startOTLP(t)
+		rcv, otlpAddr := otlptest.StartGRPC(t)
 		secret := []byte("webhook-secret-0123456789abcdef")
 		secretFile := filepath.Join(dir, "hook.secret")
 		if err := os.WriteFile(secretFile, append(append([]byte{}, secret...), '\n'), 0o600); err != nil {
@@ -319,7 +245,7 @@ func TestStandardSpansAndWebhooks(t *testing.T) {
 		// Stopping the control plane flushes the spans of every accepted
 		// batch to the collector.
 		h.stop()
-		got := rcv.decisionIDs()
+		got := decisionIDs(rcv)
 		for _, id := range ids {
 			if got[id] != "aegis.decision payments.create" {
 				t.Errorf("span of decision %s: %q (received %v)", id, got[id], got)
@@ -334,8 +260,8 @@ func TestStandardSpansAndWebhooks(t *testing.T) {
 func TestStandardSpansOverHTTP(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	rcv := &otlpReceiver{}
-	col := httptest.NewServer(rcv.serveHTTP("/collector/v1/traces"))
+	rcv := &otlptest.Receiver{}
+	col := httptest.NewServer(rcv.HTTPHandler("/collector/v1/traces"))
 	t.Cleanup(col.Close)
 	h := startWith(t, "sqlite:"+filepath.Join(dir, "aegis.db"), dir, func(c *Config) {
 		c.Settings = c.Settings.WithEnv(func(k string) string {
@@ -349,7 +275,7 @@ func TestStandardSpansOverHTTP(t *testing.T) {
 	batch, ids := signedBatch(t, n.id, "acme", key, 2)
 	h.expect(h.req(n.client, "POST", "/v1/audit/batches", "", batch), 200, "")
 	h.stop()
-	got := rcv.decisionIDs()
+	got := decisionIDs(rcv)
 	if len(got) != len(ids) {
 		t.Fatalf("collector received %v, want spans of %v", got, ids)
 	}
