@@ -35,7 +35,8 @@ const Component = "audit"
 // one Postgres database (a chain's head row is locked while a batch of that
 // chain is stored).
 type Store struct {
-	db *db.DB
+	db    *db.DB
+	group groupCommit
 }
 
 // OpenStore migrates the audit tables and returns the store.
@@ -89,28 +90,12 @@ func (s *Store) Head(ctx context.Context, nodeID, chainID string) (int64, string
 // same positions with the same hashes are counted as duplicates; anything
 // else that does not continue the head is a *ChainError and nothing is
 // stored.
+//
+// On Postgres, batches that arrive while another transaction is storing
+// are merged into the next one (see groupCommit).
 func (s *Store) Ingest(ctx context.Context, p *Prepared, now time.Time) (Result, error) {
 	if s.db.Dialect == db.Postgres {
-		var res Result
-		var err error
-		for attempt := 0; attempt < 5; attempt++ {
-			err = s.db.WithPgx(ctx, func(conn *pgx.Conn) error {
-				tx, err := conn.Begin(ctx)
-				if err != nil {
-					return fmt.Errorf("begin: %w", err)
-				}
-				defer tx.Rollback(ctx)
-				res, err = ingest(ctx, pgTxn{tx}, p, now)
-				if err != nil {
-					return err
-				}
-				return tx.Commit(ctx)
-			})
-			if !retryable(err) {
-				break
-			}
-		}
-		return res, uniqueAsDuplicate(err, p)
+		return s.group.ingest(ctx, s, p, now)
 	}
 	var res Result
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
@@ -118,6 +103,31 @@ func (s *Store) Ingest(ctx context.Context, p *Prepared, now time.Time) (Result,
 		res, err = ingest(ctx, sqlTxn{tx}, p, now)
 		return err
 	})
+	return res, uniqueAsDuplicate(err, p)
+}
+
+// ingestOne stores one batch in its own Postgres transaction, retrying
+// serialization failures and deadlocks.
+func (s *Store) ingestOne(ctx context.Context, p *Prepared, now time.Time) (Result, error) {
+	var res Result
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		err = s.db.WithPgx(ctx, func(conn *pgx.Conn) error {
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				return fmt.Errorf("begin: %w", err)
+			}
+			defer tx.Rollback(ctx)
+			res, err = ingest(ctx, pgTxn{tx}, p, now)
+			if err != nil {
+				return err
+			}
+			return tx.Commit(ctx)
+		})
+		if !retryable(err) {
+			break
+		}
+	}
 	return res, uniqueAsDuplicate(err, p)
 }
 
@@ -139,15 +149,28 @@ func uniqueAsDuplicate(err error, p *Prepared) error {
 type txn interface {
 	queryRow(ctx context.Context, q string, args ...any) interface{ Scan(...any) error }
 	exec(ctx context.Context, q string, args ...any) error
-	insertEvents(ctx context.Context, rs []Record, nodeID string, now int64) error
+	insertEvents(ctx context.Context, cs []*checked) error
 	forUpdate() string
 }
 
-func ingest(ctx context.Context, tx txn, p *Prepared, now time.Time) (Result, error) {
+// checked is a batch whose chain position was checked under its chain's
+// row lock: recs are the events to store (the overlap with stored events
+// removed), res counts the duplicates.
+type checked struct {
+	p     *Prepared
+	now   int64
+	recs  []Record
+	res   Result
+	count int64 // the chain's stored event count
+}
+
+// checkChain creates the batch's chain row if needed, locks it, and checks
+// that the batch continues it.
+func checkChain(ctx context.Context, tx txn, p *Prepared, now time.Time) (*checked, error) {
 	b := p.Batch
 	if err := tx.exec(ctx, `INSERT INTO audit_chains (node_id, chain_id, tenant, head_seq, head_hash, event_count, checkpoint_seq, updated_us)
 		VALUES ($1, $2, $3, 0, $4, 0, 0, $5) ON CONFLICT (node_id, chain_id) DO NOTHING`, b.NodeID, b.ChainID, b.Tenant, evidence.ZeroHash, db.Micros(now)); err != nil {
-		return Result{}, fmt.Errorf("chain %s/%s: %w", b.NodeID, b.ChainID, err)
+		return nil, fmt.Errorf("chain %s/%s: %w", b.NodeID, b.ChainID, err)
 	}
 	var (
 		tenant, headHash string
@@ -155,20 +178,19 @@ func ingest(ctx context.Context, tx txn, p *Prepared, now time.Time) (Result, er
 	)
 	if err := tx.queryRow(ctx, `SELECT tenant, head_seq, head_hash, event_count FROM audit_chains WHERE node_id = $1 AND chain_id = $2`+tx.forUpdate(),
 		b.NodeID, b.ChainID).Scan(&tenant, &head, &headHash, &count); err != nil {
-		return Result{}, fmt.Errorf("chain %s/%s: %w", b.NodeID, b.ChainID, err)
+		return nil, fmt.Errorf("chain %s/%s: %w", b.NodeID, b.ChainID, err)
 	}
 	expected := head + 1
 	if tenant != b.Tenant {
-		return Result{}, &ChainError{Kind: CodeFork, ExpectedSeq: expected, Msg: fmt.Sprintf("chain belongs to tenant %q", tenant)}
+		return nil, &ChainError{Kind: CodeFork, ExpectedSeq: expected, Msg: fmt.Sprintf("chain belongs to tenant %q", tenant)}
 	}
-	var res Result
-	recs := p.Records
+	c := &checked{p: p, now: db.Micros(now), recs: p.Records, count: count}
 	switch {
 	case b.SeqFirst > expected:
-		return Result{}, &ChainError{Kind: CodeGap, ExpectedSeq: expected, Msg: fmt.Sprintf("batch starts at seq %d, the chain is at %d", b.SeqFirst, head)}
+		return nil, &ChainError{Kind: CodeGap, ExpectedSeq: expected, Msg: fmt.Sprintf("batch starts at seq %d, the chain is at %d", b.SeqFirst, head)}
 	case b.SeqFirst == expected:
 		if hex.EncodeToString(p.Prev[:]) != headHash {
-			return Result{}, &ChainError{Kind: CodeFork, ExpectedSeq: expected, Msg: fmt.Sprintf("prev_hash differs from the stored hash of seq %d", head)}
+			return nil, &ChainError{Kind: CodeFork, ExpectedSeq: expected, Msg: fmt.Sprintf("prev_hash differs from the stored hash of seq %d", head)}
 		}
 	default:
 		// The batch overlaps stored events: they must be the same ones.
@@ -178,48 +200,64 @@ func ingest(ctx context.Context, tx txn, p *Prepared, now time.Time) (Result, er
 		var stored string
 		err := tx.queryRow(ctx, `SELECT hash FROM audit_events WHERE node_id = $1 AND chain_id = $2 AND seq = $3`, b.NodeID, b.ChainID, last).Scan(&stored)
 		if isNoRows(err) {
-			return Result{}, &ChainError{Kind: CodeFork, ExpectedSeq: expected, Msg: fmt.Sprintf("stored event at seq %d is missing (deleted?)", last)}
+			return nil, &ChainError{Kind: CodeFork, ExpectedSeq: expected, Msg: fmt.Sprintf("stored event at seq %d is missing (deleted?)", last)}
 		}
 		if err != nil {
-			return Result{}, fmt.Errorf("chain %s/%s seq %d: %w", b.NodeID, b.ChainID, last, err)
+			return nil, fmt.Errorf("chain %s/%s seq %d: %w", b.NodeID, b.ChainID, last, err)
 		}
 		n := int(last - b.SeqFirst + 1)
-		if stored != hex.EncodeToString(recs[n-1].Hash[:]) {
-			return Result{}, &ChainError{Kind: CodeFork, ExpectedSeq: expected, Msg: fmt.Sprintf("event at seq %d differs from the stored one", last)}
+		if stored != hex.EncodeToString(c.recs[n-1].Hash[:]) {
+			return nil, &ChainError{Kind: CodeFork, ExpectedSeq: expected, Msg: fmt.Sprintf("event at seq %d differs from the stored one", last)}
 		}
-		res.Duplicates = n
-		recs = recs[n:]
+		c.res.Duplicates = n
+		c.recs = c.recs[n:]
 	}
-	res.HeadSeq = head
-	if len(recs) == 0 {
-		return res, nil
-	}
-	// Each event is stored under its own tenant: the batch's for an
-	// ordinary node, one of the tenants a shared gateway serves otherwise
-	// (checked by the caller). The unique index on (tenant, id) refuses an event id stored at
-	// another position (a replay under a new seq, or a concurrent batch of
-	// another chain); no separate lookup is needed.
-	if err := tx.insertEvents(ctx, recs, b.NodeID, db.Micros(now)); err != nil {
+	c.res.HeadSeq = head
+	return c, nil
+}
+
+// store writes the events of cs (batches of distinct chains, each checked
+// in this transaction) and moves their chain heads and spend. Each event
+// is stored under its own tenant: the batch's for an ordinary node, one of
+// the tenants a shared gateway serves otherwise (checked by the caller).
+// The unique index on (tenant, id) refuses an event id stored at another
+// position (a replay under a new seq, or a concurrent batch of another
+// chain); no separate lookup is needed.
+func store(ctx context.Context, tx txn, cs []*checked) error {
+	if err := tx.insertEvents(ctx, cs); err != nil {
 		if db.IsUniqueViolation(err) {
-			return Result{}, &ChainError{Kind: CodeDuplicateID, ExpectedSeq: expected, Msg: "an event id of this batch is already stored at another position"}
+			return &ChainError{Kind: CodeDuplicateID, ExpectedSeq: cs[0].res.HeadSeq + 1, Msg: "an event id of this batch is already stored at another position"}
 		}
-		return Result{}, fmt.Errorf("storing events: %w", err)
+		return fmt.Errorf("storing events: %w", err)
 	}
-	last := recs[len(recs)-1]
-	if err := tx.exec(ctx, `UPDATE audit_chains SET head_seq = $1, head_hash = $2, event_count = $3, updated_us = $4 WHERE node_id = $5 AND chain_id = $6`,
-		last.Seq, hex.EncodeToString(last.Hash[:]), count+int64(len(recs)), db.Micros(now), b.NodeID, b.ChainID); err != nil {
-		return Result{}, fmt.Errorf("chain head: %w", err)
+	for _, c := range cs {
+		b, last := c.p.Batch, c.recs[len(c.recs)-1]
+		if err := tx.exec(ctx, `UPDATE audit_chains SET head_seq = $1, head_hash = $2, event_count = $3, updated_us = $4 WHERE node_id = $5 AND chain_id = $6`,
+			last.Seq, hex.EncodeToString(last.Hash[:]), c.count+int64(len(c.recs)), c.now, b.NodeID, b.ChainID); err != nil {
+			return fmt.Errorf("chain head %s/%s: %w", b.NodeID, b.ChainID, err)
+		}
+		if err := addChainTenants(ctx, tx, b, c.recs); err != nil {
+			return err
+		}
+		c.res.Accepted = len(c.recs)
+		c.res.HeadSeq = last.Seq
+		c.res.Stored = c.recs
 	}
-	if err := addChainTenants(ctx, tx, b, recs); err != nil {
+	return addSpend(ctx, tx, cs)
+}
+
+func ingest(ctx context.Context, tx txn, p *Prepared, now time.Time) (Result, error) {
+	c, err := checkChain(ctx, tx, p, now)
+	if err != nil {
 		return Result{}, err
 	}
-	if err := addSpend(ctx, tx, recs); err != nil {
+	if len(c.recs) == 0 {
+		return c.res, nil
+	}
+	if err := store(ctx, tx, []*checked{c}); err != nil {
 		return Result{}, err
 	}
-	res.Accepted = len(recs)
-	res.HeadSeq = last.Seq
-	res.Stored = recs
-	return res, nil
+	return c.res, nil
 }
 
 // addChainTenants records the tenants other than the chain's own that
@@ -247,14 +285,16 @@ type spendKey struct{ tenant, agent, day string }
 // filter let through and charged) per event tenant, agent and UTC day.
 // Rows are updated in key order so concurrent batches cannot deadlock on
 // them.
-func addSpend(ctx context.Context, tx txn, recs []Record) error {
+func addSpend(ctx context.Context, tx txn, cs []*checked) error {
 	sums := map[spendKey]int64{}
-	for i := range recs {
-		ev := &recs[i].Event
-		if ev.CostMicroUSD <= 0 || (ev.Action != "allow" && ev.Action != "sanitize") {
-			continue
+	for _, c := range cs {
+		for i := range c.recs {
+			ev := &c.recs[i].Event
+			if ev.CostMicroUSD <= 0 || (ev.Action != "allow" && ev.Action != "sanitize") {
+				continue
+			}
+			sums[spendKey{ev.Tenant, ev.Agent, time.UnixMicro(c.recs[i].TimeUS).UTC().Format(time.DateOnly)}] += ev.CostMicroUSD
 		}
-		sums[spendKey{ev.Tenant, ev.Agent, time.UnixMicro(recs[i].TimeUS).UTC().Format(time.DateOnly)}] += ev.CostMicroUSD
 	}
 	keys := make([]spendKey, 0, len(sums))
 	for k := range sums {
@@ -402,9 +442,15 @@ func eventColumns() []string {
 	return []string{"node_id", "chain_id", "seq", "tenant", "id", "time_us", "agent", "tool", "action", "policy_revision", "cost_micro_usd", "hash", "body", "received_us"}
 }
 
-func (t pgTxn) insertEvents(ctx context.Context, rs []Record, nodeID string, now int64) error {
+func (t pgTxn) insertEvents(ctx context.Context, cs []*checked) error {
 	buf := copyBufs.Get().(*[]byte)
-	*buf = appendCopyRows((*buf)[:0], rs, nodeID, now)
+	b := appendCopyHeader((*buf)[:0])
+	n := 0
+	for _, c := range cs {
+		b = appendCopyRows(b, c.recs, c.p.Batch.NodeID, c.now)
+		n += len(c.recs)
+	}
+	*buf = appendCopyTrailer(b)
 	tag, err := t.tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(*buf), copyEvents)
 	if cap(*buf) <= 16<<20 {
 		copyBufs.Put(buf)
@@ -412,8 +458,8 @@ func (t pgTxn) insertEvents(ctx context.Context, rs []Record, nodeID string, now
 	if err != nil {
 		return err
 	}
-	if n := tag.RowsAffected(); n != int64(len(rs)) {
-		return fmt.Errorf("copied %d of %d events", n, len(rs))
+	if got := tag.RowsAffected(); got != int64(n) {
+		return fmt.Errorf("copied %d of %d events", got, n)
 	}
 	return nil
 }
@@ -425,14 +471,11 @@ var copyEvents = `COPY audit_events (` + strings.Join(eventColumns(), ", ") + `)
 // 1000 events).
 var copyBufs = sync.Pool{New: func() any { return new([]byte) }}
 
-// appendCopyRows appends rs as a COPY binary stream (PostgreSQL
+// appendCopyRows appends rs as rows of a COPY binary stream (PostgreSQL
 // documentation, "COPY", Binary Format) in eventColumns' order: text
 // columns as their bytes, bigints as 8 bytes big-endian. Writing it
 // directly costs a fraction of encoding 14 interface values per row.
 func appendCopyRows(b []byte, rs []Record, nodeID string, now int64) []byte {
-	b = append(b, "PGCOPY\n\xff\r\n\x00"...)
-	b = binary.BigEndian.AppendUint32(b, 0) // flags
-	b = binary.BigEndian.AppendUint32(b, 0) // header extension length
 	text := func(b []byte, s string) []byte {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
 		return append(b, s...)
@@ -461,7 +504,19 @@ func appendCopyRows(b []byte, rs []Record, nodeID string, now int64) []byte {
 		b = append(b, r.Body...)
 		b = bigint(b, now)
 	}
-	return binary.BigEndian.AppendUint16(b, 0xffff) // trailer: -1
+	return b
+}
+
+// appendCopyHeader starts a COPY binary stream.
+func appendCopyHeader(b []byte) []byte {
+	b = append(b, "PGCOPY\n\xff\r\n\x00"...)
+	b = binary.BigEndian.AppendUint32(b, 0)    // flags
+	return binary.BigEndian.AppendUint32(b, 0) // header extension length
+}
+
+// appendCopyTrailer ends a COPY binary stream.
+func appendCopyTrailer(b []byte) []byte {
+	return binary.BigEndian.AppendUint16(b, 0xffff) // field count -1
 }
 
 // sqlTxn runs an ingest on a database/sql transaction (SQLite).
@@ -479,17 +534,19 @@ func (t sqlTxn) exec(ctx context.Context, q string, args ...any) error {
 // SQLite serialises writers (BEGIN IMMEDIATE), so no row lock is needed.
 func (t sqlTxn) forUpdate() string { return "" }
 
-func (t sqlTxn) insertEvents(ctx context.Context, rs []Record, nodeID string, now int64) error {
+func (t sqlTxn) insertEvents(ctx context.Context, cs []*checked) error {
 	stmt, err := t.tx.PrepareContext(ctx, `INSERT INTO audit_events (`+strings.Join(eventColumns(), ", ")+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`)
 	if err != nil {
 		return err
 	}
 	defer stmt.Close()
-	for i := range rs {
-		r := &rs[i]
-		if _, err := stmt.ExecContext(ctx, nodeID, r.ChainID, r.Seq, r.Tenant, r.ID, r.TimeUS, r.Agent, r.Tool, r.Action, r.PolicyRevision, r.CostMicroUSD,
-			hex.EncodeToString(r.Hash[:]), string(r.Body), now); err != nil {
-			return err
+	for _, c := range cs {
+		for i := range c.recs {
+			r := &c.recs[i]
+			if _, err := stmt.ExecContext(ctx, c.p.Batch.NodeID, r.ChainID, r.Seq, r.Tenant, r.ID, r.TimeUS, r.Agent, r.Tool, r.Action, r.PolicyRevision, r.CostMicroUSD,
+				hex.EncodeToString(r.Hash[:]), string(r.Body), c.now); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
