@@ -16,13 +16,14 @@ package config
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
+
+	"github.com/aegis-mesh/aegis/internal/jsonx"
 )
 
 // Limits on the configuration itself.
@@ -157,338 +158,386 @@ type NoBundle struct {
 	Write string // every other method: Closed only
 }
 
-// The wire form; pointers distinguish "absent" from zero where a zero is
-// invalid rather than "use the default".
-type wire struct {
-	Bundles         map[string]string `json:"bundles"`
-	JWKS            json.RawMessage   `json:"jwks"`
-	Token           *wireToken        `json:"token"`
-	Node            *wireNode         `json:"node"`
-	Limits          *wireLimits       `json:"limits"`
-	ControlPlane    *wireCP           `json:"control_plane"`
-	Audit           *wireAudit        `json:"audit"`
-	NoBundle        *wireNoBundle     `json:"no_bundle"`
-	OnAuditOverflow string            `json:"on_audit_overflow"`
-	State           *wireState        `json:"state"`
-	Fetch           *wireFetch        `json:"fetch"`
-}
-
-type wireState struct {
-	Inline    map[string]json.RawMessage `json:"inline"`
-	RefreshMs *int                       `json:"refresh_ms"`
-}
-
-type wireFetch struct {
-	Tenants   []string `json:"tenants"`
-	Bundles   bool     `json:"bundles"`
-	JWKS      bool     `json:"jwks"`
-	RefreshMs *int     `json:"refresh_ms"`
-}
-
-type wireToken struct {
-	Header       string `json:"header"`
-	Issuer       string `json:"issuer"`
-	Audience     string `json:"audience"`
-	SkewSeconds  *int   `json:"skew_seconds"`
-	CacheEntries *int   `json:"cache_entries"`
-}
-
-type wireNode struct {
-	ID     string `json:"id"`
-	Region string `json:"region"`
-}
-
-type wireLimits struct {
-	MaxBodyBytes   *int `json:"max_body_bytes"`
-	ApprovalHoldMs *int `json:"approval_hold_ms"`
-}
-
-type wireCP struct {
-	Cluster   string `json:"cluster"`
-	Authority string `json:"authority"`
-	TimeoutMs *int   `json:"timeout_ms"`
-}
-
-type wireAudit struct {
-	MaxQueue        *int `json:"max_queue"`
-	BatchSize       *int `json:"batch_size"`
-	FlushIntervalMs *int `json:"flush_interval_ms"`
-}
-
-type wireNoBundle struct {
-	Read  string `json:"read"`
-	Write string `json:"write"`
-}
+// maxDepth bounds nesting in the configuration: the deepest legitimate
+// member is a key inside the JWKS or a state envelope, a handful of levels
+// down.
+const maxDepth = 32
 
 // Parse reads a plugin configuration. Every problem is reported, each
-// prefixed with the field it is about.
+// naming the member it is about and, when the member is present, the line
+// and column of its value, so that a refused plugin start points at the
+// fix.
 func Parse(data []byte) (Config, error) {
-	var c Config
 	if len(data) > MaxConfigBytes {
-		return c, fmt.Errorf("configuration: %d bytes, limit %d", len(data), MaxConfigBytes)
+		return Config{}, fmt.Errorf("configuration: %d bytes, limit %d", len(data), MaxConfigBytes)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return c, errors.New("configuration: empty (want a JSON object)")
+		return Config{}, errors.New("configuration: empty (want a JSON object)")
 	}
-	if err := checkDuplicates(data); err != nil {
-		return c, fmt.Errorf("configuration: %w", err)
+	root, err := jsonx.ParseWith(data, jsonx.Options{MaxDepth: maxDepth})
+	if err != nil {
+		return Config{}, fmt.Errorf("configuration: %w", err)
 	}
-	var w wire
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
-		return c, fmt.Errorf("configuration: %w", err)
+	if err := checkFolded(root, ""); err != nil {
+		return Config{}, fmt.Errorf("configuration: %w", err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return c, errors.New("configuration: data after the JSON object")
+	if root.Kind != jsonx.Object {
+		return Config{}, fmt.Errorf("configuration: line %d, column %d: want a JSON object, got %s", root.Line, root.Col, root.Kind)
 	}
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
-	}
-
-	if len(w.Bundles) > MaxTenants {
-		bad("bundles", "%d tenants, limit %d", len(w.Bundles), MaxTenants)
-	}
-	c.Bundles = make(map[string][]byte, len(w.Bundles))
-	for _, tenant := range sortedKeys(w.Bundles) {
-		field := "bundles." + tenant
-		if !validName(tenant) {
-			bad(field, "tenant name must be 1-128 characters of [A-Za-z0-9._-]")
-			continue
-		}
-		b, err := base64.StdEncoding.Strict().DecodeString(w.Bundles[tenant])
-		if err != nil {
-			bad(field, "not standard base64: %v", err)
-			continue
-		}
-		if len(b) == 0 {
-			bad(field, "empty bundle")
-			continue
-		}
-		c.Bundles[tenant] = b
-	}
-
-	if len(w.JWKS) == 0 || string(w.JWKS) == "null" {
-		bad("jwks", "required: the JWKS (JSON object) agent tokens are verified with")
-	} else if w.JWKS[0] != '{' {
-		bad("jwks", "want a JSON object {\"keys\": [...]}")
-	} else {
-		c.JWKS = slices.Clone(w.JWKS)
-	}
-
-	c.Token = Token{Header: DefaultTokenHeader, SkewSeconds: DefaultTokenSkewSeconds, CacheEntries: DefaultTokenCacheEntries}
-	if t := w.Token; t != nil {
-		if t.Header != "" {
-			h := t.Header
-			switch {
-			case !validHeaderName(h):
-				bad("token.header", "%q is not a lower-case HTTP header name", h)
-			case strings.HasPrefix(h, ":"):
-				bad("token.header", "pseudo-header %q cannot carry a token", h)
-			default:
-				c.Token.Header = h
-			}
-		}
-		c.Token.Issuer = t.Issuer
-		c.Token.Audience = t.Audience
-		if t.SkewSeconds != nil {
-			if *t.SkewSeconds < 0 || *t.SkewSeconds > 600 {
-				bad("token.skew_seconds", "%d outside [0, 600]", *t.SkewSeconds)
-			} else {
-				c.Token.SkewSeconds = *t.SkewSeconds
-			}
-		}
-		if t.CacheEntries != nil {
-			if *t.CacheEntries < 1 || *t.CacheEntries > 1<<16 {
-				bad("token.cache_entries", "%d outside [1, 65536]", *t.CacheEntries)
-			} else {
-				c.Token.CacheEntries = *t.CacheEntries
-			}
-		}
-	}
-
-	if w.Node == nil || w.Node.ID == "" {
-		bad("node.id", "required: names the node in audit chains")
-	} else {
-		if !validName(w.Node.ID) {
-			bad("node.id", "must be 1-128 characters of [A-Za-z0-9._-]")
-		}
-		c.Node.ID = w.Node.ID
-	}
-	if w.Node != nil {
-		if w.Node.Region != "" && !validName(w.Node.Region) {
-			bad("node.region", "must be 1-128 characters of [A-Za-z0-9._-]")
-		}
-		c.Node.Region = w.Node.Region
-	}
-
-	c.Limits = Limits{MaxBodyBytes: DefaultMaxBodyBytes}
-	if l := w.Limits; l != nil {
-		if l.MaxBodyBytes != nil {
-			if *l.MaxBodyBytes < 1 || *l.MaxBodyBytes > MaxMaxBodyBytes {
-				bad("limits.max_body_bytes", "%d outside [1, %d]", *l.MaxBodyBytes, MaxMaxBodyBytes)
-			} else {
-				c.Limits.MaxBodyBytes = *l.MaxBodyBytes
-			}
-		}
-		if l.ApprovalHoldMs != nil {
-			if *l.ApprovalHoldMs < 0 || *l.ApprovalHoldMs > 300_000 {
-				bad("limits.approval_hold_ms", "%d outside [0, 300000]", *l.ApprovalHoldMs)
-			} else {
-				c.Limits.ApprovalHoldMs = *l.ApprovalHoldMs
-			}
-		}
-	}
-
-	c.ControlPlane.TimeoutMs = DefaultCalloutTimeoutMs
-	if cp := w.ControlPlane; cp != nil {
-		if cp.Cluster == "" {
-			bad("control_plane.cluster", "required when control_plane is given")
-		} else if !validName(cp.Cluster) {
-			bad("control_plane.cluster", "must be 1-128 characters of [A-Za-z0-9._-]")
-		}
-		c.ControlPlane.Cluster = cp.Cluster
-		c.ControlPlane.Authority = cp.Authority
-		if c.ControlPlane.Authority == "" {
-			c.ControlPlane.Authority = cp.Cluster
-		}
-		if cp.TimeoutMs != nil {
-			if *cp.TimeoutMs < 1 || *cp.TimeoutMs > 60_000 {
-				bad("control_plane.timeout_ms", "%d outside [1, 60000]", *cp.TimeoutMs)
-			} else {
-				c.ControlPlane.TimeoutMs = *cp.TimeoutMs
-			}
-		}
-	}
-
-	c.Audit = Audit{MaxQueue: DefaultAuditMaxQueue, BatchSize: DefaultAuditBatchSize, FlushIntervalMs: DefaultAuditFlushMillis}
-	if a := w.Audit; a != nil {
-		setRange(&c.Audit.MaxQueue, a.MaxQueue, 1, 1<<20, "audit.max_queue", bad)
-		setRange(&c.Audit.BatchSize, a.BatchSize, 1, 10_000, "audit.batch_size", bad)
-		setRange(&c.Audit.FlushIntervalMs, a.FlushIntervalMs, 10, 600_000, "audit.flush_interval_ms", bad)
-	}
-
-	c.NoBundle = NoBundle{Read: Closed, Write: Closed}
-	if nb := w.NoBundle; nb != nil {
-		switch nb.Read {
-		case "":
-		case Open, Closed:
-			c.NoBundle.Read = nb.Read
-		default:
-			bad("no_bundle.read", "%q: want %q or %q", nb.Read, Open, Closed)
-		}
-		switch nb.Write {
-		case "", Closed:
-		default:
-			// A write that no policy checked is never let through.
-			bad("no_bundle.write", "%q: only %q is accepted", nb.Write, Closed)
-		}
-	}
-
-	switch w.OnAuditOverflow {
-	case "":
-		c.OnAuditOverflow = OverflowDenyWrites
-	case OverflowDenyWrites, OverflowDrop:
-		c.OnAuditOverflow = w.OnAuditOverflow
-	default:
-		bad("on_audit_overflow", "%q: want %q or %q", w.OnAuditOverflow, OverflowDenyWrites, OverflowDrop)
-	}
-
-	if st := w.State; st != nil {
-		if len(st.Inline) > MaxTenants {
-			bad("state.inline", "%d tenants, limit %d", len(st.Inline), MaxTenants)
-		}
-		c.State.Inline = make(map[string][]byte, len(st.Inline))
-		for tenant, raw := range st.Inline {
-			field := "state.inline." + tenant
-			if !validName(tenant) {
-				bad(field, "tenant name must be 1-128 characters of [A-Za-z0-9._-]")
-				continue
-			}
-			// The signed envelope as a JSON object, or that object's
-			// bytes in standard base64.
-			switch {
-			case len(raw) > 0 && raw[0] == '{':
-				c.State.Inline[tenant] = slices.Clone(raw)
-			case len(raw) > 0 && raw[0] == '"':
-				var s string
-				if err := json.Unmarshal(raw, &s); err != nil {
-					bad(field, "%v", err)
-					continue
-				}
-				b, err := base64.StdEncoding.Strict().DecodeString(s)
-				if err != nil || len(b) == 0 {
-					bad(field, "not a signed state object or its standard base64")
-					continue
-				}
-				c.State.Inline[tenant] = b
-			default:
-				bad(field, "want a signed state object or its standard base64")
-			}
-		}
-		if st.RefreshMs != nil {
-			if *st.RefreshMs < 100 || *st.RefreshMs > 3_600_000 {
-				bad("state.refresh_ms", "%d outside [100, 3600000]", *st.RefreshMs)
-			} else {
-				c.State.RefreshMs = *st.RefreshMs
-			}
-		}
-	}
-	if f := w.Fetch; f != nil {
-		if len(f.Tenants) > MaxTenants {
-			bad("fetch.tenants", "%d tenants, limit %d", len(f.Tenants), MaxTenants)
-		}
-		for i, t := range f.Tenants {
-			if !validName(t) {
-				bad(fmt.Sprintf("fetch.tenants[%d]", i), "tenant name must be 1-128 characters of [A-Za-z0-9._-]")
-			}
-		}
-		c.Fetch = Fetch{Tenants: slices.Compact(slices.Sorted(slices.Values(f.Tenants))), Bundles: f.Bundles, JWKS: f.JWKS, RefreshMs: DefaultFetchRefreshMs}
-		if f.RefreshMs != nil {
-			if *f.RefreshMs < 100 || *f.RefreshMs > 3_600_000 {
-				bad("fetch.refresh_ms", "%d outside [100, 3600000]", *f.RefreshMs)
-			} else {
-				c.Fetch.RefreshMs = *f.RefreshMs
-			}
-		}
-		if f.Bundles && len(f.Tenants) == 0 {
-			bad("fetch.tenants", "required when fetch.bundles is true")
-		}
-	}
-	if c.ControlPlane.Cluster == "" {
-		if c.State.RefreshMs > 0 {
-			bad("state.refresh_ms", "needs control_plane to fetch from")
-		}
-		if c.Fetch.Bundles || c.Fetch.JWKS {
-			bad("fetch", "needs control_plane to fetch from")
-		}
-	}
-
-	if err := errors.Join(errs...); err != nil {
+	var d decoder
+	c := d.config(root)
+	if err := errors.Join(d.errs...); err != nil {
 		return Config{}, fmt.Errorf("configuration: %w", err)
 	}
 	return c, nil
 }
 
-func setRange(dst *int, v *int, lo, hi int, field string, bad func(string, string, ...any)) {
+// Member names of each object, for the hint on a name in the wrong case.
+var (
+	topNames      = []string{"bundles", "jwks", "token", "node", "limits", "control_plane", "audit", "no_bundle", "on_audit_overflow", "state", "fetch"}
+	tokenNames    = []string{"header", "issuer", "audience", "skew_seconds", "cache_entries"}
+	nodeNames     = []string{"id", "region"}
+	limitsNames   = []string{"max_body_bytes", "approval_hold_ms"}
+	cpNames       = []string{"cluster", "authority", "timeout_ms"}
+	auditNames    = []string{"max_queue", "batch_size", "flush_interval_ms"}
+	noBundleNames = []string{"read", "write"}
+	stateNames    = []string{"inline", "refresh_ms"}
+	fetchNames    = []string{"tenants", "bundles", "jwks", "refresh_ms"}
+)
+
+// decoder collects every problem rather than stopping at the first: an
+// operator fixing a configuration wants the whole list at once.
+type decoder struct{ errs []error }
+
+func (d *decoder) add(err error) {
+	if err != nil {
+		d.errs = append(d.errs, err)
+	}
+}
+
+// bad reports msg about the member at path; v is its value, nil when the
+// member is absent (the message then has no position).
+func (d *decoder) bad(v *jsonx.Value, path, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if v == nil {
+		d.errs = append(d.errs, &jsonx.FieldError{Path: path, Msg: msg})
+		return
+	}
+	d.errs = append(d.errs, v.Fail(path, msg))
+}
+
+// object returns member name as an Obj; nil when absent or not an object
+// (reported).
+func (d *decoder) object(o *jsonx.Obj, name string) *jsonx.Obj {
+	v := o.Get(name)
+	if v == nil {
+		return nil
+	}
+	sub, err := v.AsObject(o.Path(name))
+	d.add(err)
+	return sub
+}
+
+// str returns member name's string and value; v is nil when the member is
+// absent or not a string (reported).
+func (d *decoder) str(o *jsonx.Obj, name string) (s string, v *jsonx.Value) {
+	v = o.Get(name)
+	if v == nil {
+		return "", nil
+	}
+	s, err := v.AsString(o.Path(name))
+	if err != nil {
+		d.add(err)
+		return "", nil
+	}
+	return s, v
+}
+
+func (d *decoder) boolean(o *jsonx.Obj, name string) bool {
+	v := o.Get(name)
+	if v == nil {
+		return false
+	}
+	b, err := v.AsBool(o.Path(name))
+	d.add(err)
+	return b
+}
+
+// intIn sets *dst to member name when it is present and an integer within
+// [lo, hi]; it reports presence, whether or not the value was good.
+func (d *decoder) intIn(o *jsonx.Obj, name string, lo, hi int64, dst *int) bool {
+	v := o.Get(name)
+	if v == nil {
+		return false
+	}
+	n, err := v.AsInt64(o.Path(name))
+	switch {
+	case v.Kind == jsonx.Number && strings.ContainsAny(v.Str, ".eE"):
+		// encoding/json refused these for an int field too; say why.
+		d.bad(v, o.Path(name), "want an integer, got %s", v.Str)
+	case err != nil:
+		d.add(err)
+	case n < lo || n > hi:
+		d.bad(v, o.Path(name), "%d outside [%d, %d]", n, lo, hi)
+	default:
+		*dst = int(n)
+	}
+	return true
+}
+
+// end reports every member of o nobody read. Names are matched exactly; a
+// known name in another case gets a hint, since encoding/json, which read
+// this configuration before, matched names regardless of case.
+func (d *decoder) end(o *jsonx.Obj, known []string) {
+	for _, m := range o.Rest() {
+		msg := "unknown member"
+		for _, k := range known {
+			if strings.EqualFold(k, m.Key) {
+				msg = "unknown member (names are case-sensitive: " + strconv.Quote(k) + ")"
+				break
+			}
+		}
+		d.bad(&m.Value, o.Path(m.Key), "%s", msg)
+	}
+}
+
+func (d *decoder) config(root *jsonx.Value) Config {
+	var c Config
+	o, err := root.AsObject("")
+	if err != nil {
+		d.add(err)
+		return c
+	}
+
+	c.Bundles = map[string][]byte{}
+	if v := o.Get("bundles"); v != nil {
+		if b, err := v.AsObject("bundles"); err != nil {
+			d.add(err)
+		} else {
+			if len(v.Members) > MaxTenants {
+				d.bad(v, "bundles", "%d tenants, limit %d", len(v.Members), MaxTenants)
+			}
+			for _, m := range b.Rest() {
+				field := b.Path(m.Key)
+				if !validName(m.Key) {
+					d.bad(&m.Value, field, "tenant name must be 1-128 characters of [A-Za-z0-9._-]")
+					continue
+				}
+				s, err := m.Value.AsString(field)
+				if err != nil {
+					d.add(err)
+					continue
+				}
+				bs, err := base64.StdEncoding.Strict().DecodeString(s)
+				if err != nil {
+					d.bad(&m.Value, field, "not standard base64: %v", err)
+					continue
+				}
+				if len(bs) == 0 {
+					d.bad(&m.Value, field, "empty bundle")
+					continue
+				}
+				c.Bundles[m.Key] = bs
+			}
+		}
+	}
+
+	switch v := o.Get("jwks"); {
+	case v == nil || v.Kind == jsonx.Null:
+		d.bad(v, "jwks", "required: the JWKS (JSON object) agent tokens are verified with")
+	case v.Kind != jsonx.Object:
+		d.bad(v, "jwks", "want a JSON object {\"keys\": [...]}, got %s", v.Kind)
+	default:
+		// A copy: the plugin keeps it, and data is the host's buffer.
+		c.JWKS = slices.Clone(v.Raw)
+	}
+
+	c.Token = Token{Header: DefaultTokenHeader, SkewSeconds: DefaultTokenSkewSeconds, CacheEntries: DefaultTokenCacheEntries}
+	if t := d.object(o, "token"); t != nil {
+		if h, hv := d.str(t, "header"); h != "" {
+			switch {
+			case !validHeaderName(h):
+				d.bad(hv, "token.header", "%q is not a lower-case HTTP header name", h)
+			case strings.HasPrefix(h, ":"):
+				d.bad(hv, "token.header", "pseudo-header %q cannot carry a token", h)
+			default:
+				c.Token.Header = h
+			}
+		}
+		c.Token.Issuer, _ = d.str(t, "issuer")
+		c.Token.Audience, _ = d.str(t, "audience")
+		d.intIn(t, "skew_seconds", 0, 600, &c.Token.SkewSeconds)
+		d.intIn(t, "cache_entries", 1, 1<<16, &c.Token.CacheEntries)
+		d.end(t, tokenNames)
+	}
+
+	nodeV := o.Get("node")
+	var node *jsonx.Obj
+	if nodeV != nil {
+		node, err = nodeV.AsObject("node")
+		d.add(err)
+	}
+	if node != nil {
+		id, idv := d.str(node, "id")
+		switch {
+		case idv == nil && node.Has("id"):
+			// mistyped, reported
+		case id == "":
+			d.bad(idv, "node.id", "required: names the node in audit chains")
+		case !validName(id):
+			d.bad(idv, "node.id", "must be 1-128 characters of [A-Za-z0-9._-]")
+		}
+		c.Node.ID = id
+		region, rv := d.str(node, "region")
+		if region != "" && !validName(region) {
+			d.bad(rv, "node.region", "must be 1-128 characters of [A-Za-z0-9._-]")
+		}
+		c.Node.Region = region
+		d.end(node, nodeNames)
+	} else if nodeV == nil {
+		d.bad(nil, "node.id", "required: names the node in audit chains")
+	}
+
+	c.Limits = Limits{MaxBodyBytes: DefaultMaxBodyBytes}
+	if l := d.object(o, "limits"); l != nil {
+		d.intIn(l, "max_body_bytes", 1, MaxMaxBodyBytes, &c.Limits.MaxBodyBytes)
+		d.intIn(l, "approval_hold_ms", 0, 300_000, &c.Limits.ApprovalHoldMs)
+		d.end(l, limitsNames)
+	}
+
+	c.ControlPlane.TimeoutMs = DefaultCalloutTimeoutMs
+	if cp := d.object(o, "control_plane"); cp != nil {
+		cl, clv := d.str(cp, "cluster")
+		switch {
+		case clv == nil && cp.Has("cluster"):
+			// mistyped, reported
+		case cl == "":
+			d.bad(clv, "control_plane.cluster", "required when control_plane is given")
+		case !validName(cl):
+			d.bad(clv, "control_plane.cluster", "must be 1-128 characters of [A-Za-z0-9._-]")
+		}
+		c.ControlPlane.Cluster = cl
+		c.ControlPlane.Authority, _ = d.str(cp, "authority")
+		if c.ControlPlane.Authority == "" {
+			c.ControlPlane.Authority = cl
+		}
+		d.intIn(cp, "timeout_ms", 1, 60_000, &c.ControlPlane.TimeoutMs)
+		d.end(cp, cpNames)
+	}
+
+	c.Audit = Audit{MaxQueue: DefaultAuditMaxQueue, BatchSize: DefaultAuditBatchSize, FlushIntervalMs: DefaultAuditFlushMillis}
+	if a := d.object(o, "audit"); a != nil {
+		d.intIn(a, "max_queue", 1, 1<<20, &c.Audit.MaxQueue)
+		d.intIn(a, "batch_size", 1, 10_000, &c.Audit.BatchSize)
+		d.intIn(a, "flush_interval_ms", 10, 600_000, &c.Audit.FlushIntervalMs)
+		d.end(a, auditNames)
+	}
+
+	c.NoBundle = NoBundle{Read: Closed, Write: Closed}
+	if nb := d.object(o, "no_bundle"); nb != nil {
+		switch r, rv := d.str(nb, "read"); r {
+		case "":
+		case Open, Closed:
+			c.NoBundle.Read = r
+		default:
+			d.bad(rv, "no_bundle.read", "%q: want %q or %q", r, Open, Closed)
+		}
+		switch w, wv := d.str(nb, "write"); w {
+		case "", Closed:
+		default:
+			// A write that no policy checked is never let through.
+			d.bad(wv, "no_bundle.write", "%q: only %q is accepted", w, Closed)
+		}
+		d.end(nb, noBundleNames)
+	}
+
+	c.OnAuditOverflow = OverflowDenyWrites
+	switch ov, ovv := d.str(o, "on_audit_overflow"); ov {
+	case "":
+	case OverflowDenyWrites, OverflowDrop:
+		c.OnAuditOverflow = ov
+	default:
+		d.bad(ovv, "on_audit_overflow", "%q: want %q or %q", ov, OverflowDenyWrites, OverflowDrop)
+	}
+
+	if st := d.object(o, "state"); st != nil {
+		d.stateInline(st, &c)
+		d.intIn(st, "refresh_ms", 100, 3_600_000, &c.State.RefreshMs)
+		d.end(st, stateNames)
+	}
+
+	if f := d.object(o, "fetch"); f != nil {
+		c.Fetch.RefreshMs = DefaultFetchRefreshMs
+		if tv := f.Get("tenants"); tv != nil {
+			ts, err := tv.AsStrings("fetch.tenants")
+			d.add(err)
+			if len(ts) > MaxTenants {
+				d.bad(tv, "fetch.tenants", "%d tenants, limit %d", len(ts), MaxTenants)
+			}
+			for i, t := range ts {
+				if !validName(t) {
+					d.bad(&tv.Elems[i], jsonx.Index("fetch.tenants", i), "tenant name must be 1-128 characters of [A-Za-z0-9._-]")
+				}
+			}
+			c.Fetch.Tenants = slices.Compact(slices.Sorted(slices.Values(ts)))
+		}
+		c.Fetch.Bundles = d.boolean(f, "bundles")
+		c.Fetch.JWKS = d.boolean(f, "jwks")
+		d.intIn(f, "refresh_ms", 100, 3_600_000, &c.Fetch.RefreshMs)
+		if c.Fetch.Bundles && len(c.Fetch.Tenants) == 0 {
+			d.bad(nil, "fetch.tenants", "required when fetch.bundles is true")
+		}
+		d.end(f, fetchNames)
+	}
+
+	if c.ControlPlane.Cluster == "" {
+		if c.State.RefreshMs > 0 {
+			d.bad(o.V.Member("state").Member("refresh_ms"), "state.refresh_ms", "needs control_plane to fetch from")
+		}
+		if c.Fetch.Bundles || c.Fetch.JWKS {
+			d.bad(o.V.Member("fetch"), "fetch", "needs control_plane to fetch from")
+		}
+	}
+	d.end(o, topNames)
+	return c
+}
+
+// stateInline reads state.inline: tenant → the signed state envelope as a
+// JSON object, or that object's bytes in standard base64.
+func (d *decoder) stateInline(st *jsonx.Obj, c *Config) {
+	c.State.Inline = map[string][]byte{}
+	v := st.Get("inline")
 	if v == nil {
 		return
 	}
-	if *v < lo || *v > hi {
-		bad(field, "%d outside [%d, %d]", *v, lo, hi)
+	in, err := v.AsObject("state.inline")
+	if err != nil {
+		d.add(err)
 		return
 	}
-	*dst = *v
-}
-
-func sortedKeys(m map[string]string) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
+	if len(v.Members) > MaxTenants {
+		d.bad(v, "state.inline", "%d tenants, limit %d", len(v.Members), MaxTenants)
 	}
-	slices.Sort(ks)
-	return ks
+	for _, m := range in.Rest() {
+		field := in.Path(m.Key)
+		if !validName(m.Key) {
+			d.bad(&m.Value, field, "tenant name must be 1-128 characters of [A-Za-z0-9._-]")
+			continue
+		}
+		switch m.Value.Kind {
+		case jsonx.Object:
+			c.State.Inline[m.Key] = slices.Clone(m.Value.Raw)
+		case jsonx.String:
+			b, err := base64.StdEncoding.Strict().DecodeString(m.Value.Str)
+			if err != nil || len(b) == 0 {
+				d.bad(&m.Value, field, "not a signed state object or its standard base64")
+				continue
+			}
+			c.State.Inline[m.Key] = b
+		default:
+			d.bad(&m.Value, field, "want a signed state object or its standard base64, got %s", m.Value.Kind)
+		}
+	}
 }
 
 // validName accepts the identifiers the filter puts in shared-data keys,
@@ -521,58 +570,40 @@ func validHeaderName(s string) bool {
 	return true
 }
 
-// checkDuplicates walks the document and refuses an object with a repeated
-// key: encoding/json keeps the last one silently, so two readers of the
-// same document could disagree about a setting.
-func checkDuplicates(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var walk func(path string, depth int) error
-	walk = func(path string, depth int) error {
-		if depth > 32 {
-			return fmt.Errorf("%s: nested too deeply", orRoot(path))
-		}
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		d, ok := tok.(json.Delim)
-		if !ok {
-			return nil
-		}
-		switch d {
-		case '{':
-			seen := map[string]bool{}
-			for dec.More() {
-				kt, err := dec.Token()
-				if err != nil {
-					return err
-				}
-				k, _ := kt.(string)
-				field := join(path, k)
-				// encoding/json matches field names case-insensitively
-				// (Unicode simple folding), so "Node" and "node" are the
-				// same setting and must not both appear.
-				fk := fold(k)
-				if seen[fk] {
-					return fmt.Errorf("%s: duplicate key", field)
-				}
-				seen[fk] = true
-				if err := walk(field, depth+1); err != nil {
-					return err
-				}
-			}
-		case '[':
-			for i := 0; dec.More(); i++ {
-				if err := walk(fmt.Sprintf("%s[%d]", path, i), depth+1); err != nil {
-					return err
-				}
+// checkFolded refuses an object with two keys that differ only in letter
+// case, anywhere in the document (the JWKS and state envelopes included):
+// a reader that matches names regardless of case, as encoding/json does,
+// would take one for the other, so two readers of the same document could
+// disagree about a setting. Exact duplicates the parser already refused.
+func checkFolded(v *jsonx.Value, path string) error {
+	switch v.Kind {
+	case jsonx.Array:
+		for i := range v.Elems {
+			if err := checkFolded(&v.Elems[i], jsonx.Index(path, i)); err != nil {
+				return err
 			}
 		}
-		_, err = dec.Token() // the closing delimiter
-		return err
+	case jsonx.Object:
+		var seen map[string]string
+		if len(v.Members) > 1 {
+			seen = make(map[string]string, len(v.Members))
+		}
+		for i := range v.Members {
+			m := &v.Members[i]
+			field := jsonx.Key(path, m.Key)
+			if seen != nil {
+				fk := fold(m.Key)
+				if other, dup := seen[fk]; dup {
+					return m.Value.Fail(field, "duplicate key: the same as "+strconv.Quote(other)+" to a reader that ignores letter case")
+				}
+				seen[fk] = m.Key
+			}
+			if err := checkFolded(&m.Value, field); err != nil {
+				return err
+			}
+		}
 	}
-	return walk("", 0)
+	return nil
 }
 
 // fold maps every rune to the smallest member of its simple-folding orbit,
@@ -587,18 +618,4 @@ func fold(s string) string {
 		b.WriteRune(m)
 	}
 	return b.String()
-}
-
-func join(path, k string) string {
-	if path == "" {
-		return k
-	}
-	return path + "." + k
-}
-
-func orRoot(p string) string {
-	if p == "" {
-		return "(root)"
-	}
-	return p
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/base64"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -83,62 +84,86 @@ func TestParseFull(t *testing.T) {
 	}
 }
 
+var errorCases = []struct {
+	name string
+	doc  string
+	want []string // substrings of the error, each naming the field
+}{
+	{"empty", ``, []string{"empty"}},
+	{"not an object", `[]`, []string{`line 1, column 1: want a JSON object, got array`}},
+	{"trailing data", minimal("") + `{}`, []string{`line 1, column 123: unexpected data after the JSON value`}},
+	{"syntax", `{"jwks":`, []string{`line 1, column 9 (at .jwks): unexpected end of input`}},
+	{"unknown field", minimal(`"mode":"observe"`), []string{`mode (line 1, column 130): unknown member`}},
+	{"unknown nested field", minimal(`"limits":{"max_body":1}`), []string{`limits.max_body (line 1, column 144): unknown member`}},
+	{"duplicate key", minimal(`"on_audit_overflow":"drop","on_audit_overflow":"deny_writes"`), []string{`line 1, column 150 (at .on_audit_overflow): duplicate key "on_audit_overflow"`}},
+	{"duplicate key by case folding", minimal(`"NODE":{"id":"x"}`), []string{`NODE (line 1, column 130): duplicate key: the same as "node" to a reader that ignores letter case`}},
+	{"duplicate nested", minimal(`"limits":{"max_body_bytes":1,"max_body_bytes":2}`), []string{`line 1, column 152 (at .limits.max_body_bytes): duplicate key "max_body_bytes"`}},
+	{"trust root in config", minimal(`"bundle_public_key":"x"`), []string{`bundle_public_key (line 1, column 143): unknown member`}},
+	{"missing jwks", `{"node":{"id":"n"}}`, []string{`jwks: required: the JWKS (JSON object) agent tokens are verified with`}},
+	{"jwks not object", `{"jwks":"x","node":{"id":"n"}}`, []string{`jwks (line 1, column 9): want a JSON object {"keys": [...]}, got string`}},
+	{"missing node", `{"jwks":` + jwks + `}`, []string{`node.id: required: names the node in audit chains`}},
+	{"bad node id", `{"jwks":` + jwks + `,"node":{"id":"a/b"}}`, []string{`node.id (line 1, column 113): must be 1-128 characters of [A-Za-z0-9._-]`}},
+	{"bad region", `{"jwks":` + jwks + `,"node":{"id":"n","region":"eu west"}}`, []string{`node.region (line 1, column 126): must be 1-128 characters of [A-Za-z0-9._-]`}},
+	{"bundle not base64", minimal(`"bundles":{"acme":"!!"}`), []string{`bundles.acme (line 1, column 141): not standard base64: illegal base64 data at input byte 0`}},
+	{"bundle url base64", minimal(`"bundles":{"acme":"-_-_"}`), []string{`bundles.acme (line 1, column 141): not standard base64: illegal base64 data at input byte 0`}},
+	{"bundle empty", minimal(`"bundles":{"acme":""}`), []string{`bundles.acme (line 1, column 141): empty bundle`}},
+	{"bad tenant", minimal(`"bundles":{"ac me":"` + bundleB64 + `"}`), []string{`bundles["ac me"] (line 1, column 142): tenant name must be 1-128 characters of [A-Za-z0-9._-]`}},
+	{"upper-case header", minimal(`"token":{"header":"X-Token"}`), []string{`token.header (line 1, column 141): "X-Token" is not a lower-case HTTP header name`}},
+	{"pseudo header", minimal(`"token":{"header":":path"}`), []string{`token.header (line 1, column 141): ":path" is not a lower-case HTTP header name`}},
+	{"skew too large", minimal(`"token":{"skew_seconds":3600}`), []string{`token.skew_seconds (line 1, column 147): 3600 outside [0, 600]`}},
+	{"cache zero", minimal(`"token":{"cache_entries":0}`), []string{`token.cache_entries (line 1, column 148): 0 outside [1, 65536]`}},
+	{"body zero", minimal(`"limits":{"max_body_bytes":0}`), []string{`limits.max_body_bytes (line 1, column 150): 0 outside [1, 16777216]`}},
+	{"body huge", minimal(`"limits":{"max_body_bytes":1073741824}`), []string{`limits.max_body_bytes (line 1, column 150): 1073741824 outside [1, 16777216]`}},
+	{"body not int", minimal(`"limits":{"max_body_bytes":1.5}`), []string{`limits.max_body_bytes (line 1, column 150): want an integer, got 1.5`}},
+	{"hold negative", minimal(`"limits":{"approval_hold_ms":-1}`), []string{`limits.approval_hold_ms (line 1, column 152): -1 outside [0, 300000]`}},
+	{"cluster missing", minimal(`"control_plane":{"timeout_ms":5}`), []string{`control_plane.cluster: required when control_plane is given`}},
+	{"cluster bad", minimal(`"control_plane":{"cluster":"a b"}`), []string{`control_plane.cluster (line 1, column 150): must be 1-128 characters of [A-Za-z0-9._-]`}},
+	{"timeout zero", minimal(`"control_plane":{"cluster":"cp","timeout_ms":0}`), []string{`control_plane.timeout_ms (line 1, column 168): 0 outside [1, 60000]`}},
+	{"audit queue zero", minimal(`"audit":{"max_queue":0}`), []string{`audit.max_queue (line 1, column 144): 0 outside [1, 1048576]`}},
+	{"audit flush fast", minimal(`"audit":{"flush_interval_ms":1}`), []string{`audit.flush_interval_ms (line 1, column 152): 1 outside [10, 600000]`}},
+	{"no_bundle read", minimal(`"no_bundle":{"read":"maybe"}`), []string{`no_bundle.read (line 1, column 143): "maybe": want "open" or "closed"`}},
+	{"no_bundle write open", minimal(`"no_bundle":{"write":"open"}`), []string{`no_bundle.write (line 1, column 144): "open": only "closed" is accepted`}},
+	{"overflow", minimal(`"on_audit_overflow":"block"`), []string{`on_audit_overflow (line 1, column 143): "block": want "deny_writes" or "drop"`}},
+	{"several at once", `{"jwks":1,"limits":{"max_body_bytes":0},"on_audit_overflow":"x"}`,
+		[]string{
+			"jwks (line 1, column 9): want a JSON object {\"keys\": [...]}, got number\n",
+			"\nnode.id: required: names the node in audit chains\n",
+			"\nlimits.max_body_bytes (line 1, column 38): 0 outside [1, 16777216]\n",
+			"\non_audit_overflow (line 1, column 61): \"x\": want \"deny_writes\" or \"drop\"",
+		}},
+	{"state inline not object", minimal(`"state":{"inline":{"acme":1}}`), []string{`state.inline.acme (line 1, column 149): want a signed state object or its standard base64, got number`}},
+	{"state inline bad base64", minimal(`"state":{"inline":{"acme":"!!"}}`), []string{`state.inline.acme (line 1, column 149): not a signed state object or its standard base64`}},
+	{"state inline bad tenant", minimal(`"state":{"inline":{"a b":{}}}`), []string{`state.inline["a b"] (line 1, column 148): tenant name must be 1-128 characters of [A-Za-z0-9._-]`}},
+	{"state refresh without cp", minimal(`"state":{"refresh_ms":1000}`), []string{`state.refresh_ms (line 1, column 145): needs control_plane to fetch from`}},
+	{"state refresh too fast", minimal(`"control_plane":{"cluster":"cp"},"state":{"refresh_ms":1}`), []string{`state.refresh_ms (line 1, column 178): 1 outside [100, 3600000]`}},
+	{"state unknown", minimal(`"state":{"url":"x"}`), []string{`state.url (line 1, column 138): unknown member`}},
+	{"fetch without cp", minimal(`"fetch":{"jwks":true}`), []string{`fetch (line 1, column 131): needs control_plane to fetch from`}},
+	{"fetch bundles without tenants", minimal(`"control_plane":{"cluster":"cp"},"fetch":{"bundles":true}`), []string{`fetch.tenants: required when fetch.bundles is true`}},
+	{"fetch bad tenant", minimal(`"control_plane":{"cluster":"cp"},"fetch":{"tenants":["a/b"]}`), []string{`fetch.tenants[0] (line 1, column 176): tenant name must be 1-128 characters of [A-Za-z0-9._-]`}},
+	{"fetch refresh", minimal(`"control_plane":{"cluster":"cp"},"fetch":{"jwks":true,"refresh_ms":0}`), []string{`fetch.refresh_ms (line 1, column 190): 0 outside [100, 3600000]`}},
+	{"null for an object", minimal(`"limits":null`), []string{`limits (line 1, column 132): want an object, got null`}},
+	{"null for a string", minimal(`"on_audit_overflow":null`), []string{`on_audit_overflow (line 1, column 143): want a string, got null`}},
+	{"null jwks", `{"jwks":null,"node":{"id":"n"}}`, []string{`jwks (line 1, column 9): required`}},
+	{"wrong case", minimal(`"Limits":{}`), []string{`Limits (line 1, column 132): unknown member (names are case-sensitive: "limits")`}},
+	{"wrong case nested", minimal(`"token":{"Header":"x"}`), []string{`token.Header (line 1, column 141): unknown member (names are case-sensitive: "header")`}},
+	{"every unknown member", minimal(`"a":1,"limits":{"b":2},"c":3`), []string{`a (line 1, column 127)`, `limits.b (line 1, column 143)`, `c (line 1, column 150)`}},
+	{"case duplicate in jwks", `{"jwks":{"keys":[],"KEYS":[]},"node":{"id":"n"}}`, []string{`jwks.KEYS (line 1, column 27): duplicate key: the same as "keys"`}},
+	{"case duplicate by Unicode folding", minimal(`"state":{"inline":{"acme":{"k":1,"\u212a":2}}}`), []string{`duplicate key: the same as "k"`}},
+	{"exact duplicate in state", minimal(`"state":{"inline":{"acme":{"k":1,"k":2}}}`), []string{`duplicate key "k"`}},
+	{"duplicate tenant", minimal(`"bundles":{"acme":"` + bundleB64 + `","acme":"` + bundleB64 + `"}`), []string{`(at .bundles.acme): duplicate key "acme"`}},
+	{"integer out of 64 bits", minimal(`"audit":{"max_queue":99999999999999999999}`), []string{`audit.max_queue (line 1, column 144): want an integer within 64 bits`}},
+	{"exponent integer", minimal(`"audit":{"max_queue":1e3}`), []string{`audit.max_queue (line 1, column 144): want an integer, got 1e3`}},
+	{"fetch tenants not strings", minimal(`"control_plane":{"cluster":"cp"},"fetch":{"tenants":["a",1]}`), []string{`fetch.tenants[1] (line 1, column 180): want a string, got number`}},
+	{"fetch bundles not bool", minimal(`"control_plane":{"cluster":"cp"},"fetch":{"bundles":"yes"}`), []string{`fetch.bundles (line 1, column 175): want true or false, got string`}},
+	{"cluster not string", minimal(`"control_plane":{"cluster":7}`), []string{`control_plane.cluster (line 1, column 150): want a string, got number`}},
+	{"invalid UTF-8", minimal(`"token":{"issuer":"` + "\xff" + `"}`), []string{`invalid UTF-8`}},
+	{"lone surrogate", minimal(`"token":{"issuer":"\ud800"}`), []string{`line 1, column 142 (at .token.issuer)`}},
+	{"multi-line position", "{\n  \"jwks\": " + jwks + ",\n  \"node\": {\"id\": \"n\"},\n  \"limits\": {\"max_body_bytes\": 0}\n}", []string{`limits.max_body_bytes (line 4, column 32): 0 outside`}},
+	{"too deep", minimal(`"x":` + strings.Repeat("[", 40) + strings.Repeat("]", 40)), []string{`line 1, column 158 (at .x[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]): nesting deeper than 32`}},
+}
+
 func TestParseErrors(t *testing.T) {
-	tests := []struct {
-		name string
-		doc  string
-		want []string // substrings of the error, each naming the field
-	}{
-		{"empty", ``, []string{"empty"}},
-		{"not an object", `[]`, []string{"configuration"}},
-		{"trailing data", minimal("") + `{}`, []string{"after the JSON object"}},
-		{"syntax", `{"jwks":`, []string{"configuration"}},
-		{"unknown field", minimal(`"mode":"observe"`), []string{`unknown field "mode"`}},
-		{"unknown nested field", minimal(`"limits":{"max_body":1}`), []string{`unknown field "max_body"`}},
-		{"duplicate key", minimal(`"on_audit_overflow":"drop","on_audit_overflow":"deny_writes"`), []string{"on_audit_overflow: duplicate key"}},
-		{"duplicate key by case folding", minimal(`"NODE":{"id":"x"}`), []string{"NODE: duplicate key"}},
-		{"duplicate nested", minimal(`"limits":{"max_body_bytes":1,"max_body_bytes":2}`), []string{"limits.max_body_bytes: duplicate key"}},
-		{"trust root in config", minimal(`"bundle_public_key":"x"`), []string{`unknown field "bundle_public_key"`}},
-		{"missing jwks", `{"node":{"id":"n"}}`, []string{"jwks: required"}},
-		{"jwks not object", `{"jwks":"x","node":{"id":"n"}}`, []string{"jwks: want a JSON object"}},
-		{"missing node", `{"jwks":` + jwks + `}`, []string{"node.id: required"}},
-		{"bad node id", `{"jwks":` + jwks + `,"node":{"id":"a/b"}}`, []string{"node.id: must be"}},
-		{"bad region", `{"jwks":` + jwks + `,"node":{"id":"n","region":"eu west"}}`, []string{"node.region: must be"}},
-		{"bundle not base64", minimal(`"bundles":{"acme":"!!"}`), []string{"bundles.acme: not standard base64"}},
-		{"bundle url base64", minimal(`"bundles":{"acme":"-_-_"}`), []string{"bundles.acme: not standard base64"}},
-		{"bundle empty", minimal(`"bundles":{"acme":""}`), []string{"bundles.acme: empty bundle"}},
-		{"bad tenant", minimal(`"bundles":{"ac me":"` + bundleB64 + `"}`), []string{"bundles.ac me: tenant name"}},
-		{"upper-case header", minimal(`"token":{"header":"X-Token"}`), []string{"token.header"}},
-		{"pseudo header", minimal(`"token":{"header":":path"}`), []string{"token.header"}},
-		{"skew too large", minimal(`"token":{"skew_seconds":3600}`), []string{"token.skew_seconds"}},
-		{"cache zero", minimal(`"token":{"cache_entries":0}`), []string{"token.cache_entries"}},
-		{"body zero", minimal(`"limits":{"max_body_bytes":0}`), []string{"limits.max_body_bytes"}},
-		{"body huge", minimal(`"limits":{"max_body_bytes":1073741824}`), []string{"limits.max_body_bytes"}},
-		{"body not int", minimal(`"limits":{"max_body_bytes":1.5}`), []string{"max_body_bytes"}},
-		{"hold negative", minimal(`"limits":{"approval_hold_ms":-1}`), []string{"limits.approval_hold_ms"}},
-		{"cluster missing", minimal(`"control_plane":{"timeout_ms":5}`), []string{"control_plane.cluster: required"}},
-		{"cluster bad", minimal(`"control_plane":{"cluster":"a b"}`), []string{"control_plane.cluster"}},
-		{"timeout zero", minimal(`"control_plane":{"cluster":"cp","timeout_ms":0}`), []string{"control_plane.timeout_ms"}},
-		{"audit queue zero", minimal(`"audit":{"max_queue":0}`), []string{"audit.max_queue"}},
-		{"audit flush fast", minimal(`"audit":{"flush_interval_ms":1}`), []string{"audit.flush_interval_ms"}},
-		{"no_bundle read", minimal(`"no_bundle":{"read":"maybe"}`), []string{"no_bundle.read"}},
-		{"no_bundle write open", minimal(`"no_bundle":{"write":"open"}`), []string{"no_bundle.write"}},
-		{"overflow", minimal(`"on_audit_overflow":"block"`), []string{"on_audit_overflow"}},
-		{"several at once", `{"jwks":1,"limits":{"max_body_bytes":0},"on_audit_overflow":"x"}`,
-			[]string{"jwks:", "node.id", "limits.max_body_bytes", "on_audit_overflow"}},
-		{"state inline not object", minimal(`"state":{"inline":{"acme":1}}`), []string{"state.inline.acme"}},
-		{"state inline bad base64", minimal(`"state":{"inline":{"acme":"!!"}}`), []string{"state.inline.acme"}},
-		{"state inline bad tenant", minimal(`"state":{"inline":{"a b":{}}}`), []string{"state.inline.a b"}},
-		{"state refresh without cp", minimal(`"state":{"refresh_ms":1000}`), []string{"state.refresh_ms: needs control_plane"}},
-		{"state refresh too fast", minimal(`"control_plane":{"cluster":"cp"},"state":{"refresh_ms":1}`), []string{"state.refresh_ms"}},
-		{"state unknown", minimal(`"state":{"url":"x"}`), []string{`unknown field "url"`}},
-		{"fetch without cp", minimal(`"fetch":{"jwks":true}`), []string{"fetch: needs control_plane"}},
-		{"fetch bundles without tenants", minimal(`"control_plane":{"cluster":"cp"},"fetch":{"bundles":true}`), []string{"fetch.tenants: required"}},
-		{"fetch bad tenant", minimal(`"control_plane":{"cluster":"cp"},"fetch":{"tenants":["a/b"]}`), []string{"fetch.tenants[0]"}},
-		{"fetch refresh", minimal(`"control_plane":{"cluster":"cp"},"fetch":{"jwks":true,"refresh_ms":0}`), []string{"fetch.refresh_ms"}},
-		{"too deep", minimal(`"x":` + strings.Repeat("[", 40) + strings.Repeat("]", 40)), []string{"nested too deeply"}},
-	}
-	for _, tt := range tests {
+	for _, tt := range errorCases {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := Parse([]byte(tt.doc))
 			if err == nil {
@@ -176,15 +201,66 @@ func TestParseStateAndFetch(t *testing.T) {
 	}
 }
 
+// TestParseAsBefore holds Parse to the encoding/json reader it replaced:
+// the same configuration from every document both accept, and no document
+// accepted that it refused.
+func TestParseAsBefore(t *testing.T) {
+	env := `{"payload":"e30=","signature":"AAAA"}`
+	docs := []string{
+		minimal(""),
+		minimal(`"bundles":{"acme":"` + bundleB64 + `"},"limits":{"max_body_bytes":10,"approval_hold_ms":0}`),
+		minimal(`"control_plane":{"cluster":"cp","authority":"cp.example","timeout_ms":5},` +
+			`"state":{"inline":{"acme":` + env + `,"globex":"` + base64.StdEncoding.EncodeToString([]byte(env)) + `"},"refresh_ms":500},` +
+			`"fetch":{"tenants":["b","a","b"],"bundles":true,"jwks":false,"refresh_ms":100}`),
+		minimal(`"token":{"header":"x-t","issuer":"i","audience":"a","skew_seconds":0,"cache_entries":1},"audit":{"max_queue":1,"batch_size":2,"flush_interval_ms":10}`),
+		minimal(`"no_bundle":{"read":"open","write":"closed"},"on_audit_overflow":"drop","fetch":{}`),
+		"\n\t{ \"jwks\" : " + jwks + " , \"node\" : { \"id\" : \"n\" , \"region\" : \"r\" } }\n ",
+	}
+	for _, doc := range docs {
+		c, err := Parse([]byte(doc))
+		old, oldErr := legacyParse([]byte(doc))
+		if err != nil || oldErr != nil {
+			t.Fatalf("%s: %v / before: %v", doc, err, oldErr)
+		}
+		if !reflect.DeepEqual(c, old) {
+			t.Errorf("%s:\n%+v\nbefore:\n%+v", doc, c, old)
+		}
+	}
+	for _, tt := range errorCases {
+		if _, err := legacyParse([]byte(tt.doc)); err == nil {
+			// Refused only now; each such case is a deliberate tightening.
+			switch tt.name {
+			case "null for an object", "null for a string", "wrong case", "wrong case nested", "invalid UTF-8", "lone surrogate":
+			default:
+				t.Errorf("%s: the encoding/json reader accepted it", tt.name)
+			}
+		}
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal("")))
 	f.Add([]byte(minimal(`"bundles":{"a":"` + bundleB64 + `"},"limits":{"max_body_bytes":10}`)))
 	f.Add([]byte(minimal(`"no_bundle":{"read":"open"},"audit":{"max_queue":3}`)))
 	f.Add([]byte(`{"a":{"A":1,"a":2}}`))
+	f.Add([]byte(minimal(`"control_plane":{"cluster":"cp","timeout_ms":5},"state":{"inline":{"a":{"p":"x"},"b":"e30="},"refresh_ms":500},"fetch":{"tenants":["b","a"],"bundles":true,"jwks":true}`)))
+	f.Add([]byte(minimal(`"token":{"header":"x-t","issuer":"i","audience":"a","skew_seconds":0,"cache_entries":1}`)))
+	for _, tt := range errorCases {
+		f.Add([]byte(tt.doc))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data)
+		old, oldErr := legacyParse(data)
 		if err != nil {
 			return
+		}
+		// Strictness never drops: what the encoding/json reader refused
+		// is refused, and what both accept reads the same.
+		if oldErr != nil {
+			t.Fatalf("accepted what the encoding/json reader refused (%v): %q", oldErr, data)
+		}
+		if !reflect.DeepEqual(c, old) {
+			t.Fatalf("reads differently:\n%+v\n%+v", c, old)
 		}
 		// Whatever was accepted must satisfy the invariants the plugin
 		// relies on without re-checking.
