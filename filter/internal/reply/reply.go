@@ -4,8 +4,9 @@
 package reply
 
 import (
-	"encoding/json"
 	"strings"
+
+	"github.com/aegis-mesh/aegis/internal/jsonx"
 )
 
 // Error codes of local replies.
@@ -37,20 +38,44 @@ type Decision struct {
 	Message       string   `json:"message,omitempty"`
 }
 
-// JSON renders d. Reasons is never null: clients iterate it.
+// JSON renders d. Reasons is never null: clients iterate it. The bytes
+// are those encoding/json wrote for the struct (tested).
 func (d Decision) JSON() []byte {
-	if d.Reasons == nil {
-		d.Reasons = []string{}
+	var w jsonx.Writer
+	w.BeginObject()
+	w.Key("error")
+	w.String(d.Error)
+	w.Key("decision_id")
+	w.String(d.DecisionID)
+	w.Key("reasons")
+	w.Strings(d.Reasons)
+	w.Key("policy_version")
+	w.String(d.PolicyVersion)
+	optional(&w, "approval_id", d.ApprovalID)
+	optional(&w, "retry_with", d.RetryWith)
+	optional(&w, "message", d.Message)
+	w.EndObject()
+	return w.B
+}
+
+// optional writes a member that is left out when empty (omitempty).
+func optional(w *jsonx.Writer, key, s string) {
+	if s != "" {
+		w.Key(key)
+		w.String(s)
 	}
-	return marshal(d)
 }
 
 // Error renders the API's {"error","message"} shape.
 func Error(code, message string) []byte {
-	return marshal(struct {
-		Error   string `json:"error"`
-		Message string `json:"message"`
-	}{code, message})
+	var w jsonx.Writer
+	w.BeginObject()
+	w.Key("error")
+	w.String(code)
+	w.Key("message")
+	w.String(message)
+	w.EndObject()
+	return w.B
 }
 
 // RPC is one JSON-RPC request to answer.
@@ -70,34 +95,94 @@ type Meta struct {
 // request was one. ok is false when there is no request with an id to
 // answer (a batch of notifications): the caller replies with a plain error.
 func MCP(rpcs []RPC, batch bool, meta Meta) (body []byte, ok bool) {
-	type content struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
+	var w jsonx.Writer
+	if batch {
+		w.BeginArray()
 	}
-	type result struct {
-		IsError bool      `json:"isError"`
-		Content []content `json:"content"`
-		Meta    Meta      `json:"_meta"`
-	}
-	type response struct {
-		JSONRPC string          `json:"jsonrpc"`
-		ID      json.RawMessage `json:"id"`
-		Result  result          `json:"result"`
-	}
-	out := make([]response, 0, len(rpcs))
+	n := 0
 	for _, r := range rpcs {
-		if len(r.ID) == 0 || !json.Valid(r.ID) {
+		// What encoding/json's Valid accepted, so that the same ids are
+		// answered as before.
+		if len(r.ID) == 0 || !jsonx.Valid(r.ID, jsonx.Options{Lenient: true, MaxDepth: 10000}) {
 			continue
 		}
-		out = append(out, response{"2.0", json.RawMessage(r.ID), result{true, []content{{"text", r.Text}}, meta}})
+		n++
+		w.BeginObject()
+		w.Key("jsonrpc")
+		w.String("2.0")
+		w.Key("id")
+		w.Raw(appendCompact(nil, r.ID))
+		w.Key("result")
+		w.BeginObject()
+		w.Key("isError")
+		w.Bool(true)
+		w.Key("content")
+		w.BeginArray()
+		w.BeginObject()
+		w.Key("type")
+		w.String("text")
+		w.Key("text")
+		w.String(r.Text)
+		w.EndObject()
+		w.EndArray()
+		w.Key("_meta")
+		w.BeginObject()
+		w.Key("decision_id")
+		w.String(meta.DecisionID)
+		w.Key("action")
+		w.String(meta.Action)
+		optional(&w, "approval_id", meta.ApprovalID)
+		w.EndObject()
+		w.EndObject()
+		w.EndObject()
+		if !batch {
+			// A single request has one id to answer.
+			return w.B, true
+		}
 	}
-	if len(out) == 0 {
+	if n == 0 {
 		return nil, false
 	}
-	if batch {
-		return marshal(out), true
+	w.EndArray()
+	return w.B, true
+}
+
+// appendCompact appends the valid JSON text js without white space outside
+// strings and with <, >, &, U+2028 and U+2029 escaped, as encoding/json
+// writes a json.RawMessage: the id goes back byte for byte as the client
+// would have got it before.
+func appendCompact(b, js []byte) []byte {
+	const hex = "0123456789abcdef"
+	inString, escaped := false, false
+	for i := 0; i < len(js); i++ {
+		c := js[i]
+		switch {
+		case c == '<' || c == '>' || c == '&':
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			continue
+		case c == 0xE2 && i+2 < len(js) && js[i+1] == 0x80 && js[i+2]&^1 == 0xA8:
+			b = append(b, '\\', 'u', '2', '0', '2', hex[js[i+2]&0xF])
+			i += 2
+			continue
+		}
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			continue
+		}
+		b = append(b, c)
 	}
-	return marshal(out[0]), true
+	return b
 }
 
 // Reasons joins reasons into one line for a model to read.
@@ -113,13 +198,4 @@ func Reasons(action string, reasons []string) string {
 		return prefix
 	}
 	return prefix + ": " + strings.Join(reasons, "; ")
-}
-
-func marshal(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		// Only strings, slices and raw JSON validated above: cannot fail.
-		panic("reply: " + err.Error())
-	}
-	return b
 }

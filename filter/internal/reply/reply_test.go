@@ -70,3 +70,114 @@ func TestReasons(t *testing.T) {
 		}
 	}
 }
+
+// The encoding/json renderings these functions replaced: the bodies must
+// stay byte for byte what clients got before.
+
+func legacyDecision(d Decision) []byte {
+	if d.Reasons == nil {
+		d.Reasons = []string{}
+	}
+	b, _ := json.Marshal(d)
+	return b
+}
+
+func legacyError(code, message string) []byte {
+	b, _ := json.Marshal(struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{code, message})
+	return b
+}
+
+func legacyMCP(rpcs []RPC, batch bool, meta Meta) ([]byte, bool) {
+	type content struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	type result struct {
+		IsError bool      `json:"isError"`
+		Content []content `json:"content"`
+		Meta    Meta      `json:"_meta"`
+	}
+	type response struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Result  result          `json:"result"`
+	}
+	out := make([]response, 0, len(rpcs))
+	for _, r := range rpcs {
+		if len(r.ID) == 0 || !json.Valid(r.ID) {
+			continue
+		}
+		out = append(out, response{"2.0", json.RawMessage(r.ID), result{true, []content{{"text", r.Text}}, meta}})
+	}
+	if len(out) == 0 {
+		return nil, false
+	}
+	var b []byte
+	if batch {
+		b, _ = json.Marshal(out)
+	} else {
+		b, _ = json.Marshal(out[0])
+	}
+	return b, true
+}
+
+var odd = []string{"", "plain", `q"uote\back`, "<script>&amp;</script>", "tab\tnl\ncr\r\x00\x1f\x7f", "\u2028\u2029", "é✓𝄞", "bad \xff utf-8 \xc3", "\ufffd"}
+
+func TestSameBytesAsEncodingJSON(t *testing.T) {
+	for _, s := range odd {
+		for _, d := range []Decision{
+			{Error: s, DecisionID: s, PolicyVersion: s},
+			{Error: CodeApprovalNeeded, DecisionID: "d", Reasons: []string{s, s + "2"}, PolicyVersion: "v", ApprovalID: s, RetryWith: s, Message: s},
+			{Error: CodeRateLimited, Reasons: []string{}, Message: s},
+		} {
+			if got, want := d.JSON(), legacyDecision(d); string(got) != string(want) {
+				t.Errorf("Decision %+v:\n got %s\nwant %s", d, got, want)
+			}
+		}
+		if got, want := Error(s, s), legacyError(s, s); string(got) != string(want) {
+			t.Errorf("Error(%q):\n got %s\nwant %s", s, got, want)
+		}
+	}
+	ids := []string{`7`, `-1.5e3`, `"a"`, `null`, `"<&>"`, "\"\u2028\"", " { \"b\" : [ 1 , \"x y\" ] }\n", `"\u003c\"\\"`, "\"\xff\"", `"\ud800"`, `{"a":1,"a":2}`, `{"x"`, `01`, `"` + "\x01" + `"`, ``, `1 2`}
+	for _, id := range ids {
+		for _, meta := range []Meta{{DecisionID: "d", Action: "deny"}, {DecisionID: "<d>", Action: "approval_needed", ApprovalID: "a&b"}} {
+			for _, batch := range []bool{false, true} {
+				rpcs := []RPC{{ID: []byte(id), Text: "why <not>"}, {Text: "notification"}, {ID: []byte(`3`), Text: "\u2028"}}
+				got, ok := MCP(rpcs, batch, meta)
+				want, wantOK := legacyMCP(rpcs, batch, meta)
+				if ok != wantOK || string(got) != string(want) {
+					t.Errorf("MCP id %q batch %v:\n got %s %v\nwant %s %v", id, batch, got, ok, want, wantOK)
+				}
+				got, ok = MCP(rpcs[:1], batch, meta)
+				want, wantOK = legacyMCP(rpcs[:1], batch, meta)
+				if ok != wantOK || string(got) != string(want) {
+					t.Errorf("MCP lone id %q batch %v:\n got %s %v\nwant %s %v", id, batch, got, ok, want, wantOK)
+				}
+			}
+		}
+	}
+}
+
+func FuzzMCP(f *testing.F) {
+	f.Add([]byte(`7`), "no", "d", true)
+	f.Add([]byte(" {\"a\" : [\"<\u2028>\"]}"), "x\xff", "<&>", false)
+	f.Add([]byte(`"\ud800"`), "", "", true)
+	f.Fuzz(func(t *testing.T, id []byte, text, s string, batch bool) {
+		meta := Meta{DecisionID: s, Action: s, ApprovalID: text}
+		rpcs := []RPC{{ID: id, Text: text}, {ID: []byte(`1`), Text: s}}
+		for _, rs := range [][]RPC{rpcs, rpcs[:1]} {
+			got, ok := MCP(rs, batch, meta)
+			want, wantOK := legacyMCP(rs, batch, meta)
+			if ok != wantOK || string(got) != string(want) {
+				t.Fatalf("id %q:\n got %s %v\nwant %s %v", id, got, ok, want, wantOK)
+			}
+		}
+		d := Decision{Error: s, DecisionID: text, Reasons: []string{s, text}, Message: s}
+		if got, want := d.JSON(), legacyDecision(d); string(got) != string(want) {
+			t.Fatalf("Decision:\n got %s\nwant %s", got, want)
+		}
+	})
+}
