@@ -3,18 +3,23 @@
 // calls would be refused. It handles a JSON body (one JSON-RPC response or
 // a batch) and a text/event-stream body whose events carry them.
 //
-// Anything it cannot read unambiguously (invalid JSON, duplicate keys, a
-// tools entry without a string name) is an error: the caller then replaces
-// the response instead of passing through a list it could not check.
+// Anything it cannot read unambiguously (invalid JSON, duplicate keys,
+// invalid UTF-8, a tools entry without a string name) is an error: the
+// caller then replaces the response instead of passing through a list it
+// could not check. Everything else goes through as the server wrote it,
+// members in their order, only without white space between tokens.
 package mcplist
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/aegis-mesh/aegis/internal/jsonx"
 )
+
+// maxDepth bounds nesting: tool input schemas nest, but not this deep.
+const maxDepth = 64
 
 // Filter returns body with every tools/list result restricted to visible
 // (MCP tool names). ids are the JSON texts of the tools/list request ids:
@@ -33,63 +38,140 @@ func Filter(body []byte, contentType string, ids map[string]bool, visible map[st
 }
 
 func filterJSON(body []byte, ids map[string]bool, visible map[string]bool) ([]byte, error) {
-	if err := checkDuplicates(body); err != nil {
+	// Strict: a duplicate key, which the client's parser might resolve
+	// the other way, or invalid UTF-8 is an error.
+	v, err := jsonx.ParseWith(body, jsonx.Options{MaxDepth: maxDepth})
+	if err != nil {
 		return nil, err
 	}
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
+	out := make([]byte, 0, len(body))
+	if v.Kind != jsonx.Array {
+		return appendResponse(out, v, ids, visible)
 	}
-	if dec.More() {
-		return nil, errors.New("data after the JSON value")
-	}
-	switch x := v.(type) {
-	case []any:
-		for _, e := range x {
-			if err := filterResponse(e, ids, visible); err != nil {
-				return nil, err
-			}
+	out = append(out, '[')
+	for i := range v.Elems {
+		if i > 0 {
+			out = append(out, ',')
 		}
-	default:
-		if err := filterResponse(x, ids, visible); err != nil {
+		if out, err = appendResponse(out, &v.Elems[i], ids, visible); err != nil {
 			return nil, err
 		}
 	}
-	return json.Marshal(v)
+	return append(out, ']'), nil
 }
 
-func filterResponse(v any, ids map[string]bool, visible map[string]bool) error {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return errors.New("JSON-RPC message is not an object")
+// appendResponse appends one JSON-RPC message, its tools restricted to
+// visible when it answers one of ids.
+func appendResponse(out []byte, v *jsonx.Value, ids map[string]bool, visible map[string]bool) ([]byte, error) {
+	if v.Kind != jsonx.Object {
+		return nil, errors.New("JSON-RPC message is not an object")
 	}
-	rawID, err := json.Marshal(m["id"])
-	if err != nil || !ids[string(rawID)] {
-		return nil
+	id := v.Member("id")
+	if id == nil || !ids[idText(id)] {
+		return appendCompact(out, v.Raw), nil
 	}
-	res, ok := m["result"].(map[string]any)
-	if !ok {
-		return nil // an error response lists no tools
+	res := v.Member("result")
+	if res == nil || res.Kind != jsonx.Object {
+		return appendCompact(out, v.Raw), nil // an error response lists no tools
 	}
-	tools, ok := res["tools"].([]any)
-	if !ok {
-		return errors.New("tools/list result without a tools array")
+	tools := res.Member("tools")
+	if tools == nil || tools.Kind != jsonx.Array {
+		return nil, errors.New("tools/list result without a tools array")
 	}
-	kept := make([]any, 0, len(tools))
-	for i, t := range tools {
-		tm, ok := t.(map[string]any)
-		name, _ := tm["name"].(string)
-		if !ok || name == "" {
-			return fmt.Errorf("tools[%d] has no name", i)
-		}
-		if visible[name] {
-			kept = append(kept, t)
+	for i := range tools.Elems {
+		if toolName(&tools.Elems[i]) == "" {
+			return nil, fmt.Errorf("tools[%d] has no name", i)
 		}
 	}
-	res["tools"] = kept
-	return nil
+	out = append(out, '{')
+	for i := range v.Members {
+		m := &v.Members[i]
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(jsonx.AppendString(out, m.Key), ':')
+		if m.Key != "result" {
+			out = appendCompact(out, m.Value.Raw)
+			continue
+		}
+		out = append(out, '{')
+		for j := range res.Members {
+			rm := &res.Members[j]
+			if j > 0 {
+				out = append(out, ',')
+			}
+			out = append(jsonx.AppendString(out, rm.Key), ':')
+			if rm.Key != "tools" {
+				out = appendCompact(out, rm.Value.Raw)
+				continue
+			}
+			out = append(out, '[')
+			n := 0
+			for k := range tools.Elems {
+				t := &tools.Elems[k]
+				if !visible[toolName(t)] {
+					continue
+				}
+				if n > 0 {
+					out = append(out, ',')
+				}
+				n++
+				out = appendCompact(out, t.Raw)
+			}
+			out = append(out, ']')
+		}
+		out = append(out, '}')
+	}
+	return append(out, '}'), nil
+}
+
+// idText is the id as the request ids are written (package input writes
+// them as encoding/json does): a number's literal, a string re-encoded, so
+// that escapes the server chose do not hide a response from the filter.
+func idText(id *jsonx.Value) string {
+	switch id.Kind {
+	case jsonx.Number, jsonx.Null, jsonx.Bool:
+		return string(id.Raw)
+	case jsonx.String:
+		return string(jsonx.AppendString(nil, id.Str))
+	}
+	return "" // requests have no such ids
+}
+
+// toolName returns a tools entry's name, "" when it has none.
+func toolName(t *jsonx.Value) string {
+	if t.Kind != jsonx.Object {
+		return ""
+	}
+	if n := t.Member("name"); n != nil && n.Kind == jsonx.String {
+		return n.Str
+	}
+	return ""
+}
+
+// appendCompact appends the valid JSON text js without white space outside
+// strings: an event-stream event carries its data on one line.
+func appendCompact(out, js []byte) []byte {
+	inString, escaped := false, false
+	for _, c := range js {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // filterStream rewrites each event's data (the lines after "data:" joined
@@ -137,51 +219,4 @@ func filterStream(body []byte, ids map[string]bool, visible map[string]bool) ([]
 		}
 	}
 	return []byte(out.String()), nil
-}
-
-// checkDuplicates refuses an object with a repeated key: the client's JSON
-// parser might keep the other one.
-func checkDuplicates(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var walk func(depth int) error
-	walk = func(depth int) error {
-		if depth > 64 {
-			return errors.New("nested too deeply")
-		}
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		d, ok := tok.(json.Delim)
-		if !ok {
-			return nil
-		}
-		if d == '{' {
-			seen := map[string]bool{}
-			for dec.More() {
-				kt, err := dec.Token()
-				if err != nil {
-					return err
-				}
-				k, _ := kt.(string)
-				if seen[k] {
-					return fmt.Errorf("duplicate key %q", k)
-				}
-				seen[k] = true
-				if err := walk(depth + 1); err != nil {
-					return err
-				}
-			}
-		} else {
-			for dec.More() {
-				if err := walk(depth + 1); err != nil {
-					return err
-				}
-			}
-		}
-		_, err = dec.Token()
-		return err
-	}
-	return walk(0)
 }

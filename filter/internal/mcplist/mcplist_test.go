@@ -1,7 +1,9 @@
 package mcplist
 
 import (
+	"bytes"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -83,6 +85,16 @@ func TestFilterRefuses(t *testing.T) {
 		{"trailing", "application/json", `{"id":1,"result":{"tools":[]}} {}`},
 		{"other type", "text/html", list},
 		{"bad event", "text/event-stream", "data: {\"id\":1,\n\n"},
+		{"duplicate name", "application/json", `{"id":1,"result":{"tools":[{"name":"get_pods","name":"deploy"}]}}`},
+		{"duplicate id", "application/json", `{"id":2,"id":1,"result":{"tools":[{"name":"deploy"}]}}`},
+		{"duplicate in an unrelated response", "application/json", `{"id":2,"result":{"a":1,"a":2}}`},
+		{"invalid UTF-8", "application/json", `{"id":1,"result":{"tools":[{"name":"get_pods","title":"` + "\xff" + `"}]}}`},
+		{"lone surrogate", "application/json", `{"id":1,"result":{"tools":[{"name":"\ud800"}]}}`},
+		{"name not a string", "application/json", `{"id":1,"result":{"tools":[{"name":7}]}}`},
+		{"tool not an object", "application/json", `{"id":1,"result":{"tools":["deploy"]}}`},
+		{"message not an object", "application/json", `[1]`},
+		{"too deep", "application/json", `{"id":1,"result":{"tools":[],"x":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}}`},
+		{"bad event in stream", "text/event-stream", "data: " + list + "\n\nfoo: bar\n\n"},
 	}
 	for _, b := range bad {
 		if out, err := Filter([]byte(b.body), b.ct, ids, visible); err == nil {
@@ -91,17 +103,124 @@ func TestFilterRefuses(t *testing.T) {
 	}
 }
 
+// TestFilterKeepsOrder: members the filter does not understand go
+// through as the server wrote them, in their order (encoding/json used to
+// sort them), and only white space between tokens is dropped.
+func TestFilterKeepsOrder(t *testing.T) {
+	in := `{"result": {"z": 1, "tools": [ {"name": "deploy"}, {"name":"get_pods", "x": "a b\u0041\n<"} ], "a": [1.50, 2e3]}, "jsonrpc": "2.0", "id": 1}`
+	want := `{"result":{"z":1,"tools":[{"name":"get_pods","x":"a b\u0041\n<"}],"a":[1.50,2e3]},"jsonrpc":"2.0","id":1}`
+	out, err := Filter([]byte(in), "application/json", map[string]bool{"1": true}, visible)
+	if err != nil || string(out) != want {
+		t.Errorf("got %s (%v)\nwant %s", out, err, want)
+	}
+	// Another response: compacted, otherwise untouched.
+	in2 := `{"b": {"tools": [ {"name": "deploy"} ]}, "id": 2, "result": {"tools": [{"name":"deploy"}]}}`
+	out, err = Filter([]byte(in2), "application/json", map[string]bool{"1": true}, visible)
+	if want := `{"b":{"tools":[{"name":"deploy"}]},"id":2,"result":{"tools":[{"name":"deploy"}]}}`; err != nil || string(out) != want {
+		t.Errorf("got %s (%v)\nwant %s", out, err, want)
+	}
+}
+
+func TestFilterStreamOneLine(t *testing.T) {
+	pretty := "{\n  \"jsonrpc\": \"2.0\",\n  \"id\": \"a\",\n  \"result\": {\"tools\": [\n    {\"name\": \"deploy\"},\n    {\"name\": \"get_logs\"}\n  ]}\n}"
+	body := "data: " + strings.ReplaceAll(pretty, "\n", "\r\ndata: ") + "\r\n\r\n"
+	out, err := Filter([]byte(body), "text/event-stream", map[string]bool{`"a"`: true}, visible)
+	want := "data: {\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":{\"tools\":[{\"name\":\"get_logs\"}]}}\n\n"
+	if err != nil || string(out) != want {
+		t.Errorf("got %q (%v)\nwant %q", out, err, want)
+	}
+}
+
+// TestFilterIDEscapes: the id is compared by value, as the request's id
+// was written, however the server escaped it.
+func TestFilterIDEscapes(t *testing.T) {
+	for _, id := range []string{`"ab<"`, `"\u0061b\u003c"`, `"a\u0062<"`} {
+		body := `{"id":` + id + `,"result":{"tools":[{"name":"deploy"}]}}`
+		out, err := Filter([]byte(body), "application/json", map[string]bool{`"ab\u003c"`: true}, visible)
+		if err != nil || strings.Contains(string(out), "deploy") {
+			t.Errorf("id %s: %s (%v)", id, out, err)
+		}
+	}
+}
+
+// sameOutput reports whether two filter outputs mean the same: equal JSON
+// values, or for an event stream equal lines, data lines equal as JSON
+// values.
+func sameOutput(a, b []byte, stream bool) bool {
+	if !stream {
+		va, ea := decodeAny(a)
+		vb, eb := decodeAny(b)
+		return ea == nil && eb == nil && reflect.DeepEqual(va, vb)
+	}
+	la, lb := strings.Split(string(a), "\n"), strings.Split(string(b), "\n")
+	if len(la) != len(lb) {
+		return false
+	}
+	for i := range la {
+		da, okA := strings.CutPrefix(la[i], "data: ")
+		db, okB := strings.CutPrefix(lb[i], "data: ")
+		if okA != okB || (!okA && la[i] != lb[i]) {
+			return false
+		}
+		if !okA {
+			continue
+		}
+		va, ea := decodeAny([]byte(da))
+		vb, eb := decodeAny([]byte(db))
+		if ea != nil || eb != nil || !reflect.DeepEqual(va, vb) {
+			return false
+		}
+	}
+	return true
+}
+
+func decodeAny(b []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	err := dec.Decode(&v)
+	return v, err
+}
+
+func TestFilterAsBefore(t *testing.T) {
+	ids := map[string]bool{"1": true, `"a"`: true}
+	for _, tc := range []struct{ ct, body string }{
+		{"application/json", list},
+		{"application/json", "[" + list + `,{"jsonrpc":"2.0","id":"a","result":{"tools":[{"name":"get_logs","d":{"<":"&"}}]}},{"id":3,"error":{}}]`},
+		{"application/json", `{"id":1,"error":{"code":-32601,"message":"x"}}`},
+		{"application/json", `[]`},
+		{"text/event-stream", "event: message\nid: 5\ndata: " + list + "\n\n: comment\n\nretry: 10\n"},
+		{"text/event-stream", "data: {\"id\":\"a\",\ndata: \"result\":{\"tools\":[]}}\n\n"},
+	} {
+		out, err := Filter([]byte(tc.body), tc.ct, ids, visible)
+		old, oldErr := legacyFilter([]byte(tc.body), tc.ct, ids, visible)
+		if err != nil || oldErr != nil || !sameOutput(out, old, tc.ct != "application/json") {
+			t.Errorf("%s:\n got %s (%v)\nwant %s (%v)", tc.body, out, err, old, oldErr)
+		}
+	}
+}
+
 func FuzzFilter(f *testing.F) {
 	f.Add([]byte(list), true)
 	f.Add([]byte("data: "+list+"\n\n"), false)
+	f.Add([]byte(`[{"id":1,"result":{"tools":[{"name":"get_logs"},{"name":"deploy","x":[{"a":null}]}]}},{"id":2}]`), true)
+	f.Add([]byte(`{"id":"1","result":{"tools":[]},"x":"\u00e9<"}`), true)
 	f.Fuzz(func(t *testing.T, body []byte, isJSON bool) {
 		ct := "text/event-stream"
 		if isJSON {
 			ct = "application/json"
 		}
 		out, err := Filter(body, ct, map[string]bool{"1": true}, visible)
+		old, oldErr := legacyFilter(body, ct, map[string]bool{"1": true}, visible)
 		if err != nil {
 			return
+		}
+		// Strictness never drops, and the meaning is what it was.
+		if oldErr != nil {
+			t.Fatalf("accepted what the encoding/json filter refused (%v): %q", oldErr, body)
+		}
+		if !sameOutput(out, old, !isJSON) {
+			t.Fatalf("differs from the encoding/json filter:\n got %q\nwant %q", out, old)
 		}
 		if strings.Contains(string(out), `"name":"deploy"`) && strings.Contains(string(body), `"tools"`) {
 			// deploy may survive only outside a result for id 1.
