@@ -2,7 +2,6 @@ package plugin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strconv"
 	"time"
@@ -106,10 +105,8 @@ func (h *httpContext) applyOverride(first decide.Outcome, now time.Time) types.A
 		// Single use across the fleet needs the control plane.
 		return h.overrideRefused(first, reply.CodeControlPlaneUnavailable, "override tokens are redeemed at the control plane and this node has none", oc.ApprovalID, oc.ID)
 	}
-	body, err := json.Marshal(redeemRequest{Token: h.override, Tenant: h.id.Tenant, Agent: h.id.Agent, Tool: tool, ParamsDigest: digest})
-	if err != nil {
-		return h.fail("encoding the override redemption failed")
-	}
+	rr := redeemRequest{Token: h.override, Tenant: h.id.Tenant, Agent: h.id.Agent, Tool: tool, ParamsDigest: digest}
+	body := rr.appendJSON(nil)
 	_, err = proxywasm.DispatchHttpCall(p.cfg.ControlPlane.Cluster, p.cpHeaders("POST", RedeemPath, true), body, nil, uint32(p.cfg.ControlPlane.TimeoutMs),
 		func(int, int, int) {
 			// Dispatched from a poll callback (approval hold) the SDK
@@ -281,11 +278,8 @@ func (p *pluginContext) pollHeld(now time.Time) {
 					return // answered or gone meanwhile
 				}
 				raw, _ := proxywasm.GetHttpCallResponseBody(0, min(bodySize, 16<<10))
-				var r struct {
-					Status        string `json:"status"`
-					OverrideToken string `json:"override_token"`
-				}
-				if calloutStatus() != "200" || json.Unmarshal(raw, &r) != nil {
+				r, err := decodeApprovalStatus(raw)
+				if calloutStatus() != "200" || err != nil {
 					proxywasm.LogWarnf("aegis: polling approval %s: control plane answered %q", hr.approvalID, calloutStatus())
 					return // try again on the next tick, until the deadline
 				}

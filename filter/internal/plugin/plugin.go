@@ -19,7 +19,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -103,15 +102,8 @@ func (v *vmContext) OnVMStart(int) types.OnVMStartStatus {
 	}
 	fromConf := map[string]string{}
 	if len(strings.TrimSpace(string(vmConf))) > 0 {
-		dec := json.NewDecoder(strings.NewReader(string(vmConf)))
-		var raw struct {
-			Bundle string `json:"AEGIS_BUNDLE_PUBLIC_KEY"`
-			State  string `json:"AEGIS_STATE_PUBLIC_KEY"`
-			Node   string `json:"AEGIS_NODE_SIGNING_KEY"`
-			Token  string `json:"AEGIS_NODE_TOKEN"`
-		}
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&raw); err != nil {
+		raw, err := decodeVMConfig(vmConf)
+		if err != nil {
 			proxywasm.LogCriticalf("aegis: VM configuration: %v", err)
 			return false
 		}
@@ -328,15 +320,13 @@ func (p *pluginContext) shipBatch() bool {
 				chain.Ack(b.SeqLast)
 				progress = true
 			case "409":
-				var r struct {
-					ExpectedSeq int64 `json:"expected_seq"`
-				}
 				raw, _ := proxywasm.GetHttpCallResponseBody(0, min(bodySize, 4096))
-				if err := json.Unmarshal(raw, &r); err != nil || r.ExpectedSeq < 1 {
+				expected, err := decodeAuditConflict(raw)
+				if err != nil || expected < 1 {
 					proxywasm.LogErrorf("aegis: audit batch %d-%d: 409 without expected_seq: %q", b.SeqFirst, b.SeqLast, raw)
 					break
 				}
-				if err := chain.Resume(r.ExpectedSeq); err != nil {
+				if err := chain.Resume(expected); err != nil {
 					p.m.errors.Increment(1)
 					proxywasm.LogCriticalf("aegis: audit: %v", err)
 					break
@@ -867,26 +857,22 @@ func (h *httpContext) requestApproval(out decide.Outcome, reasons []string, id s
 	} else if d.Approval != nil {
 		ar.Approvers, ar.ExpiresIn = d.Approval.Approvers, d.Approval.ExpiresInS
 	}
-	body, err := json.Marshal(ar)
-	if err != nil {
-		return h.fail("encoding the approval request failed")
-	}
+	body := ar.appendJSON(nil)
 	_, err = proxywasm.DispatchHttpCall(p.cfg.ControlPlane.Cluster, p.cpHeaders("POST", ApprovalsPath, true), body, nil, uint32(p.cfg.ControlPlane.TimeoutMs),
 		func(_, bodySize, _ int) {
 			raw, _ := proxywasm.GetHttpCallResponseBody(0, min(bodySize, 4096))
-			var r struct {
-				ApprovalID string `json:"approval_id"`
-			}
-			if st := calloutStatus(); (st == "201" || st == "200") && json.Unmarshal(raw, &r) == nil && r.ApprovalID != "" {
-				if h.event != nil {
-					h.event.ApprovalID = r.ApprovalID
-				}
-				if h.p.cfg.Limits.ApprovalHoldMs > 0 {
-					h.hold(out, r.ApprovalID, reasons, id)
+			if st := calloutStatus(); st == "201" || st == "200" {
+				if approvalID, err := decodeApprovalCreated(raw); err == nil && approvalID != "" {
+					if h.event != nil {
+						h.event.ApprovalID = approvalID
+					}
+					if h.p.cfg.Limits.ApprovalHoldMs > 0 {
+						h.hold(out, approvalID, reasons, id)
+						return
+					}
+					h.refuse(out, decide.ApprovalNeeded, 0, reasons, id, approvalID)
 					return
 				}
-				h.refuse(out, decide.ApprovalNeeded, 0, reasons, id, r.ApprovalID)
-				return
 			}
 			proxywasm.LogErrorf("aegis: creating an approval for %s: control plane answered %q", id, calloutStatus())
 			if h.controlPlaneDown(d, id, "the approval could not be requested") == types.ActionContinue {
@@ -1309,10 +1295,8 @@ func identityFrom(c *token.Claims) input.Identity {
 		Scope:  c.Scopes(),
 	}
 	// Claims reach custom Rego as the token carried them.
-	if raw, err := json.Marshal(c); err == nil {
-		if v, err := engine.FromJSON(raw); err == nil {
-			id.Claims = v
-		}
+	if v, err := engine.FromJSON(appendClaimsJSON(nil, c)); err == nil {
+		id.Claims = v
 	}
 	return id
 }
