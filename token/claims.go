@@ -2,15 +2,13 @@
 // signed with Ed25519 (alg EdDSA, RFC 8037) whose claims name the tenant
 // and the delegation chain (RFC 8693 "act").
 //
-// Verification is written against crypto/ed25519 and encoding/json only,
+// Verification is written against crypto/ed25519 and internal/jsonx only,
 // because the wasip1 filter runs it on every request; it accepts exactly
 // one algorithm and rejects anything ambiguous (duplicate JSON keys,
 // padded or non-canonical base64url, unknown header parameters).
 package token
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 )
@@ -30,21 +28,6 @@ type Actor struct {
 // accepts an array or a single string, both allowed by RFC 7519 §4.1.3
 // (go-jose, for one, writes a lone audience as a string).
 type Audience []string
-
-// UnmarshalJSON accepts a string or an array of strings.
-func (a *Audience) UnmarshalJSON(data []byte) error {
-	var one string
-	if err := json.Unmarshal(data, &one); err == nil {
-		*a = Audience{one}
-		return nil
-	}
-	var many []string
-	if err := json.Unmarshal(data, &many); err != nil {
-		return errors.New("aud must be a string or an array of strings")
-	}
-	*a = many
-	return nil
-}
 
 // Claims are the claims of an agent token. Times are NumericDate seconds
 // since the Unix epoch; zero means absent for nbf.

@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 
+	"github.com/aegis-mesh/aegis/internal/jsonx"
 	"github.com/aegis-mesh/aegis/keys"
 )
 
@@ -119,22 +119,76 @@ func (ks *KeySet) KeyIDs() []string {
 	return ids
 }
 
-// jwk is an OKP public key (RFC 8037 §2). D is declared only to reject
-// private keys with a clear message.
+// jwk is an OKP public key (RFC 8037 §2). HasD records a private part,
+// read only to refuse it with a clear message.
 type jwk struct {
-	Kty    string   `json:"kty"`
-	Crv    string   `json:"crv"`
-	X      string   `json:"x"`
-	Kid    string   `json:"kid,omitempty"`
-	Tenant string   `json:"tenant,omitempty"` // Aegis: the key signs this tenant's tokens only
-	Alg    string   `json:"alg,omitempty"`
-	Use    string   `json:"use,omitempty"`
-	KeyOps []string `json:"key_ops,omitempty"`
-	D      *string  `json:"d,omitempty"`
+	Kty    string
+	Crv    string
+	X      string
+	Kid    string
+	Tenant string // Aegis: the key signs this tenant's tokens only
+	Alg    string
+	Use    string
+	KeyOps []string
+	HasD   bool
 }
 
-type jwks struct {
-	Keys []json.RawMessage `json:"keys"`
+// decodeJWK reads one key object, refusing members RFC 8037 does not
+// give an OKP public key (and tenant, ours).
+func decodeJWK(v *jsonx.Value, path string) (jwk, error) {
+	var k jwk
+	o, err := v.AsObject(path)
+	if err != nil {
+		return k, err
+	}
+	o.String("kty", &k.Kty)
+	o.String("crv", &k.Crv)
+	o.String("x", &k.X)
+	o.String("kid", &k.Kid)
+	o.String("tenant", &k.Tenant)
+	o.String("alg", &k.Alg)
+	o.String("use", &k.Use)
+	o.Strings("key_ops", &k.KeyOps)
+	k.HasD = o.Get("d") != nil
+	return k, o.End()
+}
+
+// appendJWKS writes the document encoding/json's MarshalIndent(v, "",
+// "  ") wrote for {"keys":[jwk...]} with omitempty on kid, tenant, alg
+// and use; go-jose and other JOSE readers take it as before.
+func appendJWKS(b []byte, ks []jwk) []byte {
+	b = append(b, "{\n  \"keys\": ["...)
+	for i, k := range ks {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, "\n    {"...)
+		first := true
+		for _, f := range [...]struct {
+			name, val string
+			omit      bool
+		}{
+			{"kty", k.Kty, false}, {"crv", k.Crv, false}, {"x", k.X, false},
+			{"kid", k.Kid, true}, {"tenant", k.Tenant, true}, {"alg", k.Alg, true}, {"use", k.Use, true},
+		} {
+			if f.omit && f.val == "" {
+				continue
+			}
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = append(b, "\n      "...)
+			b = jsonx.AppendString(b, f.name)
+			b = append(b, ": "...)
+			b = jsonx.AppendString(b, f.val)
+		}
+		b = append(b, "\n    }"...)
+	}
+	if len(ks) > 0 {
+		b = append(b, "\n  "...)
+	}
+	return append(b, "]\n}\n"...)
 }
 
 // MarshalJWKS renders pubs as a JWKS document: kty OKP, crv Ed25519,
@@ -168,20 +222,14 @@ func marshalJWKS(bound []BoundKey) ([]byte, error) {
 	if _, err := NewKeySet(pubs...); err != nil {
 		return nil, fmt.Errorf("marshal JWKS: %w", err)
 	}
-	out := struct {
-		Keys []jwk `json:"keys"`
-	}{Keys: []jwk{}}
+	ks := make([]jwk, 0, len(bound))
 	for _, b := range bound {
-		out.Keys = append(out.Keys, jwk{
+		ks = append(ks, jwk{
 			Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(b.Pub),
 			Kid: keys.KeyID(b.Pub), Tenant: b.Tenant, Alg: Algorithm, Use: "sig",
 		})
 	}
-	data, err := json.MarshalIndent(out, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("marshal JWKS: %w", err)
-	}
-	return append(data, '\n'), nil
+	return appendJWKS(nil, ks), nil
 }
 
 // ParseJWKS reads a JWKS document strictly: every key must be an Ed25519
@@ -193,21 +241,26 @@ func ParseJWKS(data []byte) (*KeySet, error) {
 	if len(data) > MaxJWKSBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrJWKS, len(data), MaxJWKSBytes)
 	}
-	var set jwks
-	if err := strictUnmarshal(bytes.TrimSpace(data), &set, true); err != nil {
+	v, err := parseObject(bytes.TrimSpace(data))
+	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrJWKS, err)
 	}
-	if len(set.Keys) == 0 {
+	o, _ := v.AsObject("")
+	elems, _ := o.Array("keys")
+	if err := o.End(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrJWKS, err)
+	}
+	if len(elems) == 0 {
 		return nil, fmt.Errorf("%w: no keys", ErrJWKS)
 	}
-	if len(set.Keys) > MaxJWKSKeys {
-		return nil, fmt.Errorf("%w: %d keys, limit %d", ErrJWKS, len(set.Keys), MaxJWKSKeys)
+	if len(elems) > MaxJWKSKeys {
+		return nil, fmt.Errorf("%w: %d keys, limit %d", ErrJWKS, len(elems), MaxJWKSKeys)
 	}
-	ks := &KeySet{keys: make(map[string]ed25519.PublicKey, len(set.Keys))}
-	for i, raw := range set.Keys {
-		var k jwk
-		if err := strictUnmarshal(raw, &k, true); err != nil {
-			return nil, fmt.Errorf("%w: keys[%d]: %v", ErrJWKS, i, err)
+	ks := &KeySet{keys: make(map[string]ed25519.PublicKey, len(elems))}
+	for i := range elems {
+		k, err := decodeJWK(&elems[i], jsonx.Index("keys", i))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrJWKS, err)
 		}
 		pub, err := k.publicKey()
 		if err != nil {
@@ -236,7 +289,7 @@ func ParseJWKS(data []byte) (*KeySet, error) {
 
 func (k *jwk) publicKey() (ed25519.PublicKey, error) {
 	switch {
-	case k.D != nil:
+	case k.HasD:
 		return nil, errors.New("contains a private key (d)")
 	case k.Kty != "OKP":
 		return nil, fmt.Errorf("kty %q, want OKP", k.Kty)

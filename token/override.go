@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -66,14 +65,8 @@ func mintOverride(priv ed25519.PrivateKey, c OverrideClaims, random io.Reader) (
 	if c.ExpiresAt <= c.IssuedAt {
 		return "", fmt.Errorf("mint override token: exp %d is not after iat %d", c.ExpiresAt, c.IssuedAt)
 	}
-	h, err := json.Marshal(header{Alg: Algorithm, Kid: keys.KeyID(priv.Public().(ed25519.PublicKey)), Typ: OverrideType})
-	if err != nil {
-		return "", fmt.Errorf("mint override token: %w", err)
-	}
-	p, err := json.Marshal(&c)
-	if err != nil {
-		return "", fmt.Errorf("mint override token: %w", err)
-	}
+	h := appendHeader(nil, header{Alg: Algorithm, Kid: keys.KeyID(priv.Public().(ed25519.PublicKey)), Typ: OverrideType})
+	p := appendOverrideClaims(nil, &c)
 	enc := base64.RawURLEncoding
 	signing := enc.EncodeToString(h) + "." + enc.EncodeToString(p)
 	return signing + "." + enc.EncodeToString(ed25519.Sign(priv, []byte(signing))), nil
@@ -90,8 +83,8 @@ func VerifyOverride(tok string, ks *KeySet, opts VerifyOptions) (*OverrideClaims
 	if err != nil {
 		return nil, err
 	}
-	var c OverrideClaims
-	if err := strictUnmarshal(payload, &c, false); err != nil {
+	c, err := decodeOverrideClaims(payload)
+	if err != nil {
 		return nil, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
 	}
 	if err := checkOverrideClaims(&c, opts); err != nil {
@@ -122,8 +115,8 @@ func verifySignature(tok string, ks *KeySet, maxSize int, typ string) ([]byte, s
 	if err != nil {
 		return nil, "", err
 	}
-	var h header
-	if err := strictUnmarshal(hJSON, &h, true); err != nil {
+	h, err := decodeHeader(hJSON)
+	if err != nil {
 		return nil, "", fmt.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	if h.Crit != nil {

@@ -8,9 +8,15 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
-func TestCheckJSON(t *testing.T) {
+func checkJSON(data []byte) error {
+	_, err := parseJSON(data)
+	return err
+}
+
+func TestParseJSON(t *testing.T) {
 	tests := []struct {
 		name string
 		in   string
@@ -27,49 +33,53 @@ func TestCheckJSON(t *testing.T) {
 		{"long s duplicate", `{"sub":"a","ſub":"b"}`, "duplicate key"},
 		{"kelvin duplicate", `{"kid":"a","\u212aid":"b"}`, "duplicate key"},
 		{"nested duplicate", `{"act":{"sub":"a","sub":"b"}}`, "duplicate key"},
+		{"nested case duplicate", `{"act":{"x":{"role":"a","Role":"b"}}}`, "act.x.Role"},
 		{"duplicate in array element", `[{"a":1},{"a":1,"a":2}]`, "duplicate key"},
 		{"same key in sibling objects", `[{"a":1},{"a":2}]`, ""},
 		{"case variant field", `{"Tenant":"a"}`, `must be spelled "tenant"`},
 		{"long s field", `{"ſub":"a"}`, `must be spelled "sub"`},
-		{"trailing data", `{}{}`, "data after"},
-		{"trailing comma", `{"a":1,}`, "want an object key"},
-		{"array trailing comma", `[1,]`, "unexpected byte"},
-		{"single quotes", `{'a':1}`, "want an object key"},
+		{"case variant nested field", `{"act":{"Sub":"a"}}`, `must be spelled "sub"`},
+		{"trailing data", `{}{}`, "after the JSON value"},
+		{"trailing comma", `{"a":1,}`, "want a string object key"},
+		{"array trailing comma", `[1,]`, "unexpected character"},
+		{"single quotes", `{'a':1}`, "want a string object key"},
 		{"leading zero", `{"a":01}`, "want ',' or '}'"},
 		{"bare minus", `{"a":-}`, "invalid number"},
 		{"dot without digits", `{"a":1.}`, "invalid number"},
 		{"exponent without digits", `{"a":1e}`, "invalid number"},
 		{"control char", "{\"a\":\"\x01\"}", "control character"},
-		{"bad escape", `{"a":"\x"}`, "bad escape"},
-		{"short unicode escape", `{"a":"\u12"}`, "bad \\u escape"},
+		{"bad escape", `{"a":"\x"}`, "invalid escape"},
+		{"short unicode escape", `{"a":"\u12"}`, `invalid \u escape`},
+		{"lone surrogate", `{"a":"\ud800"}`, "lone surrogate"},
+		{"invalid UTF-8", "{\"a\":\"\xff\"}", "invalid UTF-8"},
 		{"unterminated", `{"a":"b`, "unterminated"},
 		{"truncated", `{"a":`, "unexpected end"},
 		{"bad literal", `{"a":tru}`, "invalid literal"},
 		{"empty", ``, "unexpected end"},
 		{"deepest allowed", strings.Repeat("[", maxDepth+1) + "1" + strings.Repeat("]", maxDepth+1), ""},
-		{"too deep", strings.Repeat("[", maxDepth+2) + strings.Repeat("]", maxDepth+2), "nested deeper"},
+		{"too deep", strings.Repeat("[", maxDepth+2) + strings.Repeat("]", maxDepth+2), "nesting deeper"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := checkJSON([]byte(tt.in))
 			if tt.want == "" {
 				if err != nil {
-					t.Fatalf("checkJSON = %v, want nil", err)
+					t.Fatalf("parseJSON = %v, want nil", err)
 				}
 				return
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("checkJSON = %v, want it to mention %q", err, tt.want)
+				t.Fatalf("parseJSON = %v, want it to mention %q", err, tt.want)
 			}
 		})
 	}
 }
 
-// oracleCheck is checkJSON written the slow, obvious way on top of
-// encoding/json's own tokenizer; FuzzCheckJSON holds the two to the same
-// answers.
+// oracleCheck is parseJSON's key check written the slow, obvious way on
+// top of encoding/json's own tokenizer; FuzzParseJSON holds the two to the
+// same answers.
 func oracleCheck(data []byte) error {
-	if !json.Valid(data) {
+	if !json.Valid(data) || !utf8.Valid(data) {
 		return errors.New("invalid JSON")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -110,8 +120,8 @@ func oracleCheck(data []byte) error {
 					return fmt.Errorf("duplicate %q", v)
 				}
 				stack[len(stack)-1][f] = true
-				for name := range fieldNames {
-					if !fieldNames[v] && foldKey(name) == f {
+				for _, name := range fieldNames {
+					if name != v && foldKey(name) == f {
 						return fmt.Errorf("spelling %q", v)
 					}
 				}
@@ -123,7 +133,7 @@ func oracleCheck(data []byte) error {
 	}
 }
 
-func FuzzCheckJSON(f *testing.F) {
+func FuzzParseJSON(f *testing.F) {
 	for _, s := range []string{`{"a":1}`, `{"a":1,"A":2}`, `{"sub":"x","act":{"sub":"y"}}`, `[1,"2",{"x":[]}]`,
 		`{"t\u0065nant":1}`, `{"ſub":1}`, `-1.5e-3`, `{"a":"\ud800"}`} {
 		f.Add([]byte(s))
@@ -131,8 +141,13 @@ func FuzzCheckJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got := checkJSON(data)
 		want := oracleCheck(data)
+		if got != nil && want == nil && strings.Contains(got.Error(), "lone surrogate") {
+			// encoding/json reads a lone surrogate escape as U+FFFD;
+			// jsonx refuses it, which is the point.
+			return
+		}
 		if (got == nil) != (want == nil) {
-			t.Fatalf("checkJSON(%q) = %v, oracle = %v", data, got, want)
+			t.Fatalf("parseJSON(%q) = %v, oracle = %v", data, got, want)
 		}
 	})
 }
