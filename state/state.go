@@ -22,13 +22,13 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"time"
 
+	"github.com/aegis-mesh/aegis/internal/jsonx"
 	"github.com/aegis-mesh/aegis/jcs"
 )
 
@@ -76,11 +76,114 @@ func Encode(d Document) ([]byte, error) {
 	if d.Budgets == nil {
 		d.Budgets = map[string]float64{}
 	}
-	raw, err := json.Marshal(d)
+	raw, err := d.appendJSON(nil)
 	if err != nil {
 		return nil, fmt.Errorf("encoding live state: %w", err)
 	}
 	return jcs.Canonicalize(raw)
+}
+
+// appendJSON writes d as encoding/json wrote the tagged struct; JCS then
+// fixes the spelling, so only the values matter.
+func (d *Document) appendJSON(b []byte) ([]byte, error) {
+	w := jsonx.Writer{B: b}
+	w.BeginObject()
+	w.Key("tenant")
+	w.String(d.Tenant)
+	w.Key("seq")
+	w.Int(d.Seq)
+	for _, t := range [...]struct {
+		k string
+		v time.Time
+	}{{"issued_at", d.IssuedAt}, {"expires_at", d.ExpiresAt}} {
+		tb, err := t.v.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		w.Key(t.k)
+		w.Raw(tb)
+	}
+	w.Key("kill_switch")
+	w.Bool(d.KillSwitch)
+	for _, l := range [...]struct {
+		k string
+		v []string
+	}{{"revoked_agents", d.RevokedAgents}, {"revoked_jtis", d.RevokedJTIs}} {
+		w.Key(l.k)
+		if l.v == nil {
+			w.Null()
+		} else {
+			w.Strings(l.v)
+		}
+	}
+	w.Key("budgets")
+	if d.Budgets == nil {
+		w.Null()
+		w.EndObject()
+		return w.B, nil
+	}
+	w.BeginObject()
+	agents := make([]string, 0, len(d.Budgets))
+	for a := range d.Budgets {
+		agents = append(agents, a)
+	}
+	slices.Sort(agents)
+	for _, a := range agents {
+		w.Key(a)
+		w.Float(d.Budgets[a])
+	}
+	w.EndObject()
+	w.EndObject()
+	return w.B, nil
+}
+
+// decodeDocument reads the members Encode writes and refuses any other.
+// A member left out reads as its zero value; the canonical-form check in
+// Open refuses the document then.
+func decodeDocument(v *jsonx.Value) (Document, error) {
+	var d Document
+	o, err := v.AsObject("")
+	if err != nil {
+		return d, err
+	}
+	o.String("tenant", &d.Tenant)
+	o.Int64("seq", &d.Seq)
+	for _, t := range [...]struct {
+		k   string
+		dst *time.Time
+	}{{"issued_at", &d.IssuedAt}, {"expires_at", &d.ExpiresAt}} {
+		if tv := o.Get(t.k); tv != nil {
+			if tv.Kind != jsonx.String {
+				o.Fail(tv.Fail(o.Path(t.k), "want an RFC 3339 time string, got "+tv.Kind.String()))
+			} else if err := t.dst.UnmarshalJSON(tv.Raw); err != nil {
+				o.Fail(tv.Fail(o.Path(t.k), err.Error()))
+			}
+		}
+	}
+	o.Bool("kill_switch", &d.KillSwitch)
+	o.Strings("revoked_agents", &d.RevokedAgents)
+	o.Strings("revoked_jtis", &d.RevokedJTIs)
+	if b := o.Object("budgets"); b != nil {
+		rest := b.Rest()
+		d.Budgets = make(map[string]float64, len(rest))
+		for _, m := range rest {
+			usd, err := m.Value.AsFloat64(b.Path(m.Key))
+			o.Fail(err)
+			d.Budgets[m.Key] = usd
+		}
+	}
+	return d, o.End()
+}
+
+func decodeEnvelope(v *jsonx.Value) (envelope, error) {
+	var env envelope
+	o, err := v.AsObject("")
+	if err != nil {
+		return env, err
+	}
+	o.String("payload", &env.Payload)
+	o.String("signature", &env.Signature)
+	return env, o.End()
 }
 
 // Sign returns the signed envelope of d.
@@ -92,10 +195,14 @@ func Sign(priv ed25519.PrivateKey, d Document) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return json.Marshal(envelope{
-		Payload:   base64.StdEncoding.EncodeToString(payload),
-		Signature: base64.StdEncoding.EncodeToString(ed25519.Sign(priv, payload)),
-	})
+	w := jsonx.Writer{}
+	w.BeginObject()
+	w.Key("payload")
+	w.String(base64.StdEncoding.EncodeToString(payload))
+	w.Key("signature")
+	w.String(base64.StdEncoding.EncodeToString(ed25519.Sign(priv, payload)))
+	w.EndObject()
+	return w.B, nil
 }
 
 // Open verifies a signed envelope with pub and returns its document. The
@@ -107,8 +214,12 @@ func Open(data []byte, pub ed25519.PublicKey) (*Document, error) {
 	if len(data) > MaxEnvelopeBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(data), MaxEnvelopeBytes)
 	}
-	var env envelope
-	if err := strictDecode(data, &env); err != nil {
+	ev, err := jsonx.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)
+	}
+	env, err := decodeEnvelope(ev)
+	if err != nil {
 		return nil, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)
 	}
 	payload, err := base64.StdEncoding.Strict().DecodeString(env.Payload)
@@ -122,8 +233,12 @@ func Open(data []byte, pub ed25519.PublicKey) (*Document, error) {
 	if !ed25519.Verify(pub, payload, sig) {
 		return nil, ErrSignature
 	}
-	var d Document
-	if err := strictDecode(payload, &d); err != nil {
+	dv, err := jsonx.Parse(payload)
+	if err != nil {
+		return nil, fmt.Errorf("%w: document: %v", ErrMalformed, err)
+	}
+	d, err := decodeDocument(dv)
+	if err != nil {
 		return nil, fmt.Errorf("%w: document: %v", ErrMalformed, err)
 	}
 	// One spelling per document: what was signed must be exactly what
@@ -219,21 +334,4 @@ func sortedSet(s []string) []string {
 	out := append([]string{}, s...)
 	slices.Sort(out)
 	return slices.Compact(out)
-}
-
-// strictDecode decodes one JSON object with no unknown members; duplicate
-// keys and invalid JSON are refused by the JCS parser first.
-func strictDecode(data []byte, v any) error {
-	if _, err := jcs.Canonicalize(data); err != nil {
-		return err
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if dec.More() {
-		return errors.New("data after the JSON object")
-	}
-	return nil
 }
