@@ -330,7 +330,7 @@ func TestParseManifestRejects(t *testing.T) {
 		data []byte
 		want string
 	}{
-		{"unknown field", bytes.Replace(good, []byte(`"kind"`), []byte(`"extra": 1, "kind"`), 1), "unknown field"},
+		{"unknown field", bytes.Replace(good, []byte(`"kind"`), []byte(`"extra": 1, "kind"`), 1), "unknown member"},
 		{"duplicate key", bytes.Replace(good, []byte(`"kind": "runtime"`), []byte(`"kind": "runtime", "kind": "archive"`), 1), "duplicate key"},
 		{"nested duplicate key", bytes.Replace(good, []byte(`"b": 1`), []byte(`"b": 1, "b": 2`), 1), "duplicate key"},
 		{"case variant key", bytes.Replace(good, []byte(`"kind": "runtime"`), []byte(`"kind": "runtime", "KIND": "archive"`), 1), "differ only in case"},
@@ -340,11 +340,11 @@ func TestParseManifestRejects(t *testing.T) {
 		{"case variant alone", bytes.Replace(good, []byte(`"tenant":`), []byte(`"Tenant":`), 1), "must be spelled"},
 		{"trailing data", append(bytes.Clone(good), "{}"...), "after the JSON"},
 		{"invalid utf8", bytes.Replace(good, []byte("acme"), []byte("ac\xffe"), 1), "UTF-8"},
-		{"not json", []byte("nope"), "invalid character"},
+		{"not json", []byte("nope"), "invalid literal"},
 		{"non-utc time", bytes.Replace(good, []byte(`"2026-11-01T12:00:00Z"`), []byte(`"2026-11-01T13:00:00+01:00"`), 1), "not UTC"},
 		{"fractional time", bytes.Replace(good, []byte(`"2026-11-01T12:00:00Z"`), []byte(`"2026-11-01T12:00:00.5Z"`), 1), "fractional"},
 		{"uppercase hash", bytes.Replace(good, []byte(planHash), []byte(strings.ToUpper(planHash)), 1), "lowercase hex"},
-		{"null files", bytes.Replace(good, []byte(`"files": {`), []byte(`"files": null, "x": {`), 1), "unknown field"},
+		{"null files", bytes.Replace(good, []byte(`"files": {`), []byte(`"files": null, "x": {`), 1), "want an object, got null"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

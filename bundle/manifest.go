@@ -9,14 +9,15 @@
 package bundle
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/aegis-mesh/aegis/internal/jsonx"
 )
 
 // Format is the only manifest format this package reads and writes.
@@ -52,8 +53,9 @@ type Release struct {
 
 // Manifest describes a bundle and pins its files. Its JSON encoding is the
 // signed payload, so Marshal must stay deterministic: struct fields in
-// declaration order, map keys sorted (encoding/json sorts them), times in
-// UTC with whole seconds.
+// declaration order, map keys sorted, times in UTC with whole seconds —
+// byte for byte what encoding/json's indenting Encoder wrote, which the
+// signatures of bundles already published cover.
 type Manifest struct {
 	Format        string            `json:"format"`
 	Kind          string            `json:"kind"`
@@ -68,7 +70,7 @@ type Manifest struct {
 	Files         map[string]string `json:"files"`
 	Release       *Release          `json:"release,omitempty"`
 	// Policy is free-form data for the compiler and the filter (MCP
-	// endpoints, tool routes). Numbers decode as json.Number so that a
+	// endpoints, tool routes). Numbers decode as Number so that a
 	// parse/marshal cycle does not change them.
 	Policy map[string]any `json:"policy,omitempty"`
 }
@@ -84,22 +86,72 @@ func (m *Manifest) Marshal() ([]byte, error) {
 }
 
 func (m *Manifest) encode() ([]byte, error) {
-	c := *m
-	// nil and empty lists would otherwise encode differently (null vs []).
-	if c.Builtins == nil {
-		c.Builtins = []string{}
-	}
-	if c.Entrypoints == nil {
-		c.Entrypoints = []string{}
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(&c); err != nil {
+	b, err := m.appendJSON(nil)
+	if err != nil {
 		return nil, fmt.Errorf("encode manifest: %w", err)
 	}
-	return buf.Bytes(), nil
+	return b, nil
+}
+
+func (m *Manifest) appendJSON(b []byte) ([]byte, error) {
+	e := indenter{b: b}
+	e.open('{')
+	for _, f := range [...]struct{ k, v string }{{"format", m.Format}, {"kind", m.Kind}, {"tenant", m.Tenant}, {"name", m.Name}} {
+		e.key(f.k)
+		e.b = appendString(e.b, f.v)
+	}
+	e.key("revision")
+	e.b = strconv.AppendInt(e.b, m.Revision, 10)
+	e.key("created_at")
+	if err := e.time(m.CreatedAt); err != nil {
+		return nil, err
+	}
+	e.key("expires_at")
+	if err := e.time(m.ExpiresAt); err != nil {
+		return nil, err
+	}
+	e.key("engine_version")
+	e.b = appendString(e.b, m.EngineVersion)
+	// nil and empty lists would otherwise encode differently (null vs []).
+	for _, l := range [...]struct {
+		k string
+		v []string
+	}{{"builtins", m.Builtins}, {"entrypoints", m.Entrypoints}} {
+		e.key(l.k)
+		if l.v == nil {
+			l.v = []string{}
+		}
+		e.strings(l.v)
+	}
+	e.key("files")
+	e.stringMap(m.Files)
+	if r := m.Release; r != nil {
+		e.key("release")
+		e.open('{')
+		if len(r.Approvers) > 0 {
+			e.key("approvers")
+			e.strings(r.Approvers)
+		}
+		for _, f := range [...]struct{ k, v string }{{"publisher", r.Publisher}, {"stage", r.Stage}} {
+			if f.v != "" {
+				e.key(f.k)
+				e.b = appendString(e.b, f.v)
+			}
+		}
+		if r.Replaces != 0 {
+			e.key("replaces")
+			e.b = strconv.AppendInt(e.b, r.Replaces, 10)
+		}
+		e.close('}')
+	}
+	if len(m.Policy) > 0 {
+		e.key("policy")
+		if err := e.value(m.Policy); err != nil {
+			return nil, fmt.Errorf("policy: %w", err)
+		}
+	}
+	e.close('}')
+	return append(e.b, '\n'), nil
 }
 
 // ParseManifest decodes and validates manifest bytes strictly: valid UTF-8,
@@ -110,18 +162,16 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	if !utf8.Valid(data) {
 		return nil, fmt.Errorf("%w: manifest is not valid UTF-8", ErrInvalid)
 	}
-	if err := checkManifestKeys(data); err != nil {
+	v, err := jsonx.Parse(data)
+	if err != nil {
 		return nil, fmt.Errorf("%w: manifest: %v", ErrInvalid, err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	dec.UseNumber()
-	var m Manifest
-	if err := dec.Decode(&m); err != nil {
+	if err := checkManifestKeys(v); err != nil {
 		return nil, fmt.Errorf("%w: manifest: %v", ErrInvalid, err)
 	}
-	if _, err := dec.Token(); err == nil {
-		return nil, fmt.Errorf("%w: manifest: data after the JSON object", ErrInvalid)
+	m, err := decodeManifest(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: manifest: %v", ErrInvalid, err)
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err

@@ -1,13 +1,11 @@
 package bundle
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/aegis-mesh/aegis/internal/jsonx"
 )
 
 // manifestNames and releaseNames are the members of the manifest and of its
@@ -21,75 +19,52 @@ var (
 	releaseNames = map[string]bool{"approvers": true, "publisher": true, "stage": true, "replaces": true}
 )
 
-// checkManifestKeys walks the JSON token stream and fails on an object
-// that names the same key twice, or on a manifest or release member spelled
-// in another case. encoding/json keeps the last duplicate and matches field
-// names case-insensitively, other parsers do neither: either way two
-// readers could disagree about what was signed.
-func checkManifestKeys(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	// One entry per open container: the keys seen so far for an object
-	// (lower-cased key → key as written), nil for an array.
-	var stack []map[string]string
-	// names[i] is the set of canonical member names for stack[i], if any.
-	var names []map[string]bool
-	lastKey := ""
-	expectKey := false
-	for {
-		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		switch v := tok.(type) {
-		case json.Delim:
-			switch v {
-			case '{':
-				var canon map[string]bool
-				switch {
-				case len(stack) == 0:
-					canon = manifestNames
-				case len(stack) == 1 && lastKey == "release":
-					canon = releaseNames
-				}
-				stack = append(stack, map[string]string{})
-				names = append(names, canon)
-				expectKey = true
-			case '[':
-				stack = append(stack, nil)
-				names = append(names, nil)
-				expectKey = false
-			case '}', ']':
-				stack = stack[:len(stack)-1]
-				names = names[:len(names)-1]
-				expectKey = len(stack) > 0 && stack[len(stack)-1] != nil
-			}
-			continue
-		case string:
-			if expectKey {
-				keys := stack[len(stack)-1]
-				fold := foldKey(v)
-				if prev, dup := keys[fold]; dup {
-					if prev == v {
-						return fmt.Errorf("duplicate key %q", v)
-					}
-					return fmt.Errorf("keys %q and %q differ only in case", prev, v)
-				}
-				if canon := names[len(names)-1]; canon != nil && !canon[v] && canonFor(canon, v) != "" {
-					return fmt.Errorf("key %q must be spelled %q", v, canonFor(canon, v))
-				}
-				keys[fold] = v
-				lastKey = v
-				expectKey = false
-				continue
+// checkManifestKeys fails on an object, at any depth, with two keys that
+// differ only in case, and on a manifest or release member spelled in
+// another case. jsonx already refuses exact duplicates; encoding/json,
+// which older nodes used, matches field names case-insensitively (Unicode
+// simple folding) and other parsers do not: either way two readers could
+// disagree about what was signed.
+func checkManifestKeys(v *jsonx.Value) error {
+	return checkKeys(v, "", manifestNames)
+}
+
+// checkKeys checks the object or array v at path; canon names the members
+// v must spell exactly (nil: none).
+func checkKeys(v *jsonx.Value, path string, canon map[string]bool) error {
+	switch v.Kind {
+	case jsonx.Array:
+		for i := range v.Elems {
+			if err := checkKeys(&v.Elems[i], jsonx.Index(path, i), nil); err != nil {
+				return err
 			}
 		}
-		// A scalar value: inside an object the next token is a key again.
-		expectKey = len(stack) > 0 && stack[len(stack)-1] != nil
+	case jsonx.Object:
+		// folded key → key as written
+		seen := make(map[string]string, len(v.Members))
+		for i := range v.Members {
+			m := &v.Members[i]
+			p := jsonx.Key(path, m.Key)
+			fold := foldKey(m.Key)
+			if prev, dup := seen[fold]; dup {
+				return m.Value.Fail(p, fmt.Sprintf("keys %q and %q differ only in case", prev, m.Key))
+			}
+			seen[fold] = m.Key
+			if canon != nil && !canon[m.Key] {
+				if name := canonFor(canon, m.Key); name != "" {
+					return m.Value.Fail(p, fmt.Sprintf("key %q must be spelled %q", m.Key, name))
+				}
+			}
+			var sub map[string]bool
+			if path == "" && m.Key == "release" {
+				sub = releaseNames
+			}
+			if err := checkKeys(&m.Value, p, sub); err != nil {
+				return err
+			}
+		}
 	}
+	return nil
 }
 
 // canonFor returns the member of canon that k folds to, or "".

@@ -1,0 +1,371 @@
+package bundle
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aegis-mesh/aegis/internal/jsonx"
+)
+
+// Number is a JSON number in policy data, kept as written so that a
+// parse/marshal cycle does not change it. It is encoding/json's
+// json.Number, which this package cannot name without linking
+// encoding/json into the filter.
+type Number string
+
+// String returns the number's literal text.
+func (n Number) String() string { return string(n) }
+
+// Float64 returns the number as a float64.
+func (n Number) Float64() (float64, error) { return strconv.ParseFloat(string(n), 64) }
+
+// Int64 returns the number as an int64.
+func (n Number) Int64() (int64, error) { return strconv.ParseInt(string(n), 10, 64) }
+
+// MarshalJSON writes the literal, as encoding/json writes a json.Number.
+func (n Number) MarshalJSON() ([]byte, error) { return appendNumber(nil, string(n)) }
+
+// jsonNumber is what json.Number and Number have in common; a caller may
+// put either into Policy.
+type jsonNumber interface {
+	String() string
+	Float64() (float64, error)
+	Int64() (int64, error)
+}
+
+func appendNumber(b []byte, lit string) ([]byte, error) {
+	if lit == "" {
+		lit = "0" // encoding/json writes an empty json.Number so
+	}
+	if v, err := jsonx.Parse([]byte(lit)); err != nil || v.Kind != jsonx.Number {
+		return nil, fmt.Errorf("invalid number literal %q", lit)
+	}
+	return append(b, lit...), nil
+}
+
+// indenter writes JSON laid out as encoding/json's Encoder with
+// SetIndent("", "  ") and SetEscapeHTML(false) lays it out: the manifest's
+// signed form.
+type indenter struct {
+	b    []byte
+	more []bool // per open container: an element precedes
+}
+
+func (e *indenter) newline() {
+	e.b = append(e.b, '\n')
+	for range e.more {
+		e.b = append(e.b, "  "...)
+	}
+}
+
+func (e *indenter) open(c byte) {
+	e.b = append(e.b, c)
+	e.more = append(e.more, false)
+}
+
+// elem starts the next element of the innermost container.
+func (e *indenter) elem() {
+	top := len(e.more) - 1
+	if e.more[top] {
+		e.b = append(e.b, ',')
+	}
+	e.more[top] = true
+	e.newline()
+}
+
+func (e *indenter) key(k string) {
+	e.elem()
+	e.b = appendString(e.b, k)
+	e.b = append(e.b, ':', ' ')
+}
+
+func (e *indenter) close(c byte) {
+	top := len(e.more) - 1
+	nonEmpty := e.more[top]
+	e.more = e.more[:top]
+	if nonEmpty {
+		e.newline()
+	}
+	e.b = append(e.b, c)
+}
+
+func (e *indenter) strings(ss []string) {
+	if ss == nil {
+		e.b = append(e.b, "null"...)
+		return
+	}
+	e.open('[')
+	for _, s := range ss {
+		e.elem()
+		e.b = appendString(e.b, s)
+	}
+	e.close(']')
+}
+
+func (e *indenter) stringMap(m map[string]string) {
+	if m == nil {
+		e.b = append(e.b, "null"...)
+		return
+	}
+	e.open('{')
+	for _, k := range sortedMapKeys(m) {
+		e.key(k)
+		e.b = appendString(e.b, m[k])
+	}
+	e.close('}')
+}
+
+func (e *indenter) time(t time.Time) error {
+	js, err := t.MarshalJSON()
+	e.b = append(e.b, js...)
+	return err
+}
+
+// value writes the policy values Go code puts into Manifest.Policy and
+// ParseManifest reads back; other types are an error rather than a guess
+// at what encoding/json would have written.
+func (e *indenter) value(v any) error {
+	switch v := v.(type) {
+	case nil:
+		e.b = append(e.b, "null"...)
+	case bool:
+		e.b = strconv.AppendBool(e.b, v)
+	case string:
+		e.b = appendString(e.b, v)
+	case int:
+		e.b = strconv.AppendInt(e.b, int64(v), 10)
+	case int8:
+		e.b = strconv.AppendInt(e.b, int64(v), 10)
+	case int16:
+		e.b = strconv.AppendInt(e.b, int64(v), 10)
+	case int32:
+		e.b = strconv.AppendInt(e.b, int64(v), 10)
+	case int64:
+		e.b = strconv.AppendInt(e.b, v, 10)
+	case uint:
+		e.b = strconv.AppendUint(e.b, uint64(v), 10)
+	case uint8:
+		e.b = strconv.AppendUint(e.b, uint64(v), 10)
+	case uint16:
+		e.b = strconv.AppendUint(e.b, uint64(v), 10)
+	case uint32:
+		e.b = strconv.AppendUint(e.b, uint64(v), 10)
+	case uint64:
+		e.b = strconv.AppendUint(e.b, v, 10)
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("unsupported value %v", v)
+		}
+		e.b = jsonx.AppendFloat(e.b, v)
+	case jsonNumber:
+		b, err := appendNumber(e.b, v.String())
+		if err != nil {
+			return err
+		}
+		e.b = b
+	case []string:
+		e.strings(v)
+	case map[string]string:
+		e.stringMap(v)
+	case []any:
+		if v == nil {
+			e.b = append(e.b, "null"...)
+			return nil
+		}
+		e.open('[')
+		for _, x := range v {
+			e.elem()
+			if err := e.value(x); err != nil {
+				return err
+			}
+		}
+		e.close(']')
+	case map[string]any:
+		if v == nil {
+			e.b = append(e.b, "null"...)
+			return nil
+		}
+		e.open('{')
+		for _, k := range sortedMapKeys(v) {
+			e.key(k)
+			if err := e.value(v[k]); err != nil {
+				return err
+			}
+		}
+		e.close('}')
+	case []map[string]any:
+		if v == nil {
+			e.b = append(e.b, "null"...)
+			return nil
+		}
+		e.open('[')
+		for _, x := range v {
+			e.elem()
+			if err := e.value(x); err != nil {
+				return err
+			}
+		}
+		e.close(']')
+	default:
+		return fmt.Errorf("unsupported policy value of type %T", v)
+	}
+	return nil
+}
+
+func sortedMapKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString is jsonx.AppendString without the HTML escaping of <, >
+// and &: the manifest is written with SetEscapeHTML(false), so policy data
+// reads as written ("a": "<&>").
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		// encoding/json escapes these two even without HTML escaping:
+		// JavaScript would end a line at them.
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// decodeManifest reads the members of a manifest, every one by its exact
+// name; a member this version does not know is an error (an older node
+// must not silently ignore a field it does not understand).
+func decodeManifest(v *jsonx.Value) (Manifest, error) {
+	var m Manifest
+	o, err := v.AsObject("")
+	if err != nil {
+		return m, err
+	}
+	o.String("format", &m.Format)
+	o.String("kind", &m.Kind)
+	o.String("tenant", &m.Tenant)
+	o.String("name", &m.Name)
+	o.Int64("revision", &m.Revision)
+	decodeTime(o, "created_at", &m.CreatedAt)
+	decodeTime(o, "expires_at", &m.ExpiresAt)
+	o.String("engine_version", &m.EngineVersion)
+	o.Strings("builtins", &m.Builtins)
+	o.Strings("entrypoints", &m.Entrypoints)
+	if f := o.Object("files"); f != nil {
+		rest := f.Rest()
+		m.Files = make(map[string]string, len(rest))
+		for _, mem := range rest {
+			s, err := mem.Value.AsString(f.Path(mem.Key))
+			o.Fail(err)
+			m.Files[mem.Key] = s
+		}
+	}
+	if r := o.Object("release"); r != nil {
+		m.Release = new(Release)
+		r.Strings("approvers", &m.Release.Approvers)
+		r.String("publisher", &m.Release.Publisher)
+		r.String("stage", &m.Release.Stage)
+		r.Int64("replaces", &m.Release.Replaces)
+		o.Fail(r.End())
+	}
+	if p := o.Get("policy"); p != nil {
+		if p.Kind != jsonx.Object {
+			o.FailMember("policy", "want an object, got "+p.Kind.String())
+		} else {
+			m.Policy = policyValue(p).(map[string]any)
+		}
+	}
+	return m, o.End()
+}
+
+func decodeTime(o *jsonx.Obj, name string, dst *time.Time) {
+	v := o.Get(name)
+	switch {
+	case v == nil:
+	case v.Kind != jsonx.String:
+		o.FailMember(name, "want an RFC 3339 time string, got "+v.Kind.String())
+	default:
+		if err := dst.UnmarshalJSON(v.Raw); err != nil {
+			o.FailMember(name, err.Error())
+		}
+	}
+}
+
+// policyValue converts free-form policy data to the Go values
+// encoding/json's UseNumber decoding gave: map[string]any, []any, string,
+// bool, nil and Number.
+func policyValue(v *jsonx.Value) any {
+	switch v.Kind {
+	case jsonx.Object:
+		m := make(map[string]any, len(v.Members))
+		for i := range v.Members {
+			m[v.Members[i].Key] = policyValue(&v.Members[i].Value)
+		}
+		return m
+	case jsonx.Array:
+		a := make([]any, len(v.Elems))
+		for i := range v.Elems {
+			a[i] = policyValue(&v.Elems[i])
+		}
+		return a
+	case jsonx.String:
+		return v.Str
+	case jsonx.Number:
+		return Number(v.Str)
+	case jsonx.Bool:
+		return v.Bool
+	}
+	return nil
+}
