@@ -1,8 +1,9 @@
 package decide
 
 import (
-	"encoding/json"
 	"fmt"
+	"math"
+	"strings"
 
 	"github.com/aegis-mesh/aegis/bundle"
 	"github.com/aegis-mesh/aegis/engine"
@@ -23,32 +24,155 @@ type PolicyInfo struct {
 	MaxBodyBytes int
 }
 
-// ReadPolicyInfo reads the manifest's "policy" object strictly.
+// ReadPolicyInfo reads the manifest's "policy" object strictly: the
+// members it knows must have their types and exact names (a case variant
+// is refused, where encoding/json would have matched it); others are the
+// compiler's and ignored. It takes the values ParseManifest produces and
+// the Go values a compiler puts there before marshalling.
 func ReadPolicyInfo(m *bundle.Manifest) (PolicyInfo, error) {
 	var info PolicyInfo
-	raw, err := json.Marshal(m.Policy)
-	if err != nil {
-		return info, fmt.Errorf("manifest policy: %w", err)
+	if err := checkNames(m.Policy, "manifest policy", "mcp_endpoints", "max_body_bytes"); err != nil {
+		return info, err
 	}
-	var p struct {
-		MCPEndpoints []struct {
-			Server string `json:"server"`
-			Host   string `json:"host"`
-			Path   string `json:"path"`
-		} `json:"mcp_endpoints"`
-		MaxBodyBytes int `json:"max_body_bytes"`
+	if v, ok := m.Policy["mcp_endpoints"]; ok {
+		eps, err := mcpEndpoints(v)
+		if err != nil {
+			return info, fmt.Errorf("manifest policy: mcp_endpoints%w", err)
+		}
+		info.MCPEndpoints = eps
 	}
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return info, fmt.Errorf("manifest policy: %w", err)
+	if v, ok := m.Policy["max_body_bytes"]; ok {
+		n, ok := policyInt(v)
+		if !ok {
+			return info, fmt.Errorf("manifest policy: max_body_bytes: %s is not an integer", describe(v))
+		}
+		if n < 0 {
+			return info, fmt.Errorf("manifest policy: max_body_bytes %d is negative", n)
+		}
+		info.MaxBodyBytes = n
 	}
-	for _, e := range p.MCPEndpoints {
-		info.MCPEndpoints = append(info.MCPEndpoints, input.MCPEndpoint{Server: e.Server, Host: e.Host, Path: e.Path})
-	}
-	if p.MaxBodyBytes < 0 {
-		return info, fmt.Errorf("manifest policy: max_body_bytes %d is negative", p.MaxBodyBytes)
-	}
-	info.MaxBodyBytes = p.MaxBodyBytes
 	return info, nil
+}
+
+// checkNames refuses a member of obj that is one of names in another case.
+func checkNames[V any](obj map[string]V, what string, names ...string) error {
+	for k := range obj {
+		for _, n := range names {
+			if k != n && strings.EqualFold(k, n) {
+				return fmt.Errorf("%s: key %q must be spelled %q", what, k, n)
+			}
+		}
+	}
+	return nil
+}
+
+func mcpEndpoints(v any) ([]input.MCPEndpoint, error) {
+	var elems []any
+	switch v := v.(type) {
+	case []any:
+		elems = v
+	case []map[string]any:
+		for _, e := range v {
+			elems = append(elems, e)
+		}
+	default:
+		return nil, fmt.Errorf(": %s is not an array", describe(v))
+	}
+	var out []input.MCPEndpoint
+	for i, e := range elems {
+		obj, ok := e.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("[%d]: %s is not an object", i, describe(e))
+		}
+		if err := checkNames(obj, fmt.Sprintf("[%d]", i), "server", "host", "path"); err != nil {
+			return nil, err
+		}
+		var ep input.MCPEndpoint
+		for _, f := range [...]struct {
+			name string
+			dst  *string
+		}{{"server", &ep.Server}, {"host", &ep.Host}, {"path", &ep.Path}} {
+			fv, ok := obj[f.name]
+			if !ok {
+				continue
+			}
+			s, ok := fv.(string)
+			if !ok {
+				return nil, fmt.Errorf("[%d].%s: %s is not a string", i, f.name, describe(fv))
+			}
+			*f.dst = s
+		}
+		out = append(out, ep)
+	}
+	return out, nil
+}
+
+// policyInt converts a policy number to an int: an integer as
+// ParseManifest reads it (bundle.Number, or json.Number from other code)
+// or as Go code writes it.
+func policyInt(v any) (int, bool) {
+	var n int64
+	switch v := v.(type) {
+	case int:
+		return v, true
+	case int8:
+		n = int64(v)
+	case int16:
+		n = int64(v)
+	case int32:
+		n = int64(v)
+	case int64:
+		n = v
+	case uint:
+		n = int64(v)
+		if v > math.MaxInt64 {
+			return 0, false
+		}
+	case uint8:
+		n = int64(v)
+	case uint16:
+		n = int64(v)
+	case uint32:
+		n = int64(v)
+	case uint64:
+		n = int64(v)
+		if v > math.MaxInt64 {
+			return 0, false
+		}
+	case float64:
+		if v != math.Trunc(v) || v < math.MinInt64 || v >= math.MaxInt64 {
+			return 0, false
+		}
+		n = int64(v)
+	case interface{ Int64() (int64, error) }:
+		i, err := v.Int64()
+		if err != nil {
+			return 0, false
+		}
+		n = i
+	default:
+		return 0, false
+	}
+	if int64(int(n)) != n {
+		return 0, false
+	}
+	return int(n), true
+}
+
+func describe(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "an array"
+	}
+	return fmt.Sprintf("%v", v)
 }
 
 // FromBundle loads the policy of an opened bundle (archive or runtime).
