@@ -16,7 +16,7 @@ import (
 func TestAppendJSONLikeJSON(t *testing.T) {
 	odd := "<&>\u2028\"\\\x01\xffé"
 	docs := []Document{doc(), {}, {Tenant: odd, Seq: -1, IssuedAt: t0.Add(time.Nanosecond), ExpiresAt: t0.In(time.FixedZone("x", 3600)),
-		KillSwitch: true, RevokedAgents: []string{}, Budgets: map[string]float64{odd: 1e21, "b": 1e-7, "a": -0.0, "c": math.MaxFloat64}}}
+		KillSwitch: true, RevokedAgents: []string{}, Budgets: map[string]float64{odd: 1e21, "b": 1e-7, "a": math.Copysign(0, -1), "c": math.MaxFloat64}}}
 	for _, d := range docs {
 		same(t, d)
 	}
