@@ -5,7 +5,8 @@
 // One reader serves both bundle kinds: "archive" (everything the compiler
 // produced, for audit and OPA tooling) and "runtime" (what nodes load). The
 // package is compiled into the wasip1 filter, so it uses the standard
-// library only and never touches the file system.
+// library and internal/jsonx only (no encoding/json, issue 3) and never
+// touches the file system.
 package bundle
 
 import (

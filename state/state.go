@@ -15,7 +15,8 @@
 // meaning only. Verification is pure Ed25519 over the decoded payload
 // bytes, doable with any Ed25519 tool.
 //
-// The package is linked into the wasip1 filter: standard library only.
+// The package is linked into the wasip1 filter: standard library, jcs and
+// internal/jsonx only (no encoding/json, issue 3).
 package state
 
 import (
