@@ -1,12 +1,13 @@
 package bundle
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/aegis-mesh/aegis/internal/jsonx"
 )
@@ -49,12 +50,15 @@ func appendNumber(b []byte, lit string) ([]byte, error) {
 
 // indenter writes JSON laid out as encoding/json's Encoder with
 // SetIndent("", "  ") and SetEscapeHTML(false) lays it out: the manifest's
-// signed form.
+// signed form. Its small methods are kept out of line: inlined into every
+// caller they cost the filter module kilobytes (see maxModuleBytes in
+// filter/filter_test.go).
 type indenter struct {
 	b    []byte
 	more []bool // per open container: an element precedes
 }
 
+//go:noinline
 func (e *indenter) newline() {
 	e.b = append(e.b, '\n')
 	for range e.more {
@@ -62,12 +66,15 @@ func (e *indenter) newline() {
 	}
 }
 
+//go:noinline
 func (e *indenter) open(c byte) {
 	e.b = append(e.b, c)
 	e.more = append(e.more, false)
 }
 
 // elem starts the next element of the innermost container.
+//
+//go:noinline
 func (e *indenter) elem() {
 	top := len(e.more) - 1
 	if e.more[top] {
@@ -77,12 +84,14 @@ func (e *indenter) elem() {
 	e.newline()
 }
 
+//go:noinline
 func (e *indenter) key(k string) {
 	e.elem()
 	e.b = appendString(e.b, k)
 	e.b = append(e.b, ':', ' ')
 }
 
+//go:noinline
 func (e *indenter) close(c byte) {
 	top := len(e.more) - 1
 	nonEmpty := e.more[top]
@@ -125,9 +134,11 @@ func (e *indenter) time(t time.Time) error {
 	return err
 }
 
-// value writes the policy values Go code puts into Manifest.Policy and
-// ParseManifest reads back; other types are an error rather than a guess
-// at what encoding/json would have written.
+// value writes the policy values Go code puts into Manifest.Policy (the
+// compiler: maps, slices, strings, ints) and ParseManifest reads back;
+// other types are an error rather than a guess at what encoding/json would
+// have written. The list is short on purpose: every case is code in the
+// filter module.
 func (e *indenter) value(v any) error {
 	switch v := v.(type) {
 	case nil:
@@ -138,30 +149,14 @@ func (e *indenter) value(v any) error {
 		e.b = appendString(e.b, v)
 	case int:
 		e.b = strconv.AppendInt(e.b, int64(v), 10)
-	case int8:
-		e.b = strconv.AppendInt(e.b, int64(v), 10)
-	case int16:
-		e.b = strconv.AppendInt(e.b, int64(v), 10)
-	case int32:
-		e.b = strconv.AppendInt(e.b, int64(v), 10)
 	case int64:
 		e.b = strconv.AppendInt(e.b, v, 10)
-	case uint:
-		e.b = strconv.AppendUint(e.b, uint64(v), 10)
-	case uint8:
-		e.b = strconv.AppendUint(e.b, uint64(v), 10)
-	case uint16:
-		e.b = strconv.AppendUint(e.b, uint64(v), 10)
-	case uint32:
-		e.b = strconv.AppendUint(e.b, uint64(v), 10)
-	case uint64:
-		e.b = strconv.AppendUint(e.b, v, 10)
 	case float64:
 		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return fmt.Errorf("unsupported value %v", v)
+			return errors.New("unsupported value: NaN or infinity")
 		}
 		e.b = jsonx.AppendFloat(e.b, v)
-	case jsonNumber:
+	case jsonNumber: // Number, or json.Number from other code
 		b, err := appendNumber(e.b, v.String())
 		if err != nil {
 			return err
@@ -197,19 +192,6 @@ func (e *indenter) value(v any) error {
 			}
 		}
 		e.close('}')
-	case []map[string]any:
-		if v == nil {
-			e.b = append(e.b, "null"...)
-			return nil
-		}
-		e.open('[')
-		for _, x := range v {
-			e.elem()
-			if err := e.value(x); err != nil {
-				return err
-			}
-		}
-		e.close(']')
 	default:
 		return fmt.Errorf("unsupported policy value of type %T", v)
 	}
@@ -225,63 +207,30 @@ func sortedMapKeys[V any](m map[string]V) []string {
 	return ks
 }
 
-const hexDigits = "0123456789abcdef"
-
 // appendString is jsonx.AppendString without the HTML escaping of <, >
 // and &: the manifest is written with SetEscapeHTML(false), so policy data
-// reads as written ("a": "<&>").
+// reads as written ("a": "<&>"). Escaping works rune by rune and the three
+// are ASCII, so the pieces between them escape as the whole would.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
+	for {
+		i := strings.IndexAny(s, "<>&")
+		if i < 0 {
+			break
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		// encoding/json escapes these two even without HTML escaping:
-		// JavaScript would end a line at them.
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
+		b = appendInner(b, s[:i])
+		b = append(b, s[i])
+		s = s[i+1:]
 	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
+	return append(appendInner(b, s), '"')
+}
+
+// appendInner appends s escaped, without the quotes.
+func appendInner(b []byte, s string) []byte {
+	start := len(b)
+	b = jsonx.AppendString(b, s)
+	copy(b[start:], b[start+1:len(b)-1])
+	return b[:len(b)-2]
 }
 
 // decodeManifest reads the members of a manifest, every one by its exact

@@ -67,15 +67,8 @@ func checkNames[V any](obj map[string]V, what string, names ...string) error {
 }
 
 func mcpEndpoints(v any) ([]input.MCPEndpoint, error) {
-	var elems []any
-	switch v := v.(type) {
-	case []any:
-		elems = v
-	case []map[string]any:
-		for _, e := range v {
-			elems = append(elems, e)
-		}
-	default:
+	elems, ok := v.([]any)
+	if !ok {
 		return nil, fmt.Errorf(": %s is not an array", describe(v))
 	}
 	var out []input.MCPEndpoint
