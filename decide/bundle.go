@@ -108,30 +108,8 @@ func policyInt(v any) (int, bool) {
 	switch v := v.(type) {
 	case int:
 		return v, true
-	case int8:
-		n = int64(v)
-	case int16:
-		n = int64(v)
-	case int32:
-		n = int64(v)
 	case int64:
 		n = v
-	case uint:
-		n = int64(v)
-		if v > math.MaxInt64 {
-			return 0, false
-		}
-	case uint8:
-		n = int64(v)
-	case uint16:
-		n = int64(v)
-	case uint32:
-		n = int64(v)
-	case uint64:
-		n = int64(v)
-		if v > math.MaxInt64 {
-			return 0, false
-		}
 	case float64:
 		if v != math.Trunc(v) || v < math.MinInt64 || v >= math.MaxInt64 {
 			return 0, false
