@@ -271,7 +271,7 @@ func decodeManifest(v *jsonx.Value) (Manifest, error) {
 	}
 	if p := o.Get("policy"); p != nil {
 		if p.Kind != jsonx.Object {
-			o.FailMember("policy", "want an object, got "+p.Kind.String())
+			o.Fail(p.Fail(o.Path("policy"), "want an object, got "+p.Kind.String()))
 		} else {
 			m.Policy = policyValue(p).(map[string]any)
 		}
@@ -284,10 +284,10 @@ func decodeTime(o *jsonx.Obj, name string, dst *time.Time) {
 	switch {
 	case v == nil:
 	case v.Kind != jsonx.String:
-		o.FailMember(name, "want an RFC 3339 time string, got "+v.Kind.String())
+		o.Fail(v.Fail(o.Path(name), "want an RFC 3339 time string, got "+v.Kind.String()))
 	default:
 		if err := dst.UnmarshalJSON(v.Raw); err != nil {
-			o.FailMember(name, err.Error())
+			o.Fail(v.Fail(o.Path(name), err.Error()))
 		}
 	}
 }

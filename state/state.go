@@ -161,7 +161,11 @@ func decodeDocument(v *jsonx.Value) (Document, error) {
 			}
 		}
 	}
-	o.Bool("kill_switch", &d.KillSwitch)
+	if v := o.Get("kill_switch"); v != nil {
+		b, err := v.AsBool(o.Path("kill_switch"))
+		o.Fail(err)
+		d.KillSwitch = b
+	}
 	o.Strings("revoked_agents", &d.RevokedAgents)
 	o.Strings("revoked_jtis", &d.RevokedJTIs)
 	if b := o.Object("budgets"); b != nil {

@@ -3,8 +3,6 @@ package token
 import (
 	"errors"
 	"fmt"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/aegis-mesh/aegis/internal/jsonx"
 )
@@ -23,7 +21,7 @@ var fieldNames = []string{
 var foldedNames = func() map[string]string {
 	m := make(map[string]string, len(fieldNames))
 	for _, n := range fieldNames {
-		m[foldKey(n)] = n
+		m[jsonx.FoldKey(n)] = n
 	}
 	return m
 }()
@@ -75,7 +73,7 @@ func checkKeys(v *jsonx.Value, path string) error {
 		var seen map[string]bool
 		for i := range v.Members {
 			m := &v.Members[i]
-			f := foldKey(m.Key)
+			f := jsonx.FoldKey(m.Key)
 			dup := false
 			if seen != nil {
 				dup = seen[f]
@@ -105,42 +103,6 @@ func checkKeys(v *jsonx.Value, path string) error {
 		}
 	}
 	return nil
-}
-
-// foldKey maps every key to one representative of its case-fold class,
-// the way encoding/json matches field names (bytes.EqualFold semantics:
-// Unicode simple folding, so the Kelvin sign folds with 'k').
-func foldKey(k string) string {
-	ascii, lower := true, false
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		ascii = ascii && c < utf8.RuneSelf
-		lower = lower || c >= 'a' && c <= 'z'
-	}
-	if ascii {
-		if !lower {
-			return k
-		}
-		// For ASCII letters the smallest rune of the orbit is the upper case.
-		b := []byte(k)
-		for i, c := range b {
-			if c >= 'a' && c <= 'z' {
-				b[i] = c - ('a' - 'A')
-			}
-		}
-		return string(b)
-	}
-	out := make([]rune, 0, len(k))
-	for _, r := range k {
-		// The smallest rune of the fold orbit.
-		for r2 := unicode.SimpleFold(r); r2 != r; r2 = unicode.SimpleFold(r2) {
-			if r2 < r {
-				r = r2
-			}
-		}
-		out = append(out, r)
-	}
-	return string(out)
 }
 
 // decodeHeader reads a JOSE header: alg, kid and typ, nothing else. crit

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/aegis-mesh/aegis/internal/jsonx"
 )
 
 func checkJSON(data []byte) error {
@@ -115,13 +117,13 @@ func oracleCheck(data []byte) error {
 			continue
 		case string:
 			if expectKey {
-				f := foldKey(v)
+				f := jsonx.FoldKey(v)
 				if stack[len(stack)-1][f] {
 					return fmt.Errorf("duplicate %q", v)
 				}
 				stack[len(stack)-1][f] = true
 				for _, name := range fieldNames {
-					if name != v && foldKey(name) == f {
+					if name != v && jsonx.FoldKey(name) == f {
 						return fmt.Errorf("spelling %q", v)
 					}
 				}

@@ -246,7 +246,12 @@ func ParseJWKS(data []byte) (*KeySet, error) {
 		return nil, fmt.Errorf("%w: %v", ErrJWKS, err)
 	}
 	o, _ := v.AsObject("")
-	elems, _ := o.Array("keys")
+	var elems []jsonx.Value
+	if kv := o.Get("keys"); kv != nil {
+		es, err := kv.AsArray("keys")
+		o.Fail(err)
+		elems = es
+	}
 	if err := o.End(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrJWKS, err)
 	}
