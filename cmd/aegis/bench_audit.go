@@ -47,7 +47,10 @@ type benchResult struct {
 	Lost           int     `json:"lost"`
 	Duplicates     int     `json:"duplicates"`
 	ResendsDeduped int     `json:"resends_deduplicated"`
-	ChainVerified  bool    `json:"chain_verified"`
+	// Transactions is how many ingest transactions stored the timed
+	// batches (fewer than the batches when concurrent ones were merged).
+	Transactions  int64 `json:"transactions"`
+	ChainVerified bool  `json:"chain_verified"`
 	// GenerateS is the time spent making, chaining and signing the
 	// events before the timed phase (not in Seconds).
 	GenerateS        float64 `json:"generate_s"`
@@ -241,6 +244,7 @@ func benchAudit(ctx context.Context, server string, total, k, batch int, cpuProf
 		batches += len(node.batches)
 	}
 	res.ProcessCPUMSPerBatch = float64(processCPU()-cpu0) / 1e6 / float64(batches)
+	res.Transactions, _ = h.store.GroupStats()
 	close(errs)
 	for err := range errs {
 		return res, err

@@ -158,6 +158,12 @@ func (g *groupCommit) take() []*pendingBatch {
 	return group
 }
 
+// GroupStats returns how many ingest transactions ran on Postgres and how
+// many batches were stored in transactions shared with other batches.
+func (s *Store) GroupStats() (transactions, merged int64) {
+	return s.group.groups.Load(), s.group.merged.Load()
+}
+
 func sameChain(a, b *Prepared) bool {
 	return a.Batch.NodeID == b.Batch.NodeID && a.Batch.ChainID == b.Batch.ChainID
 }
