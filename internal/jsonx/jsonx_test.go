@@ -6,8 +6,10 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -358,4 +360,88 @@ func FuzzAppendFloat(f *testing.F) {
 	f.Add(1e-7)
 	f.Add(1e21)
 	f.Fuzz(func(t *testing.T, x float64) { checkFloat(t, x) })
+}
+
+// TestPositions checks every value's line and column against a naive count
+// from the document's start, on long lines with multi-byte characters
+// (columns count runes) and across line breaks.
+func TestPositions(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("[\n")
+	for i := range 300 {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if i%50 == 49 {
+			b.WriteString("\r\n\t")
+		}
+		b.WriteString(`{"é": ["ü", 1, true, null], "k` + strconv.Itoa(i) + `": "日本"}`)
+	}
+	b.WriteString("\n]")
+	data := []byte(b.String())
+	root, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	var walk func(v *Value)
+	walk = func(v *Value) {
+		n++
+		off := cap(data) - cap(v.Raw) // Raw is a subslice of data
+		line, start := 1, 0
+		for i := 0; i < off; i++ {
+			if data[i] == '\n' {
+				line, start = line+1, i+1
+			}
+		}
+		col := utf8.RuneCount(data[start:off]) + 1
+		if int(v.Line) != line || int(v.Col) != col {
+			t.Fatalf("value %s at offset %d: line %d column %d, want %d %d", v.Raw, off, v.Line, v.Col, line, col)
+		}
+		for i := range v.Elems {
+			walk(&v.Elems[i])
+		}
+		for i := range v.Members {
+			walk(&v.Members[i].Value)
+		}
+	}
+	walk(root)
+	if n < 1800 {
+		t.Fatalf("walked only %d values", n)
+	}
+}
+
+// TestLongLineLinear: a one-line document (plan.json is one) parses in
+// time linear in its length; columns counted from the line's start for
+// every value made it quadratic (seconds for a 340 kB plan).
+func TestLongLineLinear(t *testing.T) {
+	doc := func(n int) []byte {
+		var b strings.Builder
+		b.WriteByte('[')
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`{"a":[1,"x",true]}`)
+		}
+		b.WriteByte(']')
+		return []byte(b.String())
+	}
+	fastest := func(data []byte) time.Duration {
+		best := time.Duration(1 << 62)
+		for range 3 {
+			start := time.Now()
+			if _, err := Parse(data); err != nil {
+				t.Fatal(err)
+			}
+			best = min(best, time.Since(start))
+		}
+		return best
+	}
+	small, large := fastest(doc(2000)), fastest(doc(16000))
+	// Linear is 8x; quadratic would be 64x. The margin absorbs a loaded
+	// machine.
+	if large > 24*small+20*time.Millisecond {
+		t.Fatalf("8x the document took %v, against %v: not linear", large, small)
+	}
 }

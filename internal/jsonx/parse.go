@@ -132,6 +132,8 @@ type parser struct {
 	pos       int
 	line      int
 	lineStart int // offset of the current line's first byte
+	colOff    int // offset on the current line up to which colRunes counts
+	colRunes  int
 	depth     int
 	opts      Options
 	path      []pathSeg
@@ -175,7 +177,7 @@ func (p *parser) value(v *Value) error {
 	}
 	start := p.pos
 	v.Line = int32(p.line)
-	v.Col = int32(utf8.RuneCount(p.data[p.lineStart:start]) + 1)
+	v.Col = p.col(start)
 	var err error
 	switch c := p.data[p.pos]; {
 	case c == '{':
@@ -207,6 +209,19 @@ func (p *parser) value(v *Value) error {
 	}
 	v.Raw = p.data[start:p.pos]
 	return nil
+}
+
+// col returns the 1-based column of off, a position on the current line
+// at or after the last one asked for. It counts on from that position:
+// counting from the line's start for every value made a long one-line
+// document (plan.json is one) quadratic.
+func (p *parser) col(off int) int32 {
+	if p.colOff < p.lineStart {
+		p.colOff, p.colRunes = p.lineStart, 0
+	}
+	p.colRunes += utf8.RuneCount(p.data[p.colOff:off])
+	p.colOff = off
+	return int32(p.colRunes + 1)
 }
 
 func (p *parser) literal(word string) error {
