@@ -18,7 +18,7 @@ func TestLoadRejects(t *testing.T) {
 		name, plan, code, msg string
 	}{
 		{"not json", `{`, CodeInvalidPlan, "decoding plan"},
-		{"trailing data", `{} {}`, CodeInvalidPlan, "trailing"},
+		{"trailing data", `{} {}`, CodeInvalidPlan, "after the JSON value"},
 		{"unknown statement", planJSON(`{"type":"GotoStmt","stmt":{}}`, ""), CodeInvalidPlan, "GotoStmt"},
 		{"statement without body", planJSON(`{"type":"NopStmt"}`, ""), CodeInvalidPlan, "missing body"},
 		{"unknown operand", planJSON(`{"type":"EqualStmt","stmt":{"a":{"type":"float","value":1},"b":{"type":"bool","value":true}}}`, ""), CodeInvalidPlan, "operand type"},

@@ -1,7 +1,5 @@
 package engine
 
-import "encoding/json"
-
 // The types below mirror OPA's v1/ir package field for field (same JSON
 // tags, same statement kinds) so that a plan.json written by OPA decodes
 // into them without loss. They are our own copies because importing v1/ir
@@ -25,9 +23,12 @@ type planStatic struct {
 // builtinFunc mirrors ir.BuiltinFunc. The declaration is kept raw: the
 // engine takes arity and behaviour from its own builtin table.
 type builtinFunc struct {
-	Name string          `json:"name"`
-	Decl json.RawMessage `json:"decl"`
+	Name string  `json:"name"`
+	Decl rawJSON `json:"decl"`
 }
+
+// rawJSON is a JSON value's exact text.
+type rawJSON []byte
 
 type planPlans struct {
 	Plans []*plan `json:"plans"`
