@@ -3,9 +3,10 @@ package engine
 import (
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"net/url"
 	"strings"
+
+	"github.com/aegis-mesh/aegis/internal/jsonx"
 )
 
 func bJSONMarshal(_ *evalState, args []Value) (Value, error) {
@@ -21,7 +22,9 @@ func bJSONUnmarshal(_ *evalState, args []Value) (Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := FromJSON([]byte(s))
+	// OPA decodes with encoding/json: duplicate keys and invalid UTF-8 are
+	// accepted as it accepts them.
+	v, err := fromJSON([]byte(s), lenientJSON)
 	if err != nil {
 		return nil, &Error{Code: CodeBuiltinError, Message: err.Error()}
 	}
@@ -33,7 +36,8 @@ func bJSONIsValid(_ *evalState, args []Value) (Value, error) {
 	if !ok {
 		return valFalse, nil
 	}
-	return Bool(json.Valid([]byte(s))), nil
+	// json.Valid in OPA: the grammar only, which the lenient reader checks.
+	return Bool(jsonx.Valid([]byte(s), lenientJSON)), nil
 }
 
 func encoder(f func(string) string) builtinImpl {

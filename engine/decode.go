@@ -169,9 +169,6 @@ func (r rd) elems(name string) []jsonx.Value {
 	}
 	es, err := v.AsArray(r.Path(name))
 	r.Fail(err)
-	if es == nil {
-		return nil
-	}
 	return es
 }
 
@@ -536,8 +533,8 @@ func (r rd) stmtBody(s stmt) {
 	}
 }
 
-// unsigned reads a non-negative integer up to hi ("-0", which
-// encoding/json refuses for unsigned fields, included).
+// unsigned reads a non-negative integer up to hi; like encoding/json for
+// unsigned fields, it refuses "-0".
 func (r rd) unsigned(name string, hi uint64) uint64 {
 	v := r.Get(name)
 	if v == nil {

@@ -106,7 +106,7 @@ func BenchmarkEngine(b *testing.B) {
 // BenchmarkOPA runs the same policy and inputs through OPA's prepared
 // topdown query, for comparison in the same run.
 func BenchmarkOPA(b *testing.B) {
-	data := ToGo(mustFromJSON(b, benchData)).(map[string]any)
+	data := opaGo(mustFromJSON(b, benchData)).(map[string]any)
 	oracle := newOPAOracle(b, map[string]string{"bench.rego": benchPolicy}, data, "bench/decision")
 	ctx := context.Background()
 	for _, bc := range []struct {
@@ -114,7 +114,7 @@ func BenchmarkOPA(b *testing.B) {
 		input string
 	}{{"allow", benchAllowInput}, {"deny", benchDenyInput}} {
 		b.Run(bc.name, func(b *testing.B) {
-			input := ToGo(mustFromJSON(b, bc.input))
+			input := opaGo(mustFromJSON(b, bc.input))
 			b.ReportAllocs()
 			for b.Loop() {
 				if o := oracle.eval(ctx, input); o.errCode != "" {
@@ -148,7 +148,7 @@ func mustFromJSON(t testing.TB, s string) Value {
 // TestBenchPolicyAgreesWithOPA makes sure the benchmark measures a correct
 // evaluation: both inputs give OPA's result.
 func TestBenchPolicyAgreesWithOPA(t *testing.T) {
-	data := ToGo(mustFromJSON(t, benchData)).(map[string]any)
+	data := opaGo(mustFromJSON(t, benchData)).(map[string]any)
 	modules := map[string]string{"bench.rego": benchPolicy}
 	p, err := Load(mustPlan(t, modules, "bench/decision"), mustFromGo(t, data))
 	if err != nil {
@@ -165,7 +165,7 @@ func TestBenchPolicyAgreesWithOPA(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			in := mustFromJSON(t, tc.input)
 			got := engineOutcome(ctx, p, "bench/decision", in)
-			want := oracle.eval(ctx, ToGo(in))
+			want := oracle.eval(ctx, opaGo(in))
 			if got != want || got.result != tc.want {
 				t.Fatalf("engine %v\nOPA    %v\nwant   %s", got, want, tc.want)
 			}

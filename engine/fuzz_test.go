@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -145,7 +146,7 @@ func FuzzDifferential(f *testing.F) {
 		}
 		for i, ep := range differentialEntrypoints {
 			got := engineOutcome(ctx, p, ep, input)
-			want := oracles[i].eval(ctx, ToGo(input))
+			want := oracles[i].eval(ctx, opaGo(input))
 			if got.defined {
 				got.result = normalizeJSON(t, got.result)
 			}
@@ -168,23 +169,47 @@ func mustFromGo(t testing.TB, x any) Value {
 	return v
 }
 
-// FuzzJSON checks the value codec: FromJSON accepts exactly the valid JSON
-// documents (minus numbers beyond OPA's exponent range), and ToJSON output
-// decodes back to an equal value with the same text.
+// FuzzJSON checks the value codec. json.unmarshal's lenient reader
+// accepts exactly the documents encoding/json accepts (minus numbers beyond
+// OPA's exponent range) with the values encoding/json decodes, and
+// json.is_valid is json.Valid. FromJSON accepts a subset with the same
+// values, refusing only duplicate keys, invalid UTF-8 and lone surrogates.
+// ToJSON output decodes back to an equal value with the same text.
 func FuzzJSON(f *testing.F) {
-	for _, s := range []string{`{"b":[1,2.50,"x"],"a":null}`, `[true,false,{"k":{}}]`, `1e5`, `"\u00e9\ud83d\ude00"`, `{"a":1,"a":2}`, `-0.0`, `[`, `1e99999`} {
+	for _, s := range []string{`{"b":[1,2.50,"x"],"a":null}`, `[true,false,{"k":{}}]`, `1e5`, `"\u00e9\ud83d\ude00"`, `{"a":1,"a":2}`, `-0.0`, `[`, `1e99999`, `"\ud800"`, "\"\xff\"", `{"a":{"b":1},"a":[2]}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		valid := json.Valid(data)
+		if got, _ := bJSONIsValid(nil, []Value{stringValue(data)}); got != Bool(valid) {
+			t.Fatalf("json.is_valid(%q) = %v, json.Valid says %v", data, got, valid)
+		}
+		lv, lerr := fromJSON(data, lenientJSON)
+		switch {
+		case lerr != nil && valid && !strings.ContainsAny(string(data), "eE"):
+			t.Fatalf("valid JSON rejected: %q: %v", data, lerr)
+		case lerr == nil && !valid:
+			t.Fatalf("invalid JSON accepted: %q", data)
+		case lerr == nil:
+			dec := json.NewDecoder(bytes.NewReader(data))
+			dec.UseNumber()
+			var x any
+			if err := dec.Decode(&x); err != nil {
+				t.Fatal(err)
+			}
+			if sv, err := FromGo(x); err != nil || !Equal(sv, lv) {
+				t.Fatalf("lenient reader and encoding/json disagree on %q: %v vs %v (%v)", data, lv, sv, err)
+			}
+		}
 		v, err := FromJSON(data)
 		if err != nil {
-			if json.Valid(data) && !strings.ContainsAny(string(data), "eE") {
-				t.Fatalf("valid JSON rejected: %q: %v", data, err)
+			if lerr == nil && !strings.Contains(err.Error(), "duplicate key") && !strings.Contains(err.Error(), "invalid UTF-8") && !strings.Contains(err.Error(), "lone surrogate") {
+				t.Fatalf("FromJSON refused %q for another reason than strictness: %v", data, err)
 			}
 			return
 		}
-		if !json.Valid(data) {
-			t.Fatalf("invalid JSON accepted: %q", data)
+		if lerr != nil || !Equal(v, lv) {
+			t.Fatalf("FromJSON accepts %q as %v, the lenient reader: %v, %v", data, v, lv, lerr)
 		}
 		out, err := ToJSON(v)
 		if err != nil {

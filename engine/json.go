@@ -2,31 +2,120 @@ package engine
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"sort"
 	"strconv"
+
+	"github.com/aegis-mesh/aegis/internal/jsonx"
 )
+
+// maxJSONDepth is encoding/json's nesting limit: documents are read as
+// deep as before, and json.is_valid agrees with OPA's.
+const maxJSONDepth = 10000
 
 // FromJSON decodes one JSON document into a Value. Numbers keep their exact
 // literal text.
+//
+// It is strict: a duplicate key, invalid UTF-8 or a lone surrogate escape
+// is an error, since the documents it reads (bundle data, claims) are
+// signed or checked, and a lenient reader would let another reader see a
+// different document in the same bytes. json.unmarshal, which follows
+// encoding/json as OPA does, reads leniently.
 func FromJSON(data []byte) (Value, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	var x any
-	if err := dec.Decode(&x); err != nil {
+	return fromJSON(data, jsonx.Options{MaxDepth: maxJSONDepth})
+}
+
+// lenientJSON is what encoding/json accepts, for the builtins that OPA
+// implements with it: the last of duplicate keys wins, and invalid UTF-8
+// and lone surrogates become U+FFFD.
+var lenientJSON = jsonx.Options{MaxDepth: maxJSONDepth, Lenient: true}
+
+func fromJSON(data []byte, opts jsonx.Options) (Value, error) {
+	root, err := jsonx.ParseWith(data, opts)
+	if err != nil {
 		return nil, &Error{Code: CodeInvalidValue, Message: "decoding JSON: " + err.Error()}
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, &Error{Code: CodeInvalidValue, Message: "decoding JSON: trailing data after the document"}
+	return fromJSONValue(root)
+}
+
+// fromJSONValue converts a parsed document; object keys are unique in it
+// in either mode, so objects are sorted once instead of built by insertion.
+func fromJSONValue(v *jsonx.Value) (Value, error) {
+	switch v.Kind {
+	case jsonx.Null:
+		return valNull, nil
+	case jsonx.Bool:
+		return Bool(v.Bool), nil
+	case jsonx.String:
+		return stringValue(v.Str), nil
+	case jsonx.Number:
+		// The grammar is checked; the exponent bound is OPA's.
+		if !exponentInRange(v.Str) {
+			return nil, &Error{Code: CodeInvalidValue, Message: "decoding JSON: line " + itoa(int(v.Line)) + ", column " + itoa(int(v.Col)) + ": invalid number literal " + strconv.Quote(v.Str)}
+		}
+		return parsedNumber(v.Str), nil
+	case jsonx.Array:
+		arr := NewArray(len(v.Elems))
+		for i := range v.Elems {
+			e, err := fromJSONValue(&v.Elems[i])
+			if err != nil {
+				return nil, err
+			}
+			arr.Append(e)
+		}
+		return arr, nil
+	case jsonx.Object:
+		entries := make([]objectEntry, len(v.Members))
+		for i := range v.Members {
+			m := &v.Members[i]
+			e, err := fromJSONValue(&m.Value)
+			if err != nil {
+				return nil, err
+			}
+			entries[i] = objectEntry{stringValue(m.Key), e}
+		}
+		return objectFromStringEntries(entries), nil
 	}
-	return FromGo(x)
+	return nil, &Error{Code: CodeInvalidValue, Message: "decoding JSON: unknown kind " + v.Kind.String()}
+}
+
+// JSONNumber is a number's literal text, the form ToGo gives numbers in.
+// It has the methods of encoding/json's Number, which FromGo accepts too,
+// and encoding/json writes it as the literal; the engine keeps its own
+// type because importing encoding/json would put it back into the wasm
+// filter (issue 3). ToGoWith gives numbers in another form.
+type JSONNumber string
+
+// String returns the literal.
+func (n JSONNumber) String() string { return string(n) }
+
+// Float64 returns the number as a float64.
+func (n JSONNumber) Float64() (float64, error) { return strconv.ParseFloat(string(n), 64) }
+
+// Int64 returns the number as an int64.
+func (n JSONNumber) Int64() (int64, error) { return strconv.ParseInt(string(n), 10, 64) }
+
+// MarshalJSON writes the literal, as encoding/json writes its Number.
+func (n JSONNumber) MarshalJSON() ([]byte, error) {
+	if _, ok := parseNumber(string(n)); !ok {
+		return nil, &Error{Code: CodeInvalidValue, Message: "invalid number literal " + strconv.Quote(string(n))}
+	}
+	return []byte(n), nil
+}
+
+// goNumber is the method set of encoding/json's Number (and JSONNumber):
+// FromGo recognises json.Number by it without importing encoding/json.
+type goNumber interface {
+	String() string
+	Float64() (float64, error)
+	Int64() (int64, error)
 }
 
 // FromGo converts plain Go data (as produced by encoding/json, or built by
-// hand) into a Value. Values are passed through unchanged.
+// hand) into a Value. Values are passed through unchanged; numbers may be
+// encoding/json's Number or JSONNumber (any type with their methods) as
+// well as Go's integer and float types.
 func FromGo(x any) (Value, error) {
 	switch x := x.(type) {
 	case nil:
@@ -37,10 +126,10 @@ func FromGo(x any) (Value, error) {
 		return Bool(x), nil
 	case string:
 		return stringValue(x), nil
-	case json.Number:
-		n, ok := parseNumber(string(x))
+	case goNumber:
+		n, ok := parseNumber(x.String())
 		if !ok {
-			return nil, &Error{Code: CodeInvalidValue, Message: "invalid number literal " + strconv.Quote(string(x))}
+			return nil, &Error{Code: CodeInvalidValue, Message: "invalid number literal " + strconv.Quote(x.String())}
 		}
 		return n, nil
 	case int:
@@ -102,9 +191,16 @@ func FromGo(x any) (Value, error) {
 }
 
 // ToGo converts a Value into plain Go data: map[string]any, []any,
-// json.Number, string, bool and nil. Sets become sorted slices; object keys
+// JSONNumber, string, bool and nil. Sets become sorted slices; object keys
 // that are not strings become their JSON text, as in OPA.
-func ToGo(v Value) any {
+func ToGo(v Value) any { return ToGoWith(v, toJSONNumber) }
+
+func toJSONNumber(lit string) any { return JSONNumber(lit) }
+
+// ToGoWith is ToGo with numbers given as number(literal): callers that
+// feed OPA pass one returning json.Number, the form OPA reads without a
+// JSON round trip per number.
+func ToGoWith(v Value, number func(literal string) any) any {
 	switch v := v.(type) {
 	case nullValue:
 		return nil
@@ -113,23 +209,23 @@ func ToGo(v Value) any {
 	case stringValue:
 		return string(v)
 	case *numberValue:
-		return json.Number(v.lit)
+		return number(v.lit)
 	case *Array:
 		out := make([]any, len(v.elems))
 		for i, e := range v.elems {
-			out[i] = ToGo(e)
+			out[i] = ToGoWith(e, number)
 		}
 		return out
 	case *Set:
 		out := make([]any, len(v.elems))
 		for i, e := range v.elems {
-			out[i] = ToGo(e)
+			out[i] = ToGoWith(e, number)
 		}
 		return out
 	case *Object:
 		out := make(map[string]any, len(v.entries))
 		for _, e := range v.entries {
-			out[objectKeyString(e.key)] = ToGo(e.value)
+			out[objectKeyString(e.key)] = ToGoWith(e.value, number)
 		}
 		return out
 	}
@@ -248,36 +344,10 @@ func sortKV[T any](s []T, less func(a, b T) bool) {
 }
 
 // appendJSONString writes s as encoding/json does (OPA's json.marshal is
-// encoding/json, HTML characters escaped). Strings of plain printable
-// ASCII, nearly all of them, are written directly: going through
-// json.Marshal costs an allocation and reflection per string, which showed
-// up in every decision (DLP cache keys, is_integer's json.marshal).
+// encoding/json, HTML characters escaped). It runs in every decision (DLP
+// cache keys, is_integer's json.marshal): growing first lets the append
+// reuse the buffer's space instead of allocating.
 func appendJSONString(buf *bytes.Buffer, s string) {
-	if plainJSONString(s) {
-		buf.Grow(len(s) + 2)
-		buf.WriteByte('"')
-		buf.WriteString(s)
-		buf.WriteByte('"')
-		return
-	}
-	b, err := json.Marshal(s)
-	if err != nil {
-		// json.Marshal of a string cannot fail; invalid UTF-8 is replaced.
-		buf.WriteString(`""`)
-		return
-	}
-	buf.Write(b)
-}
-
-// plainJSONString reports whether encoding/json writes s unchanged between
-// quotes: printable ASCII other than the quote, the backslash and the
-// characters it escapes for HTML.
-func plainJSONString(s string) bool {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20 || c > 0x7e, c == '"', c == '\\', c == '<', c == '>', c == '&':
-			return false
-		}
-	}
-	return true
+	buf.Grow(len(s) + 2)
+	buf.Write(jsonx.AppendString(buf.AvailableBuffer(), s))
 }

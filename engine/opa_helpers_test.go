@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"testing"
@@ -59,4 +60,10 @@ func mustPlan(t testing.TB, modules map[string]string, entrypoints ...string) []
 		t.Fatalf("planning: %v", err)
 	}
 	return p
+}
+
+// opaGo gives OPA a Value in the form it reads directly: numbers as
+// json.Number (ToGo's JSONNumber would cost OPA a JSON round trip each).
+func opaGo(v Value) any {
+	return ToGoWith(v, func(lit string) any { return json.Number(lit) })
 }

@@ -178,7 +178,7 @@ func TestSharedCases(t *testing.T) {
 				if input, err = FromJSON([]byte(tc.input)); err != nil {
 					t.Fatal(err)
 				}
-				opaInput = ToGo(input)
+				opaInput = opaGo(input)
 			}
 			got := engineOutcome(ctx, p, "x/p", input)
 			oracle := newOPAOracle(t, modules, data, "x/p").eval(ctx, opaInput)

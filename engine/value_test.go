@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -104,10 +105,16 @@ func TestJSONRoundTrip(t *testing.T) {
 		{"numbers kept", `[1.50,1e3,-0,12345678901234567890123]`, `[1.50,1e3,-0,12345678901234567890123]`},
 		{"html escaped like encoding/json", `"<a&b>"`, `"\u003ca\u0026b\u003e"`},
 		{"unicode", `"héllo \u2028"`, `"héllo \u2028"`},
-		{"duplicate key last wins", `{"a":1,"a":2}`, `{"a":2}`},
+		// FromJSON refuses duplicate keys (TestFromJSONStrict); OPA's
+		// json.unmarshal, as encoding/json, keeps the last.
+		{"duplicate key last wins in json.unmarshal", `{"a":1,"a":2}`, `{"a":2}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v, err := FromJSON([]byte(tc.in))
+			read := FromJSON
+			if strings.Contains(tc.name, "json.unmarshal") {
+				read = func(b []byte) (Value, error) { return bJSONUnmarshal(nil, []Value{stringValue(b)}) }
+			}
+			v, err := read([]byte(tc.in))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,10 +185,31 @@ func TestGoConversion(t *testing.T) {
 		t.Fatalf("got %s", b)
 	}
 	g := ToGo(v).(map[string]any)
-	if g["n"] != json.Number("1.50") || g["s"].([]any)[1] != true {
+	if g["n"] != JSONNumber("1.50") || g["s"].([]any)[1] != true {
 		t.Fatalf("ToGo = %#v", g)
 	}
-	for _, bad := range []any{struct{}{}, make(chan int), []int{1}, json.Number("x")} {
+	// encoding/json writes ToGo's numbers as their literals, as it wrote
+	// the json.Number values ToGo used to return.
+	if js, err := json.Marshal(g); err != nil || string(js) != string(b) {
+		t.Fatalf("json.Marshal(ToGo) = %s, %v; want %s", js, err, b)
+	}
+	std := ToGoWith(v, func(lit string) any { return json.Number(lit) }).(map[string]any)
+	if std["n"] != json.Number("1.50") || std["i"] != json.Number("3") {
+		t.Fatalf("ToGoWith = %#v", std)
+	}
+	if back, err := FromGo(g); err != nil || !Equal(back, v) {
+		t.Fatalf("FromGo(ToGo) = %v, %v", back, err)
+	}
+	if n, _ := JSONNumber("1.50").Float64(); n != 1.5 {
+		t.Fatalf("Float64 = %v", n)
+	}
+	if _, err := JSONNumber("1.50").Int64(); err == nil {
+		t.Fatal("Int64 of 1.50 succeeded")
+	}
+	if _, err := json.Marshal(JSONNumber("1.")); err == nil {
+		t.Fatal("json.Marshal of an invalid JSONNumber succeeded")
+	}
+	for _, bad := range []any{struct{}{}, make(chan int), []int{1}, json.Number("x"), JSONNumber("1e99999"), JSONNumber("")} {
 		if _, err := FromGo(bad); err == nil {
 			t.Errorf("FromGo(%T) accepted", bad)
 		}

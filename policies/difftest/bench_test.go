@@ -2,6 +2,7 @@ package difftest
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -44,7 +45,7 @@ func BenchmarkPaymentsDecision(b *testing.B) {
 	goDocs := make([]any, len(docs))
 	for i := range docs {
 		docs[i] = g.Next()
-		goDocs[i] = engine.ToGo(docs[i])
+		goDocs[i] = engine.ToGoWith(docs[i], func(lit string) any { return json.Number(lit) })
 	}
 
 	b.Run("engine", func(b *testing.B) {

@@ -2,6 +2,7 @@ package difftest
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -101,7 +102,7 @@ func toJSON(v engine.Value) (string, error) {
 }
 
 func opaEval(ctx context.Context, pq rego.PreparedEvalQuery, doc engine.Value) (engine.Value, bool, error) {
-	rs, err := pq.Eval(ctx, rego.EvalInput(engine.ToGo(doc)))
+	rs, err := pq.Eval(ctx, rego.EvalInput(engine.ToGoWith(doc, func(lit string) any { return json.Number(lit) })))
 	if err != nil {
 		return nil, false, err
 	}

@@ -2,6 +2,7 @@ package policytest
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,7 +20,7 @@ import (
 type topdown map[string]rego.PreparedEvalQuery
 
 func (td topdown) EvalOne(ctx context.Context, entrypoint string, doc engine.Value) (engine.Value, bool, error) {
-	rs, err := td[entrypoint].Eval(ctx, rego.EvalInput(engine.ToGo(doc)))
+	rs, err := td[entrypoint].Eval(ctx, rego.EvalInput(engine.ToGoWith(doc, func(lit string) any { return json.Number(lit) })))
 	if err != nil || len(rs) == 0 {
 		return nil, false, err
 	}

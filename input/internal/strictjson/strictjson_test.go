@@ -196,7 +196,7 @@ func FuzzStrictJSON(f *testing.F) {
 		if stdErr != nil {
 			t.Fatalf("we accept %q, encoding/json does not: %v", data, stdErr)
 		}
-		if got := engine.ToGo(v); !reflect.DeepEqual(got, x) {
+		if got := engine.ToGoWith(v, func(lit string) any { return json.Number(lit) }); !reflect.DeepEqual(got, x) {
 			t.Fatalf("values differ for %q:\n ours %#v\n std  %#v", data, got, x)
 		}
 		if d := depth(v); d > maxDepth {
