@@ -253,6 +253,11 @@ func appendHeader(b []byte, h header) []byte {
 	return w.B
 }
 
+// AppendJSON appends c as JSON, byte for byte what encoding/json writes
+// for Claims: the token's payload, and the claims the filter hands its
+// policy.
+func (c *Claims) AppendJSON(b []byte) []byte { return appendClaims(b, c) }
+
 func appendClaims(b []byte, c *Claims) []byte {
 	w := jsonx.Writer{B: b}
 	w.BeginObject()

@@ -1295,7 +1295,7 @@ func identityFrom(c *token.Claims) input.Identity {
 		Scope:  c.Scopes(),
 	}
 	// Claims reach custom Rego as the token carried them.
-	if v, err := engine.FromJSON(appendClaimsJSON(nil, c)); err == nil {
+	if v, err := engine.FromJSON(c.AppendJSON(nil)); err == nil {
 		id.Claims = v
 	}
 	return id

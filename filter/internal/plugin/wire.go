@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/aegis-mesh/aegis/internal/jsonx"
-	"github.com/aegis-mesh/aegis/token"
 )
 
 // The JSON the plugin exchanges with the control plane and hands to the
@@ -164,56 +163,4 @@ func nullableStrings(w *jsonx.Writer, ss []string) {
 		return
 	}
 	w.Strings(ss)
-}
-
-// appendClaimsJSON writes the verified claims as encoding/json wrote a
-// token.Claims, for the policy's input.
-func appendClaimsJSON(b []byte, c *token.Claims) []byte {
-	w := jsonx.Writer{B: b}
-	w.BeginObject()
-	if c.Issuer != "" {
-		w.Key("iss")
-		w.String(c.Issuer)
-	}
-	w.Key("sub")
-	w.String(c.Subject)
-	if len(c.Audience) > 0 {
-		w.Key("aud")
-		w.Strings(c.Audience)
-	}
-	w.Key("tenant")
-	w.String(c.Tenant)
-	for _, m := range [...]struct{ key, val string }{{"org", c.Org}, {"scope", c.Scope}, {"region", c.Region}} {
-		if m.val != "" {
-			w.Key(m.key)
-			w.String(m.val)
-		}
-	}
-	w.Key("exp")
-	w.Int(c.ExpiresAt)
-	if c.NotBefore != 0 {
-		w.Key("nbf")
-		w.Int(c.NotBefore)
-	}
-	w.Key("iat")
-	w.Int(c.IssuedAt)
-	w.Key("jti")
-	w.String(c.ID)
-	if c.Act != nil {
-		w.Key("act")
-		appendActor(&w, c.Act)
-	}
-	w.EndObject()
-	return w.B
-}
-
-func appendActor(w *jsonx.Writer, a *token.Actor) {
-	w.BeginObject()
-	w.Key("sub")
-	w.String(a.Sub)
-	if a.Act != nil {
-		w.Key("act")
-		appendActor(w, a.Act)
-	}
-	w.EndObject()
 }

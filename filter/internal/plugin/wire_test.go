@@ -44,7 +44,7 @@ func TestClaimsAsEncodingJSON(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := appendClaimsJSON(nil, &c); string(got) != string(want) {
+			if got := c.AppendJSON(nil); string(got) != string(want) {
 				t.Errorf("claims:\n got %s\nwant %s", got, want)
 			}
 		}
