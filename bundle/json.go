@@ -13,40 +13,9 @@ import (
 )
 
 // Number is a JSON number in policy data, kept as written so that a
-// parse/marshal cycle does not change it. It is encoding/json's
-// json.Number, which this package cannot name without linking
-// encoding/json into the filter.
-type Number string
-
-// String returns the number's literal text.
-func (n Number) String() string { return string(n) }
-
-// Float64 returns the number as a float64.
-func (n Number) Float64() (float64, error) { return strconv.ParseFloat(string(n), 64) }
-
-// Int64 returns the number as an int64.
-func (n Number) Int64() (int64, error) { return strconv.ParseInt(string(n), 10, 64) }
-
-// MarshalJSON writes the literal, as encoding/json writes a json.Number.
-func (n Number) MarshalJSON() ([]byte, error) { return appendNumber(nil, string(n)) }
-
-// jsonNumber is what json.Number and Number have in common; a caller may
-// put either into Policy.
-type jsonNumber interface {
-	String() string
-	Float64() (float64, error)
-	Int64() (int64, error)
-}
-
-func appendNumber(b []byte, lit string) ([]byte, error) {
-	if lit == "" {
-		lit = "0" // encoding/json writes an empty json.Number so
-	}
-	if v, err := jsonx.Parse([]byte(lit)); err != nil || v.Kind != jsonx.Number {
-		return nil, fmt.Errorf("invalid number literal %q", lit)
-	}
-	return append(b, lit...), nil
-}
+// parse/marshal cycle does not change it (encoding/json's Number, which
+// this package cannot name without linking encoding/json into the filter).
+type Number = jsonx.NumberLiteral
 
 // indenter writes JSON laid out as encoding/json's Encoder with
 // SetIndent("", "  ") and SetEscapeHTML(false) lays it out: the manifest's
@@ -156,8 +125,8 @@ func (e *indenter) value(v any) error {
 			return errors.New("unsupported value: NaN or infinity")
 		}
 		e.b = jsonx.AppendFloat(e.b, v)
-	case jsonNumber: // Number, or json.Number from other code
-		b, err := appendNumber(e.b, v.String())
+	case jsonx.NumberLike: // Number, or json.Number from other code
+		b, err := jsonx.AppendNumber(e.b, v.String())
 		if err != nil {
 			return err
 		}

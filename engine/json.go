@@ -80,37 +80,11 @@ func fromJSONValue(v *jsonx.Value) (Value, error) {
 	return nil, &Error{Code: CodeInvalidValue, Message: "decoding JSON: unknown kind " + v.Kind.String()}
 }
 
-// JSONNumber is a number's literal text, the form ToGo gives numbers in.
-// It has the methods of encoding/json's Number, which FromGo accepts too,
-// and encoding/json writes it as the literal; the engine keeps its own
-// type because importing encoding/json would put it back into the wasm
-// filter (issue 3). ToGoWith gives numbers in another form.
-type JSONNumber string
-
-// String returns the literal.
-func (n JSONNumber) String() string { return string(n) }
-
-// Float64 returns the number as a float64.
-func (n JSONNumber) Float64() (float64, error) { return strconv.ParseFloat(string(n), 64) }
-
-// Int64 returns the number as an int64.
-func (n JSONNumber) Int64() (int64, error) { return strconv.ParseInt(string(n), 10, 64) }
-
-// MarshalJSON writes the literal, as encoding/json writes its Number.
-func (n JSONNumber) MarshalJSON() ([]byte, error) {
-	if _, ok := parseNumber(string(n)); !ok {
-		return nil, &Error{Code: CodeInvalidValue, Message: "invalid number literal " + strconv.Quote(string(n))}
-	}
-	return []byte(n), nil
-}
-
-// goNumber is the method set of encoding/json's Number (and JSONNumber):
-// FromGo recognises json.Number by it without importing encoding/json.
-type goNumber interface {
-	String() string
-	Float64() (float64, error)
-	Int64() (int64, error)
-}
+// JSONNumber is a number's literal text, the form ToGo gives numbers in:
+// encoding/json's Number without linking encoding/json into the wasm
+// filter (issue 3). FromGo accepts either. ToGoWith gives numbers in
+// another form.
+type JSONNumber = jsonx.NumberLiteral
 
 // FromGo converts plain Go data (as produced by encoding/json, or built by
 // hand) into a Value. Values are passed through unchanged; numbers may be
@@ -126,7 +100,7 @@ func FromGo(x any) (Value, error) {
 		return Bool(x), nil
 	case string:
 		return stringValue(x), nil
-	case goNumber:
+	case jsonx.NumberLike:
 		n, ok := parseNumber(x.String())
 		if !ok {
 			return nil, &Error{Code: CodeInvalidValue, Message: "invalid number literal " + strconv.Quote(x.String())}

@@ -445,3 +445,21 @@ func TestLongLineLinear(t *testing.T) {
 		t.Fatalf("8x the document took %v, against %v: not linear", large, small)
 	}
 }
+
+func TestNumberMatchesEncodingJSON(t *testing.T) {
+	for _, lit := range []string{"", "0", "-1.5e+10", "12345678901234567890", "01", "1.", "NaN", " 1", "1 ", "+1", "0x10"} {
+		want, werr := json.Marshal(json.Number(lit))
+		got, gerr := NumberLiteral(lit).MarshalJSON()
+		if (werr == nil) != (gerr == nil) || string(got) != string(want) {
+			t.Errorf("Number(%q) = %s, %v; encoding/json %s, %v", lit, got, gerr, want, werr)
+		}
+	}
+	var _ NumberLike = json.Number("1")
+	var _ NumberLike = NumberLiteral("1")
+	if f, err := NumberLiteral("2.5").Float64(); f != 2.5 || err != nil {
+		t.Errorf("Float64 = %v, %v", f, err)
+	}
+	if n, err := NumberLiteral("-7").Int64(); n != -7 || err != nil {
+		t.Errorf("Int64 = %v, %v", n, err)
+	}
+}
