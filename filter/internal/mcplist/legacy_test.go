@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/aegis-mesh/aegis/internal/jsonx"
 	"strings"
 )
 
@@ -16,6 +17,7 @@ import (
 // (MCP tool names). ids are the JSON texts of the tools/list request ids:
 // only responses to those are touched.
 func legacyFilter(body []byte, contentType string, ids map[string]bool, visible map[string]bool) ([]byte, error) {
+	ids = idKeys(ids)
 	// Cut by hand: package mime links file-system lookups (its type
 	// tables) that Envoy's WASI does not provide.
 	mt, _, _ := strings.Cut(contentType, ";")
@@ -62,7 +64,9 @@ func legacyFilterResponse(v any, ids map[string]bool, visible map[string]bool) e
 		return errors.New("JSON-RPC message is not an object")
 	}
 	rawID, err := json.Marshal(m["id"])
-	if err != nil || !ids[string(rawID)] {
+	// The new filter's id matching (by value) stands in for the old
+	// one's (by spelling), which let 1.0 answer a request with id 1.
+	if err != nil || !ids[textKey(rawID)] {
 		return nil
 	}
 	res, ok := m["result"].(map[string]any)
@@ -180,4 +184,13 @@ func legacyCheckDuplicates(data []byte) error {
 		return err
 	}
 	return walk(0)
+}
+
+// textKey is idKey of the JSON text id ("" when it is not JSON).
+func textKey(id []byte) string {
+	v, err := jsonx.Parse(id)
+	if err != nil {
+		return ""
+	}
+	return idKey(v)
 }

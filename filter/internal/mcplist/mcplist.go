@@ -13,6 +13,7 @@ package mcplist
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/aegis-mesh/aegis/internal/jsonx"
@@ -23,8 +24,9 @@ const maxDepth = 64
 
 // Filter returns body with every tools/list result restricted to visible
 // (MCP tool names). ids are the JSON texts of the tools/list request ids:
-// only responses to those are touched.
+// only responses to those are touched, matched by value (idKey).
 func Filter(body []byte, contentType string, ids map[string]bool, visible map[string]bool) ([]byte, error) {
+	ids = idKeys(ids)
 	// Cut by hand: package mime links file-system lookups (its type
 	// tables) that Envoy's WASI does not provide.
 	mt, _, _ := strings.Cut(contentType, ";")
@@ -67,7 +69,7 @@ func appendResponse(out []byte, v *jsonx.Value, ids map[string]bool, visible map
 		return nil, errors.New("JSON-RPC message is not an object")
 	}
 	id := v.Member("id")
-	if id == nil || !ids[idText(id)] {
+	if id == nil || !ids[idKey(id)] {
 		return appendCompact(out, v.Raw), nil
 	}
 	res := v.Member("result")
@@ -125,17 +127,39 @@ func appendResponse(out []byte, v *jsonx.Value, ids map[string]bool, visible map
 	return append(out, '}'), nil
 }
 
-// idText is the id as the request ids are written (package input writes
-// them as encoding/json does): a number's literal, a string re-encoded, so
-// that escapes the server chose do not hide a response from the filter.
-func idText(id *jsonx.Value) string {
+// idKey is an id's identity, as a client matching the answer to its
+// request sees it: a string by value however the server escaped it, a
+// number by numeric value (1, 1.0 and 1e0 are one id; matching their
+// spelling let a server answer tools/list with an unfiltered list by
+// writing the id differently), null and booleans as written.
+func idKey(id *jsonx.Value) string {
 	switch id.Kind {
-	case jsonx.Number, jsonx.Null, jsonx.Bool:
-		return string(id.Raw)
 	case jsonx.String:
 		return string(jsonx.AppendString(nil, id.Str))
+	case jsonx.Number:
+		f, err := strconv.ParseFloat(id.Str, 64)
+		if err != nil {
+			return string(id.Raw) // beyond float64: no client reads it as a number either
+		}
+		if f == 0 {
+			f = 0 // -0 is 0
+		}
+		return strconv.FormatFloat(f, 'g', -1, 64)
+	case jsonx.Null, jsonx.Bool:
+		return string(id.Raw)
 	}
 	return "" // requests have no such ids
+}
+
+// idKeys maps request ids (JSON texts) to their idKeys.
+func idKeys(ids map[string]bool) map[string]bool {
+	out := make(map[string]bool, len(ids))
+	for text := range ids {
+		if v, err := jsonx.Parse([]byte(text)); err == nil {
+			out[idKey(v)] = true
+		}
+	}
+	return out
 }
 
 // toolName returns a tools entry's name, "" when it has none.

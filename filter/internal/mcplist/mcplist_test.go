@@ -143,6 +143,29 @@ func TestFilterIDEscapes(t *testing.T) {
 	}
 }
 
+// TestFilterIDByValue: a response whose id is the request's number
+// written another way is still a tools/list answer and is filtered; ids of
+// another type or value are not.
+func TestFilterIDByValue(t *testing.T) {
+	for _, tc := range []struct {
+		req, resp string
+		filtered  bool
+	}{
+		{"1", "1.0", true}, {"1", "1e0", true}, {"1", "10E-1", true}, {"0", "-0", true}, {"-0.0", "0", true},
+		{"1.5", "15e-1", true}, {"1", "2", false}, {"1", `"1"`, false}, {`"1"`, "1", false},
+		{"12345678901234567890", "12345678901234567890.0", true},
+	} {
+		body := `{"id":` + tc.resp + `,"result":{"tools":[{"name":"deploy"}]}}`
+		out, err := Filter([]byte(body), "application/json", map[string]bool{tc.req: true}, visible)
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if got := !strings.Contains(string(out), "deploy"); got != tc.filtered {
+			t.Errorf("request id %s, response id %s: filtered = %v, want %v", tc.req, tc.resp, got, tc.filtered)
+		}
+	}
+}
+
 // sameOutput reports whether two filter outputs mean the same: equal JSON
 // values, or for an event stream equal lines, data lines equal as JSON
 // values.
