@@ -9,8 +9,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/aegis-mesh/aegis/internal/jsonx"
 	"strings"
+
+	"github.com/aegis-mesh/aegis/internal/jsonx"
 )
 
 // Filter returns body with every tools/list result restricted to visible
