@@ -463,3 +463,35 @@ func TestNumberMatchesEncodingJSON(t *testing.T) {
 		t.Errorf("Int64 = %v, %v", n, err)
 	}
 }
+
+func checkCompact(t *testing.T, js []byte) {
+	t.Helper()
+	if !json.Valid(js) {
+		return
+	}
+	var want bytes.Buffer
+	if err := json.Compact(&want, js); err != nil {
+		t.Fatal(err)
+	}
+	if got := AppendCompact(nil, js, false); !bytes.Equal(got, want.Bytes()) {
+		t.Errorf("AppendCompact(%q) = %q, json.Compact %q", js, got, want.Bytes())
+	}
+	wantHTML, err := json.Marshal(json.RawMessage(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := AppendCompact(nil, js, true); !bytes.Equal(got, wantHTML) {
+		t.Errorf("AppendCompact(%q, html) = %q, encoding/json %q", js, got, wantHTML)
+	}
+}
+
+func TestAppendCompact(t *testing.T) {
+	for _, js := range []string{`1`, ` { "a" : [ 1 , "x y\"\\ <&>" ] , "b":"\u2028 ` + "\u2028\u2029" + `" } `, "[\n\t\"\\\\\"\r\n]", `"é"`} {
+		checkCompact(t, []byte(js))
+	}
+}
+
+func FuzzAppendCompact(f *testing.F) {
+	f.Add([]byte(` {"a" : ["<x>", 1 ,"\\\""]} `))
+	f.Fuzz(func(t *testing.T, js []byte) { checkCompact(t, js) })
+}

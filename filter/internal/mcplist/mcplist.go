@@ -70,11 +70,11 @@ func appendResponse(out []byte, v *jsonx.Value, ids map[string]bool, visible map
 	}
 	id := v.Member("id")
 	if id == nil || !ids[idKey(id)] {
-		return appendCompact(out, v.Raw), nil
+		return jsonx.AppendCompact(out, v.Raw, false), nil
 	}
 	res := v.Member("result")
 	if res == nil || res.Kind != jsonx.Object {
-		return appendCompact(out, v.Raw), nil // an error response lists no tools
+		return jsonx.AppendCompact(out, v.Raw, false), nil // an error response lists no tools
 	}
 	tools := res.Member("tools")
 	if tools == nil || tools.Kind != jsonx.Array {
@@ -93,7 +93,7 @@ func appendResponse(out []byte, v *jsonx.Value, ids map[string]bool, visible map
 		}
 		out = append(jsonx.AppendString(out, m.Key), ':')
 		if m.Key != "result" {
-			out = appendCompact(out, m.Value.Raw)
+			out = jsonx.AppendCompact(out, m.Value.Raw, false)
 			continue
 		}
 		out = append(out, '{')
@@ -104,7 +104,7 @@ func appendResponse(out []byte, v *jsonx.Value, ids map[string]bool, visible map
 			}
 			out = append(jsonx.AppendString(out, rm.Key), ':')
 			if rm.Key != "tools" {
-				out = appendCompact(out, rm.Value.Raw)
+				out = jsonx.AppendCompact(out, rm.Value.Raw, false)
 				continue
 			}
 			out = append(out, '[')
@@ -118,7 +118,7 @@ func appendResponse(out []byte, v *jsonx.Value, ids map[string]bool, visible map
 					out = append(out, ',')
 				}
 				n++
-				out = appendCompact(out, t.Raw)
+				out = jsonx.AppendCompact(out, t.Raw, false)
 			}
 			out = append(out, ']')
 		}
@@ -171,31 +171,6 @@ func toolName(t *jsonx.Value) string {
 		return n.Str
 	}
 	return ""
-}
-
-// appendCompact appends the valid JSON text js without white space outside
-// strings: an event-stream event carries its data on one line.
-func appendCompact(out, js []byte) []byte {
-	inString, escaped := false, false
-	for _, c := range js {
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			continue
-		}
-		out = append(out, c)
-	}
-	return out
 }
 
 // filterStream rewrites each event's data (the lines after "data:" joined

@@ -111,7 +111,7 @@ func MCP(rpcs []RPC, batch bool, meta Meta) (body []byte, ok bool) {
 		w.Key("jsonrpc")
 		w.String("2.0")
 		w.Key("id")
-		w.Raw(appendCompact(nil, r.ID))
+		w.Raw(jsonx.AppendCompact(nil, r.ID, true)) // byte for byte what encoding/json wrote for the RawMessage
 		w.Key("result")
 		w.BeginObject()
 		w.Key("isError")
@@ -145,44 +145,6 @@ func MCP(rpcs []RPC, batch bool, meta Meta) (body []byte, ok bool) {
 	}
 	w.EndArray()
 	return w.B, true
-}
-
-// appendCompact appends the valid JSON text js without white space outside
-// strings and with <, >, &, U+2028 and U+2029 escaped, as encoding/json
-// writes a json.RawMessage: the id goes back byte for byte as the client
-// would have got it before.
-func appendCompact(b, js []byte) []byte {
-	const hex = "0123456789abcdef"
-	inString, escaped := false, false
-	for i := 0; i < len(js); i++ {
-		c := js[i]
-		switch {
-		case c == '<' || c == '>' || c == '&':
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			continue
-		case c == 0xE2 && i+2 < len(js) && js[i+1] == 0x80 && js[i+2]&^1 == 0xA8:
-			b = append(b, '\\', 'u', '2', '0', '2', hex[js[i+2]&0xF])
-			i += 2
-			continue
-		}
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
-			continue
-		}
-		b = append(b, c)
-	}
-	return b
 }
 
 // Reasons joins reasons into one line for a model to read.
