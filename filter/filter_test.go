@@ -27,7 +27,7 @@ import (
 const wasmPath = "../build/aegis-filter.wasm"
 
 // maxModuleBytes bounds the module: Envoy keeps a copy per worker VM.
-// The product goal (issue 3) is 6 MiB; the module is 7.10 MB today
+// The product goal (issue 3) is 6 MiB; the module is 7.10 MB today (7,095,159 B)
 // (`go run ./internal/wasmsize` on a build without -s -w attributes it):
 // 4.74 MB of code (runtime 1.18 MB, engine 0.60, math/big 0.26,
 // regexp + regexp/syntax 0.28, time 0.15, fmt 0.11, reflect 0.07) and
