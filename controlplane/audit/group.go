@@ -187,7 +187,10 @@ func (s *Store) ingestGroup(ctx context.Context, group []*pendingBatch) {
 			return fmt.Errorf("begin: %w", err)
 		}
 		defer tx.Rollback(ctx)
-		var cs []*checked
+		var (
+			cs     []*checked
+			owners []*pendingBatch // owners[i] sent cs[i]
+		)
 		for _, r := range order {
 			c, err := checkChain(ctx, pgTxn{tx}, r.p, r.now)
 			var ce *ChainError
@@ -199,7 +202,7 @@ func (s *Store) ingestGroup(ctx context.Context, group []*pendingBatch) {
 			case len(c.recs) == 0:
 				r.res, r.err = c.res, nil
 			default:
-				cs = append(cs, c)
+				cs, owners = append(cs, c), append(owners, r)
 			}
 		}
 		if len(cs) > 0 {
@@ -210,12 +213,8 @@ func (s *Store) ingestGroup(ctx context.Context, group []*pendingBatch) {
 		if err := tx.Commit(ctx); err != nil {
 			return err
 		}
-		for _, c := range cs {
-			for _, r := range order {
-				if r.p == c.p {
-					r.res, r.err = c.res, nil
-				}
-			}
+		for i, c := range cs {
+			owners[i].res, owners[i].err = c.res, nil
 		}
 		return nil
 	})
