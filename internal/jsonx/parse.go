@@ -202,7 +202,7 @@ func (p *parser) value(v *Value) error {
 		v.Kind = Null
 		err = p.literal("null")
 	default:
-		return p.fail("unexpected character " + quoteByte(c))
+		return p.fail("unexpected character " + QuoteByte(c))
 	}
 	if err != nil {
 		return err
@@ -417,52 +417,72 @@ func (p *parser) number(v *Value) error {
 
 // str parses a string at its opening quote and returns its content.
 func (p *parser) str() (string, error) {
-	d := p.data
-	p.pos++
-	start := p.pos
+	s, end, buf, serr := ScanString(p.data, p.pos, p.opts.Lenient, p.buf)
+	p.buf = buf
+	if serr != nil {
+		p.pos = serr.Offset
+		return "", p.fail(serr.Msg)
+	}
+	p.pos = end
+	return s, nil
+}
+
+// StringError is a string ScanString refuses: where, why, and whether it
+// is text that is not UTF-8 (or a lone surrogate escape) rather than
+// text that is not JSON.
+type StringError struct {
+	Offset      int
+	InvalidUTF8 bool
+	Msg         string
+}
+
+// ScanString reads the JSON string whose opening quote is d[start] and
+// returns its content and the offset just past its closing quote. buf is
+// scratch for unescaping; the (possibly grown) buffer is returned for the
+// next call. Lenient replaces invalid UTF-8 and lone surrogates with
+// U+FFFD, as encoding/json does, instead of refusing them.
+func ScanString(d []byte, start int, lenient bool, buf []byte) (s string, end int, scratch []byte, err *StringError) {
+	start++ // opening quote
 	for i := start; i < len(d); {
 		c := d[i]
 		switch {
 		case c == '"':
-			p.pos = i + 1
-			return string(d[start:i]), nil
+			return string(d[start:i]), i + 1, buf, nil
 		case c == '\\':
-			return p.strSlow(start, i)
+			return scanEscaped(d, start, i, lenient, buf)
 		case c < 0x20:
-			p.pos = i
-			return "", p.fail("unescaped control character " + quoteByte(c) + " in string")
+			return "", 0, buf, &StringError{Offset: i, Msg: "unescaped control character " + QuoteByte(c) + " in string"}
 		case c < utf8.RuneSelf:
 			i++
 		default:
 			r, size := utf8.DecodeRune(d[i:])
 			if r == utf8.RuneError && size <= 1 {
-				if p.opts.Lenient {
-					return p.strSlow(start, i)
+				if lenient {
+					return scanEscaped(d, start, i, lenient, buf)
 				}
-				p.pos = i
-				return "", p.fail("invalid UTF-8 in string")
+				return "", 0, buf, &StringError{Offset: i, InvalidUTF8: true, Msg: "invalid UTF-8 in string"}
 			}
 			i += size
 		}
 	}
-	p.pos = len(d)
-	return "", p.fail("unterminated string")
+	return "", 0, buf, &StringError{Offset: len(d), Msg: "unterminated string"}
 }
 
-func (p *parser) strSlow(start, i int) (string, error) {
-	d := p.data
-	b := append(p.buf[:0], d[start:i]...)
-	defer func() { p.buf = b[:0] }()
+// scanEscaped continues ScanString from offset i, where the content stops
+// being a plain slice of d, copying it into buf.
+func scanEscaped(d []byte, start, i int, lenient bool, buf []byte) (string, int, []byte, *StringError) {
+	b := append(buf[:0], d[start:i]...)
+	fail := func(off int, utf bool, msg string) (string, int, []byte, *StringError) {
+		return "", 0, b[:0], &StringError{Offset: off, InvalidUTF8: utf, Msg: msg}
+	}
 	for i < len(d) {
 		c := d[i]
 		switch {
 		case c == '"':
-			p.pos = i + 1
-			return string(b), nil
+			return string(b), i + 1, b[:0], nil
 		case c == '\\':
 			if i+1 >= len(d) {
-				p.pos = len(d)
-				return "", p.fail("unterminated string")
+				return fail(len(d), false, "unterminated string")
 			}
 			e := d[i+1]
 			i += 2
@@ -482,11 +502,13 @@ func (p *parser) strSlow(start, i int) (string, error) {
 			case 'u':
 				r, ok := hex4(d, i)
 				if !ok {
-					p.pos = i - 2
-					return "", p.fail(`invalid \u escape`)
+					return fail(i-2, false, `invalid \u escape`)
 				}
 				i += 4
 				if utf16.IsSurrogate(r) {
+					// Only a high surrogate followed by a low one is a
+					// character; anything else has no UTF-8 form and
+					// parsers disagree on what to make of it.
 					lo, ok := rune(-1), false
 					if r < 0xDC00 && i+1 < len(d) && d[i] == '\\' && d[i+1] == 'u' {
 						lo, ok = hex4(d, i+2)
@@ -495,30 +517,26 @@ func (p *parser) strSlow(start, i int) (string, error) {
 					case ok && lo >= 0xDC00 && lo <= 0xDFFF:
 						i += 6
 						r = utf16.DecodeRune(r, lo)
-					case p.opts.Lenient:
+					case lenient:
 						r = utf8.RuneError
 					default:
-						p.pos = i - 6
-						return "", p.fail(`lone surrogate in \u escape`)
+						return fail(i-6, true, `lone surrogate in \u escape`)
 					}
 				}
 				b = utf8.AppendRune(b, r)
 			default:
-				p.pos = i - 2
-				return "", p.fail("invalid escape " + quoteByte(e))
+				return fail(i-2, false, "invalid escape "+QuoteByte(e))
 			}
 		case c < 0x20:
-			p.pos = i
-			return "", p.fail("unescaped control character " + quoteByte(c) + " in string")
+			return fail(i, false, "unescaped control character "+QuoteByte(c)+" in string")
 		case c < utf8.RuneSelf:
 			b = append(b, c)
 			i++
 		default:
 			r, size := utf8.DecodeRune(d[i:])
 			if r == utf8.RuneError && size <= 1 {
-				if !p.opts.Lenient {
-					p.pos = i
-					return "", p.fail("invalid UTF-8 in string")
+				if !lenient {
+					return fail(i, true, "invalid UTF-8 in string")
 				}
 				b = utf8.AppendRune(b, utf8.RuneError)
 				i++
@@ -528,8 +546,7 @@ func (p *parser) strSlow(start, i int) (string, error) {
 			i += size
 		}
 	}
-	p.pos = len(d)
-	return "", p.fail("unterminated string")
+	return fail(len(d), false, "unterminated string")
 }
 
 func hex4(d []byte, i int) (rune, bool) {
@@ -556,8 +573,8 @@ func hex4(d []byte, i int) (rune, bool) {
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
-// quoteByte names one byte for a message without echoing raw binary.
-func quoteByte(c byte) string {
+// QuoteByte names one byte for a message without echoing raw binary.
+func QuoteByte(c byte) string {
 	if c < 0x20 || c >= 0x7f {
 		const hex = "0123456789ABCDEF"
 		return "0x" + string([]byte{hex[c>>4], hex[c&15]})
