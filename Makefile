@@ -22,9 +22,10 @@ cli: ## the aegis CLI
 	@mkdir -p $(BUILD)
 	$(GO) build -trimpath -o $(BUILD)/aegis ./cmd/aegis
 
-filter: ## the proxy-wasm filter module (standard Go toolchain, no TinyGo)
+filter: ## the proxy-wasm filter module (standard Go toolchain, no TinyGo), then binaryen wasm-opt -Oz
 	@mkdir -p $(BUILD)
-	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -buildmode=c-shared -o $(WASM) ./filter
+	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -buildmode=c-shared -o $(BUILD)/aegis-filter.go.wasm ./filter
+	./scripts/wasm-opt.sh $(BUILD)/aegis-filter.go.wasm $(WASM)
 
 test: build check ## vet, wasip1 cross-build, and every test (fuzz corpora included)
 	$(GO) test -count=1 -timeout 15m ./...
