@@ -292,6 +292,8 @@ func (ev *evalState) regex(pattern string) (*regexp.Regexp, error) {
 // a constant: the pattern is compiled once, at Load. An invalid constant
 // pattern keeps the dynamic implementation, which reports the error at
 // evaluation time as OPA does.
+//
+//go:noinline
 func prepareRegex(pos int, with func(re *regexp.Regexp) builtinImpl) func(*Policy, []Value) builtinImpl {
 	return func(p *Policy, consts []Value) builtinImpl {
 		s, ok := consts[pos].(stringValue)

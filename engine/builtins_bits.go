@@ -18,6 +18,7 @@ func bitsArgs(args []Value, n int) ([]*big.Int, error) {
 	return out, nil
 }
 
+//go:noinline
 func bitsBinary(op func(z, x, y *big.Int) *big.Int) builtinImpl {
 	return func(_ *evalState, args []Value) (Value, error) {
 		xs, err := bitsArgs(args, 2)
@@ -45,6 +46,7 @@ func bBitsNegate(_ *evalState, args []Value) (Value, error) {
 // maxShift bounds shifts so that one call cannot allocate without limit.
 const maxShift = 1 << 16
 
+//go:noinline
 func bitsShift(left bool) builtinImpl {
 	return func(_ *evalState, args []Value) (Value, error) {
 		xs, err := bitsArgs(args, 2)

@@ -10,6 +10,8 @@ func bNotEqual(_ *evalState, args []Value) (Value, error) {
 
 // cmpBuiltin orders any two values with OPA's total order, so "a" < 1 is
 // false and [1] > "z" is true, exactly as in topdown.
+//
+//go:noinline
 func cmpBuiltin(ok func(int) bool) builtinImpl {
 	return func(_ *evalState, args []Value) (Value, error) {
 		return Bool(ok(Compare(args[0], args[1]))), nil
@@ -57,6 +59,7 @@ func bMember3(_ *evalState, args []Value) (Value, error) {
 	return valFalse, nil
 }
 
+//go:noinline
 func isRank(rank int) builtinImpl {
 	return func(_ *evalState, args []Value) (Value, error) {
 		return Bool(args[0].rank() == rank), nil

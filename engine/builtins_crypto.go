@@ -10,6 +10,7 @@ import (
 	"hash"
 )
 
+//go:noinline
 func digest(newHash func() hash.Hash) builtinImpl {
 	return func(_ *evalState, args []Value) (Value, error) {
 		s, err := argString(args, 0)
@@ -22,6 +23,7 @@ func digest(newHash func() hash.Hash) builtinImpl {
 	}
 }
 
+//go:noinline
 func hmacDigest(newHash func() hash.Hash) builtinImpl {
 	return func(_ *evalState, args []Value) (Value, error) {
 		msg, key, err := twoStrings(args)

@@ -40,6 +40,7 @@ func bJSONIsValid(_ *evalState, args []Value) (Value, error) {
 	return Bool(jsonx.Valid([]byte(s), lenientJSON)), nil
 }
 
+//go:noinline
 func encoder(f func(string) string) builtinImpl {
 	return func(_ *evalState, args []Value) (Value, error) {
 		s, err := argString(args, 0)
@@ -50,6 +51,7 @@ func encoder(f func(string) string) builtinImpl {
 	}
 }
 
+//go:noinline
 func decoder(f func(string) (string, error)) builtinImpl {
 	return func(_ *evalState, args []Value) (Value, error) {
 		s, err := argString(args, 0)

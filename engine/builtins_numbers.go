@@ -124,6 +124,7 @@ func (op arithOp) builtin(args []Value) (Value, error) {
 	return op.eval(a, b)
 }
 
+//go:noinline
 func always(f func(x, y int64) int64) func(x, y int64) (int64, bool, error) {
 	return func(x, y int64) (int64, bool, error) { return f(x, y), true, nil }
 }
@@ -132,10 +133,13 @@ func always(f func(x, y int64) int64) func(x, y int64) (int64, bool, error) {
 // generic one: a generic instantiation's dictionary marks *big.Int and
 // *big.Float as converted to interfaces, which keeps their Format,
 // String and (Un)MarshalJSON/Text methods alive in the wasm filter.
+//
+//go:noinline
 func infallibleInt(f func(z, x, y *big.Int) *big.Int) func(z, x, y *big.Int) (*big.Int, error) {
 	return func(z, x, y *big.Int) (*big.Int, error) { return f(z, x, y), nil }
 }
 
+//go:noinline
 func infallibleFloat(f func(z, x, y *big.Float) *big.Float) func(z, x, y *big.Float) (*big.Float, error) {
 	return func(z, x, y *big.Float) (*big.Float, error) { return f(z, x, y), nil }
 }

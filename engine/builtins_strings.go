@@ -61,6 +61,7 @@ func bStringCount(_ *evalState, args []Value) (Value, error) {
 	return intNumber(int64(strings.Count(a, b))), nil
 }
 
+//go:noinline
 func stringMap(f func(string) string) builtinImpl {
 	return func(_ *evalState, args []Value) (Value, error) {
 		s, err := argString(args, 0)
@@ -90,6 +91,7 @@ func reverseRunes(s string) string {
 	return string(r)
 }
 
+//go:noinline
 func stringPair(f func(a, b string) string) builtinImpl {
 	return func(_ *evalState, args []Value) (Value, error) {
 		a, b, err := twoStrings(args)
@@ -383,6 +385,8 @@ func bTemplateString(_ *evalState, args []Value) (Value, error) {
 
 // affixMatch implements strings.any_prefix_match and any_suffix_match:
 // either operand may be a string or an array/set of strings.
+//
+//go:noinline
 func affixMatch(suffix bool) builtinImpl {
 	match := strings.HasPrefix
 	if suffix {

@@ -28,6 +28,7 @@ const (
 
 const maxExponentDigits = 6
 
+//go:noinline
 func unitsErr(name, msg string) error {
 	return &Error{Code: CodeBuiltinError, Message: name + ": " + msg}
 }

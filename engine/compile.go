@@ -56,6 +56,7 @@ type compiler struct {
 	use     localUse // of the function or plan being compiled
 }
 
+//go:noinline
 func (c *compiler) operand(o operand) getter {
 	switch o.kind {
 	case opString:
@@ -410,6 +411,7 @@ const maxCallDepth = 2048
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
+//go:noinline
 func internalErr(loc *Location, msg string) *Error {
 	return &Error{Code: CodeInternalError, Message: msg, Location: loc}
 }

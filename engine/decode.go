@@ -68,6 +68,7 @@ func decodePolicy(v *jsonx.Value) (*planPolicy, error) {
 // encoding/json did, and make [] an empty slice; a null element stays a
 // nil pointer for validate to report.
 
+//go:noinline
 func (r rd) plans(name string) []*plan {
 	es := r.elems(name)
 	if es == nil {
@@ -83,6 +84,7 @@ func (r rd) plans(name string) []*plan {
 	return out
 }
 
+//go:noinline
 func (r rd) funcs(name string) []*planFunc {
 	es := r.elems(name)
 	if es == nil {
@@ -104,6 +106,7 @@ func (r rd) funcs(name string) []*planFunc {
 	return out
 }
 
+//go:noinline
 func (r rd) unplannedRules(name string) []*unplannedRule {
 	es := r.elems(name)
 	if es == nil {
@@ -125,6 +128,7 @@ func (r rd) unplannedRules(name string) []*unplannedRule {
 	return out
 }
 
+//go:noinline
 func (r rd) stringConsts(name string) []*stringConst {
 	es := r.elems(name)
 	if es == nil {
@@ -140,6 +144,7 @@ func (r rd) stringConsts(name string) []*stringConst {
 	return out
 }
 
+//go:noinline
 func (r rd) builtinFuncs(name string) []*builtinFunc {
 	es := r.elems(name)
 	if es == nil {
@@ -162,6 +167,8 @@ func (r rd) builtinFuncs(name string) []*builtinFunc {
 
 // elems returns member name's elements: nil when absent or null, empty
 // for []. Callers that index a result slice by element allocate it first.
+//
+//go:noinline
 func (r rd) elems(name string) []jsonx.Value {
 	v := r.Get(name)
 	if v == nil || v.Kind == jsonx.Null {
@@ -174,6 +181,8 @@ func (r rd) elems(name string) []jsonx.Value {
 
 // elem starts element i of array member name, an object; nil when it is
 // null (or, error recorded, not an object).
+//
+//go:noinline
 func (r rd) elem(v *jsonx.Value, i int, name string) *rd {
 	if v.Kind == jsonx.Null {
 		return nil
@@ -187,6 +196,8 @@ func (r rd) elem(v *jsonx.Value, i int, name string) *rd {
 }
 
 // object returns member name as an object; nil when absent or null.
+//
+//go:noinline
 func (r rd) object(name string) *rd {
 	v := r.Get(name)
 	if v == nil || v.Kind == jsonx.Null {
@@ -200,12 +211,14 @@ func (r rd) object(name string) *rd {
 	return &rd{o}
 }
 
+//go:noinline
 func (r rd) str(name string) string {
 	var s string
 	r.String(name, &s)
 	return s
 }
 
+//go:noinline
 func (r rd) strs(name string) []string {
 	es := r.elems(name)
 	if es == nil {
@@ -221,6 +234,8 @@ func (r rd) strs(name string) []string {
 }
 
 // integer reads member name as an integer within [lo, hi]; absent is 0.
+//
+//go:noinline
 func (r rd) integer(name string, lo, hi int64) int64 {
 	v := r.Get(name)
 	if v == nil {
@@ -229,6 +244,7 @@ func (r rd) integer(name string, lo, hi int64) int64 {
 	return r.intValue(v, r.Path(name), lo, hi)
 }
 
+//go:noinline
 func (r rd) intValue(v *jsonx.Value, path string, lo, hi int64) int64 {
 	n, err := v.AsInt64(path)
 	if err == nil && (n < lo || n > hi) {
@@ -241,10 +257,13 @@ func (r rd) intValue(v *jsonx.Value, path string, lo, hi int64) int64 {
 	return n
 }
 
+//go:noinline
 func (r rd) int(name string) int { return int(r.integer(name, math.MinInt, math.MaxInt)) }
 
+//go:noinline
 func (r rd) local(name string) local { return local(r.int(name)) }
 
+//go:noinline
 func (r rd) locals(name string) []local {
 	es := r.elems(name)
 	if es == nil {
@@ -257,6 +276,7 @@ func (r rd) locals(name string) []local {
 	return out
 }
 
+//go:noinline
 func (r rd) ints(name string) []int {
 	ls := r.locals(name)
 	if ls == nil {
@@ -270,6 +290,8 @@ func (r rd) ints(name string) []int {
 }
 
 // location reads the members every statement carries.
+//
+//go:noinline
 func (r rd) location(l *location) {
 	l.File = r.int("file")
 	l.Col = r.int("col")
@@ -280,6 +302,8 @@ func (r rd) location(l *location) {
 
 // block reads a {"stmts": [...]} member; nil when absent or null, which
 // validate refuses where a block is needed.
+//
+//go:noinline
 func (r rd) block(name string) *block {
 	v := r.Get(name)
 	if v == nil || v.Kind == jsonx.Null {
@@ -290,6 +314,7 @@ func (r rd) block(name string) *block {
 	return b
 }
 
+//go:noinline
 func (r rd) blocks(name string) []*block {
 	es := r.elems(name)
 	if es == nil {
@@ -433,6 +458,8 @@ func newStmt(kind string) (stmt, error) {
 
 // stmtBody reads the members of s's kind (its location is read already);
 // the names are the JSON tags in plan.go, which mirror OPA's ir package.
+//
+//go:noinline
 func (r rd) stmtBody(s stmt) {
 	switch s := s.(type) {
 	case *returnLocalStmt:
@@ -535,6 +562,8 @@ func (r rd) stmtBody(s stmt) {
 
 // unsigned reads a non-negative integer up to hi; like encoding/json for
 // unsigned fields, it refuses "-0".
+//
+//go:noinline
 func (r rd) unsigned(name string, hi uint64) uint64 {
 	v := r.Get(name)
 	if v == nil {
@@ -555,6 +584,8 @@ func (r rd) unsigned(name string, hi uint64) uint64 {
 // writes next to it. OPA's reader prefers "index"; two different values
 // are refused, since readers that prefer the other key would run another
 // constant.
+//
+//go:noinline
 func (r rd) numberRef(s *makeNumberRefStmt) {
 	s.Target = r.local("target")
 	canon, legacy := r.Get("index"), r.Get("Index")
@@ -575,6 +606,8 @@ func (r rd) numberRef(s *makeNumberRefStmt) {
 
 // operand reads {"type": "local"|"string_index"|"bool", "value": ...}; an
 // absent operand stays zero, which validate reports as missing.
+//
+//go:noinline
 func (r rd) operand(name string) operand {
 	v := r.Get(name)
 	if v == nil {
@@ -585,6 +618,7 @@ func (r rd) operand(name string) operand {
 	return op
 }
 
+//go:noinline
 func (r rd) operands(name string) []operand {
 	es := r.elems(name)
 	if es == nil {

@@ -19,6 +19,12 @@
 //   - Eval's result is the plan's result set: a *Set of {"result": value}
 //     objects, empty when the entrypoint is undefined.
 //
+// Functions marked //go:noinline are error constructors, plan-decoding
+// helpers (run once per bundle load) and the closure factories that build
+// the builtin table: inlined, each call site carries a copy of the body,
+// which in the filter's wasm module cost about 60 kB for no measurable
+// speed (docs/filter-config.md, "Module size").
+//
 // See docs/engine.md for the design and the evidence (OPA compliance cases,
 // differential tests against topdown, fuzzing, benchmarks).
 package engine

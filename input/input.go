@@ -229,6 +229,7 @@ type builder struct {
 	violations []Violation
 }
 
+//go:noinline
 func (b *builder) violate(code, field, msg string) {
 	b.violations = append(b.violations, Violation{Code: code, Field: field, Message: msg})
 }

@@ -29,17 +29,22 @@ func (e *FieldError) Error() string {
 
 // Errorf-free constructors keep fmt's reflection off the hot paths.
 
+//go:noinline
 func typeError(path string, v *Value, want string) *FieldError {
 	return &FieldError{Path: path, Line: int(v.Line), Col: int(v.Col), Msg: "want " + want + ", got " + v.Kind.String()}
 }
 
 // Fail returns a FieldError for v at path with msg, for checks of a
 // value's content that the caller makes.
+//
+//go:noinline
 func (v *Value) Fail(path, msg string) error {
 	return &FieldError{Path: path, Line: int(v.Line), Col: int(v.Col), Msg: msg}
 }
 
 // Member returns the member named key (exact case), or nil.
+//
+//go:noinline
 func (v *Value) Member(key string) *Value {
 	for i := range v.Members {
 		if v.Members[i].Key == key {
@@ -136,9 +141,13 @@ func (v *Value) AsObject(path string) (*Obj, error) {
 }
 
 // Index names element i of the array at path.
+//
+//go:noinline
 func Index(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
 
 // Key names member key of the object at path.
+//
+//go:noinline
 func Key(path, key string) string {
 	s := pathSeg{key: key, index: -1}.String()
 	if path == "" && s[0] == '.' {
@@ -162,9 +171,13 @@ type Obj struct {
 }
 
 // Path names the object, or member name of it.
+//
+//go:noinline
 func (o *Obj) Path(name string) string { return Key(o.path, name) }
 
 // Get returns member name, marked read, or nil when absent.
+//
+//go:noinline
 func (o *Obj) Get(name string) *Value {
 	for i := range o.V.Members {
 		if o.V.Members[i].Key == name {
@@ -179,6 +192,8 @@ func (o *Obj) Get(name string) *Value {
 func (o *Obj) Has(name string) bool { return o.V.Member(name) != nil }
 
 // Fail records err unless an earlier error is recorded.
+//
+//go:noinline
 func (o *Obj) Fail(err error) {
 	if o.err == nil && err != nil {
 		o.err = err
@@ -186,6 +201,8 @@ func (o *Obj) Fail(err error) {
 }
 
 // Failf records a message about member name (present or not).
+//
+//go:noinline
 func (o *Obj) FailMember(name, msg string) {
 	if v := o.V.Member(name); v != nil {
 		o.Fail(v.Fail(o.Path(name), msg))
@@ -365,6 +382,8 @@ func (o *Obj) End() error {
 
 // Rest marks every member read and returns those not read before, for
 // objects whose remaining members are a free-form map.
+//
+//go:noinline
 func (o *Obj) Rest() []*Member {
 	var out []*Member
 	for i, r := range o.read {

@@ -13,6 +13,7 @@ type Writer struct {
 	more bool // a value precedes: the next one needs a comma
 }
 
+//go:noinline
 func (w *Writer) sep() {
 	if w.more {
 		w.B = append(w.B, ',')
@@ -20,15 +21,23 @@ func (w *Writer) sep() {
 }
 
 // BeginObject starts an object.
+//
+//go:noinline
 func (w *Writer) BeginObject() { w.sep(); w.B = append(w.B, '{'); w.more = false }
 
 // EndObject ends an object.
+//
+//go:noinline
 func (w *Writer) EndObject() { w.B = append(w.B, '}'); w.more = true }
 
 // BeginArray starts an array.
+//
+//go:noinline
 func (w *Writer) BeginArray() { w.sep(); w.B = append(w.B, '['); w.more = false }
 
 // EndArray ends an array.
+//
+//go:noinline
 func (w *Writer) EndArray() { w.B = append(w.B, ']'); w.more = true }
 
 // Key writes an object member's name; the next call writes its value.
@@ -53,12 +62,18 @@ func (w *Writer) Uint(n uint64) { w.sep(); w.B = strconv.AppendUint(w.B, n, 10);
 func (w *Writer) Float(f float64) { w.sep(); w.B = AppendFloat(w.B, f); w.more = true }
 
 // Bool writes true or false.
+//
+//go:noinline
 func (w *Writer) Bool(b bool) { w.sep(); w.B = strconv.AppendBool(w.B, b); w.more = true }
 
 // Null writes null.
+//
+//go:noinline
 func (w *Writer) Null() { w.sep(); w.B = append(w.B, "null"...); w.more = true }
 
 // Raw writes already-encoded JSON as one value.
+//
+//go:noinline
 func (w *Writer) Raw(js []byte) { w.sep(); w.B = append(w.B, js...); w.more = true }
 
 // Strings writes an array of strings.

@@ -85,6 +85,7 @@ type parser struct {
 	buf      []byte         // scratch for unescaping strings
 }
 
+//go:noinline
 func (p *parser) fail(code, msg string) *Error {
 	return &Error{Code: code, Path: formatPath(p.path), Offset: p.pos, Msg: msg}
 }
