@@ -2,7 +2,7 @@ package engine
 
 import (
 	"regexp"
-	"strings"
+	"unicode/utf8"
 )
 
 func regexArg(ev *evalState, args []Value, i int) (*regexp.Regexp, error) {
@@ -180,16 +180,14 @@ func bGlobMatch(ev *evalState, args []Value) (Value, error) {
 func globToRegexp(pattern string, delims []rune) (string, error) {
 	notDelim := "."
 	if len(delims) > 0 {
-		var b strings.Builder
-		b.WriteString("[^")
+		b := []byte("[^")
 		for _, d := range delims {
-			b.WriteString(regexp.QuoteMeta(string(d)))
+			b = append(b, regexp.QuoteMeta(string(d))...)
 		}
-		b.WriteString("]")
-		notDelim = b.String()
+		b = append(b, ']')
+		notDelim = string(b)
 	}
-	var b strings.Builder
-	b.WriteString(`(?s)\A`)
+	b := []byte(`(?s)\A`)
 	runes := []rune(pattern)
 	depth := 0
 	for i := 0; i < len(runes); i++ {
@@ -200,40 +198,40 @@ func globToRegexp(pattern string, delims []rune) (string, error) {
 				return "", &Error{Code: CodeBuiltinError, Message: "glob: unexpected end of pattern after escape"}
 			}
 			i++
-			b.WriteString(regexp.QuoteMeta(string(runes[i])))
+			b = append(b, regexp.QuoteMeta(string(runes[i]))...)
 		case r == '*':
 			if i+1 < len(runes) && runes[i+1] == '*' {
 				i++
-				b.WriteString(".*")
+				b = append(b, ".*"...)
 			} else {
-				b.WriteString(notDelim + "*")
+				b = append(b, notDelim+"*"...)
 			}
 		case r == '?':
-			b.WriteString(notDelim)
+			b = append(b, notDelim...)
 		case r == '[':
 			cls, next, err := globClass(runes, i+1)
 			if err != nil {
 				return "", err
 			}
-			b.WriteString(cls)
+			b = append(b, cls...)
 			i = next
 		case r == '{':
 			depth++
-			b.WriteString("(?:")
+			b = append(b, "(?:"...)
 		case r == '}' && depth > 0:
 			depth--
-			b.WriteString(")")
+			b = append(b, ")"...)
 		case r == ',' && depth > 0:
-			b.WriteString("|")
+			b = append(b, "|"...)
 		default:
-			b.WriteString(regexp.QuoteMeta(string(r)))
+			b = append(b, regexp.QuoteMeta(string(r))...)
 		}
 	}
 	if depth != 0 {
 		return "", &Error{Code: CodeBuiltinError, Message: "glob: unterminated alternatives"}
 	}
-	b.WriteString(`\z`)
-	return b.String(), nil
+	b = append(b, `\z`...)
+	return string(b), nil
 }
 
 // globClass translates a character class starting after its '['. As in
@@ -266,7 +264,7 @@ func globClass(runes []rune, i int) (string, int, error) {
 		}
 		return "[" + neg + regexp.QuoteMeta(string(lo)) + "-" + regexp.QuoteMeta(string(hi)) + "]", i + 3, nil
 	}
-	var chars strings.Builder
+	var chars []byte
 	escaped := false
 	for ; i < len(runes); i++ {
 		r := runes[i]
@@ -275,17 +273,17 @@ func globClass(runes []rune, i int) (string, int, error) {
 			continue
 		}
 		if !escaped && r == ']' {
-			if chars.Len() == 0 {
+			if len(chars) == 0 {
 				return bad("could not parse range")
 			}
-			return "[" + neg + chars.String() + "]", i, nil
+			return "[" + neg + string(chars) + "]", i, nil
 		}
 		escaped = false
 		if r == '-' || r == '^' || r == '[' || r == ']' || r == '\\' {
-			chars.WriteByte('\\')
-			chars.WriteRune(r)
+			chars = append(chars, '\\')
+			chars = utf8.AppendRune(chars, r)
 		} else {
-			chars.WriteString(regexp.QuoteMeta(string(r)))
+			chars = append(chars, regexp.QuoteMeta(string(r))...)
 		}
 	}
 	return bad("unexpected end of input")

@@ -297,55 +297,53 @@ func bSprintf(_ *evalState, args []Value) (Value, error) {
 
 // regoString renders v as Rego source text, like OPA's Value.String.
 func regoString(v Value) string {
-	var b strings.Builder
-	writeRego(&b, v)
-	return b.String()
+	return string(appendRego(nil, v))
 }
 
-func writeRego(b *strings.Builder, v Value) {
+// appendRego appends to a byte slice rather than writing to a
+// strings.Builder: each inlined WriteString carries its own copy check,
+// which in the filter's wasm module cost 10 kB for this one function.
+func appendRego(b []byte, v Value) []byte {
 	switch x := v.(type) {
 	case nullValue:
-		b.WriteString("null")
+		b = append(b, "null"...)
 	case boolValue:
-		b.WriteString(strconv.FormatBool(bool(x)))
+		b = strconv.AppendBool(b, bool(x))
 	case *numberValue:
-		b.WriteString(x.lit)
+		b = append(b, x.lit...)
 	case stringValue:
-		b.WriteString(strconv.Quote(string(x)))
+		b = strconv.AppendQuote(b, string(x))
 	case *Array:
-		b.WriteByte('[')
-		for i, e := range x.elems {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			writeRego(b, e)
-		}
-		b.WriteByte(']')
+		b = appendRegoElems(b, '[', x.elems, ']')
 	case *Object:
-		b.WriteByte('{')
+		b = append(b, '{')
 		for i, e := range x.entries {
 			if i > 0 {
-				b.WriteString(", ")
+				b = append(b, ", "...)
 			}
-			writeRego(b, e.key)
-			b.WriteString(": ")
-			writeRego(b, e.value)
+			b = appendRego(b, e.key)
+			b = append(b, ": "...)
+			b = appendRego(b, e.value)
 		}
-		b.WriteByte('}')
+		b = append(b, '}')
 	case *Set:
 		if len(x.elems) == 0 {
-			b.WriteString("set()")
-			return
+			return append(b, "set()"...)
 		}
-		b.WriteByte('{')
-		for i, e := range x.elems {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			writeRego(b, e)
-		}
-		b.WriteByte('}')
+		b = appendRegoElems(b, '{', x.elems, '}')
 	}
+	return b
+}
+
+func appendRegoElems(b []byte, open byte, elems []Value, end byte) []byte {
+	b = append(b, open)
+	for i, e := range elems {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = appendRego(b, e)
+	}
+	return append(b, end)
 }
 
 // bTemplateString implements Rego's $"..." strings: every part is a
@@ -356,22 +354,22 @@ func bTemplateString(_ *evalState, args []Value) (Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	var b strings.Builder
+	var b []byte
 	for _, e := range arr.elems {
 		switch x := e.(type) {
 		case stringValue:
-			b.WriteString(string(x))
+			b = append(b, x...)
 		case *numberValue, boolValue, nullValue:
-			writeRego(&b, x)
+			b = appendRego(b, x)
 		case *Set:
 			switch len(x.elems) {
 			case 0:
-				b.WriteString("<undefined>")
+				b = append(b, "<undefined>"...)
 			case 1:
 				if s, ok := x.elems[0].(stringValue); ok {
-					b.WriteString(string(s))
+					b = append(b, s...)
 				} else {
-					writeRego(&b, x.elems[0])
+					b = appendRego(b, x.elems[0])
 				}
 			default:
 				return nil, haltError{&Error{Code: CodeConflictError, Message: "template-strings must not produce multiple outputs"}}
@@ -380,7 +378,7 @@ func bTemplateString(_ *evalState, args []Value) (Value, error) {
 			return nil, haltError{&Error{Code: CodeInternalError, Message: "illegal argument type: " + TypeName(e)}}
 		}
 	}
-	return stringValue(b.String()), nil
+	return stringValue(b), nil
 }
 
 // affixMatch implements strings.any_prefix_match and any_suffix_match:

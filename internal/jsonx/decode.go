@@ -13,18 +13,12 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string {
-	var b strings.Builder
-	b.WriteString(e.Path)
+	// Concatenation, not a strings.Builder: one runtime call instead of an
+	// inlined copy check and append per piece (module size, issue 3).
 	if e.Line > 0 {
-		b.WriteString(" (line ")
-		b.WriteString(strconv.Itoa(e.Line))
-		b.WriteString(", column ")
-		b.WriteString(strconv.Itoa(e.Col))
-		b.WriteString(")")
+		return e.Path + " (line " + strconv.Itoa(e.Line) + ", column " + strconv.Itoa(e.Col) + "): " + e.Msg
 	}
-	b.WriteString(": ")
-	b.WriteString(e.Msg)
-	return b.String()
+	return e.Path + ": " + e.Msg
 }
 
 // Errorf-free constructors keep fmt's reflection off the hot paths.

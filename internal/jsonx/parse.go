@@ -85,19 +85,11 @@ type SyntaxError struct {
 }
 
 func (e *SyntaxError) Error() string {
-	var b strings.Builder
-	b.WriteString("line ")
-	b.WriteString(strconv.Itoa(e.Line))
-	b.WriteString(", column ")
-	b.WriteString(strconv.Itoa(e.Col))
+	at := "line " + strconv.Itoa(e.Line) + ", column " + strconv.Itoa(e.Col)
 	if e.Path != "" {
-		b.WriteString(" (at ")
-		b.WriteString(e.Path)
-		b.WriteString(")")
+		at += " (at " + e.Path + ")"
 	}
-	b.WriteString(": ")
-	b.WriteString(e.Msg)
-	return b.String()
+	return at + ": " + e.Msg
 }
 
 // Parse parses exactly one strict JSON document (RFC 8259; anything but

@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/aegis-mesh/aegis/engine"
 	"github.com/aegis-mesh/aegis/internal/jsonx"
@@ -351,23 +350,18 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // formatPath renders segments as `.name`, `["odd key"]` and `[3]`.
 func formatPath(segs []pathSeg) string {
-	var b strings.Builder
+	var b []byte
 	for _, s := range segs {
 		switch {
 		case s.index >= 0:
-			b.WriteByte('[')
-			b.WriteString(strconv.Itoa(s.index))
-			b.WriteByte(']')
+			b = append(strconv.AppendInt(append(b, '['), int64(s.index), 10), ']')
 		case isIdent(s.key):
-			b.WriteByte('.')
-			b.WriteString(s.key)
+			b = append(append(b, '.'), s.key...)
 		default:
-			b.WriteByte('[')
-			b.WriteString(strconv.Quote(s.key))
-			b.WriteByte(']')
+			b = append(strconv.AppendQuote(append(b, '['), s.key), ']')
 		}
 	}
-	return b.String()
+	return string(b)
 }
 
 // isIdent reports whether key can be written after a dot in a path: the
