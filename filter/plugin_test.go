@@ -366,6 +366,19 @@ func TestDecisions(t *testing.T) {
 			}
 		})
 
+		t.Run("deny number out of range", func(t *testing.T) {
+			// Valid JSON the engine cannot hold: refused, and named for
+			// what it is rather than as malformed JSON.
+			res := send(t, host, payment(billing, `{"amount":1e70000,"currency":"EUR","beneficiary_iban":"DE89370400440532013000"}`))
+			m := res.localJSON(t)
+			if res.local.StatusCode != 403 || m["error"] != "policy_violation" || !reasonsContain(m, "params.amount: number out of range") {
+				t.Errorf("reply %d %s", res.local.StatusCode, res.local.Data)
+			}
+			if ids, _ := res.decision["rule_ids"].([]any); len(ids) != 1 || ids[0] != "input.number_out_of_range" {
+				t.Errorf("filter state %v", res.decision)
+			}
+		})
+
 		t.Run("sanitize", func(t *testing.T) {
 			res := send(t, host, request{method: "POST", authority: payments, path: "/v1/payments", headers: [][2]string{bearer(billing)},
 				chunks: []string{`{"amount":10,"currency":"EUR",`, `"beneficiary_iban":"DE89370400440532013000",`, `"memo":"card 4111 1111 1111 1111 thanks"}`}})
@@ -415,7 +428,7 @@ func TestDecisions(t *testing.T) {
 		})
 
 		for name, want := range map[string]uint64{"aegis.decisions.allow": 3, "aegis.decisions.sanitize": 1,
-			"aegis.decisions.approval_needed": 1, "aegis.decisions.deny": 4} {
+			"aegis.decisions.approval_needed": 1, "aegis.decisions.deny": 5} {
 			if got := counter(t, host, name); got != want {
 				t.Errorf("%s = %d, want %d", name, got, want)
 			}

@@ -97,6 +97,7 @@ const (
 	CodeDuplicateKey         = strictjson.CodeDuplicateKey
 	CodeInvalidUTF8          = strictjson.CodeInvalidUTF8
 	CodeTooDeep              = strictjson.CodeTooDeep
+	CodeNumberOutOfRange     = strictjson.CodeNumberOutOfRange
 	CodeInvalidJSONRPC       = "invalid_jsonrpc"
 	CodeEmptyBatch           = "empty_batch"
 	CodeNestedBatch          = "nested_batch"

@@ -359,6 +359,8 @@ func TestViolations(t *testing.T) {
 		{"trailing garbage", withBody(`{"amount":1} {"amount":2}`), CodeInvalidJSON, "params"},
 		{"too deep", withBody(deep), CodeTooDeep, "params" + strings.Repeat(".a", 64)},
 		{"truncated json", withBody(`{"amount":`), CodeInvalidJSON, "params.amount"},
+		{"number out of range", withBody(`{"amount":1e70000}`), CodeNumberOutOfRange, "params.amount"},
+		{"number out of range, negative exponent", withBody(`{"items":[{"qty":1e-70000}]}`), CodeNumberOutOfRange, "params.items[0].qty"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { checkViolation(t, tt) })

@@ -178,6 +178,8 @@ func TestMCPViolations(t *testing.T) {
 		{"duplicate argument", mcp(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"deploy","arguments":{"namespace":"staging","namespace":"production"}}}`), CodeDuplicateKey, "body.params.arguments.namespace"},
 		{"duplicate tool name", mcp(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_pods","name":"deploy"}}`), CodeDuplicateKey, "body.params.name"},
 		{"duplicate method", mcp(`{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call"}`), CodeDuplicateKey, "body.method"},
+		{"argument out of range", mcp(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"scale","arguments":{"replicas":1e70000}}}`), CodeNumberOutOfRange, "body.params.arguments.replicas"},
+		{"id out of range", mcp(`{"jsonrpc":"2.0","id":1e70000,"method":"ping"}`), CodeNumberOutOfRange, "body.id"},
 		{"response without result or error", mcp(`{"jsonrpc":"2.0","id":1}`), CodeInvalidJSONRPC, "body"},
 		{"response with both", mcp(`{"jsonrpc":"2.0","id":1,"result":{},"error":{}}`), CodeInvalidJSONRPC, "body"},
 		{"response with params", mcp(`{"jsonrpc":"2.0","id":1,"result":{},"params":{}}`), CodeInvalidJSONRPC, "body.params"},

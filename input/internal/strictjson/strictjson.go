@@ -3,7 +3,8 @@
 // differently: duplicate object keys (compared after unescaping), invalid
 // UTF-8 including lone surrogate escapes, unescaped control characters,
 // nesting beyond a limit, a byte order mark, and anything after the value.
-// Numbers keep their exact literal text.
+// Numbers keep their exact literal text; a number beyond the engine's range
+// is refused too, with its own code.
 package strictjson
 
 import (
@@ -21,6 +22,10 @@ const (
 	CodeDuplicateKey = "duplicate_key"
 	CodeInvalidUTF8  = "invalid_utf8"
 	CodeTooDeep      = "too_deep"
+	// CodeNumberOutOfRange is valid JSON with a number the engine cannot hold.
+	// It is not CodeSyntax: the body is well formed, and a reason calling
+	// it malformed would send whoever reads the deny looking for a typo.
+	CodeNumberOutOfRange = "number_out_of_range"
 )
 
 // Error says why and where a document was refused. Path is relative to the
@@ -308,7 +313,11 @@ func (p *parser) number() (engine.Value, error) {
 	}
 	v, err := engine.Number(string(d[start:i]))
 	if err != nil {
-		return nil, p.fail(CodeSyntax, "invalid number")
+		// The grammar is checked above, so the engine refused the
+		// magnitude (its bound is OPA's, maxNumberExp in engine/value.go).
+		// The literal stays out of the message: it can be as long as the
+		// body.
+		return nil, p.fail(CodeNumberOutOfRange, "number out of range: the engine holds magnitudes from about 5e-30104 to 9.99e30102")
 	}
 	p.pos = i
 	return v, nil

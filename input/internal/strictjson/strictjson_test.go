@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -120,6 +121,75 @@ func TestParseRejects(t *testing.T) {
 	}
 }
 
+// TestNumberRange pins the engine's number bound as the parser sees it:
+// the magnitude must lie in [2^-100001, 2^100000), about 5.005e-30104 to
+// 9.990e30102, or be zero. Beyond it the body is valid JSON, so the code is
+// CodeNumberOutOfRange, never CodeSyntax, and the body is still refused.
+func TestNumberRange(t *testing.T) {
+	zeros := func(n int) string { return strings.Repeat("0", n) }
+	tests := []struct {
+		name, in string
+		code     string // "" when accepted
+		path     string
+		offset   int
+	}{
+		{"largest exponent", `1e30102`, "", "", 0},
+		{"largest exponent, upper case and plus", `1E+30102`, "", "", 0},
+		{"largest mantissa at the largest exponent", `9.99e30102`, "", "", 0},
+		{"negative sign does not change the bound", `-9.99e30102`, "", "", 0},
+		{"smallest refused exponent", `1e30103`, CodeNumberOutOfRange, "", 0},
+		{"smallest refused, negative", `-1e30103`, CodeNumberOutOfRange, "", 0},
+		{"mantissa tips it over", `9.991e30102`, CodeNumberOutOfRange, "", 0},
+		{"leading zeros in the exponent", `1e030103`, CodeNumberOutOfRange, "", 0},
+		{"fraction moves the bound up", `0.1e30103`, "", "", 0},
+		{"the fuzz crasher", `1e70000`, CodeNumberOutOfRange, "", 0},
+		{"as in a request body", `{"a":1e70000}`, CodeNumberOutOfRange, ".a", 5},
+		{"in an array", `[0,1e-70000]`, CodeNumberOutOfRange, "[1]", 3},
+		{"negative exponent accepted", `1e-30103`, "", "", 0},
+		{"smallest accepted magnitude", `5.005e-30104`, "", "", 0},
+		{"just below the smallest", `5.004e-30104`, CodeNumberOutOfRange, "", 0},
+		{"negative exponent refused", `1e-30104`, CodeNumberOutOfRange, "", 0},
+		{"negative exponent, minus sign", `-1E-30104`, CodeNumberOutOfRange, "", 0},
+		{"zero with a large exponent", `0e1000000000`, "", "", 0},
+		{"exponent that overflows int64", `1e99999999999999999999`, CodeNumberOutOfRange, "", 0},
+		{"long mantissa at the bound", `1` + zeros(30102) + `e0`, "", "", 0},
+		{"long mantissa past the bound", `1` + zeros(30103) + `e0`, CodeNumberOutOfRange, "", 0},
+		// The engine checks the bound only when there is an exponent.
+		{"long integer without an exponent", `1` + zeros(30103), "", "", 0},
+		{"long mantissa with a negative exponent", `1` + zeros(30102) + `e-30102`, "", "", 0},
+		{"long fraction at the bound", `0.` + zeros(30102) + `1e0`, "", "", 0},
+		{"long fraction past the bound", `0.` + zeros(30103) + `1e0`, CodeNumberOutOfRange, "", 0},
+		{"long mantissa, exponent brings it back", `1234567890123456789e30084`, "", "", 0},
+		{"long mantissa, exponent one more", `1234567890123456789e30085`, CodeNumberOutOfRange, "", 0},
+		{"syntax error still wins inside the number", `1e+`, CodeSyntax, "", 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := Parse([]byte(tt.in), 8)
+			if tt.code == "" {
+				if err != nil {
+					t.Fatalf("Parse: %v", err)
+				}
+				got, err := engine.ToJSON(v)
+				if err != nil || string(got) != tt.in {
+					t.Fatalf("number text not kept: %.40s (%v)", got, err)
+				}
+				return
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("Parse = %v, %v; want a *Error", v, err)
+			}
+			if v != nil || e.Code != tt.code || e.Path != tt.path || e.Offset != tt.offset {
+				t.Fatalf("got %v code %q path %q offset %d, want nil %q %q %d", v, e.Code, e.Path, e.Offset, tt.code, tt.path, tt.offset)
+			}
+			if len(e.Msg) > 200 {
+				t.Errorf("message of %d bytes: the literal must not be copied into it", len(e.Msg))
+			}
+		})
+	}
+}
+
 func TestDuplicateOffsetPointsAtSecondKey(t *testing.T) {
 	in := `{"b":1,"a":2,"b":3}`
 	_, err := Parse([]byte(in), 8)
@@ -165,6 +235,8 @@ func FuzzStrictJSON(f *testing.F) {
 		`[[[[[[[[[[]]]]]]]]]]`,
 		` 1 `,
 		`{"a" :"b" , "c":[ ]}`,
+		`{"a":1e70000}`,
+		`[1e-30104,1]`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -188,6 +260,19 @@ func FuzzStrictJSON(f *testing.F) {
 			if !errors.As(err, &e) {
 				t.Fatalf("error %T is not *Error", err)
 			}
+			if e.Code == CodeNumberOutOfRange {
+				// Allowed only for a literal encoding/json accepts and the
+				// engine cannot hold; the rest of the document may still be
+				// invalid, as the first problem is the one reported.
+				lit := jsonNumber.Find(data[e.Offset:])
+				if lit == nil || !json.Valid(lit) {
+					t.Fatalf("%q: out of range at byte %d, where no JSON number starts", data, e.Offset)
+				}
+				if _, nerr := engine.Number(string(lit)); nerr == nil {
+					t.Fatalf("%q: %s called out of range, the engine holds it", data, lit)
+				}
+				return
+			}
 			if e.Code == CodeSyntax && stdErr == nil {
 				t.Fatalf("we call %q a syntax error (%v), encoding/json accepts it", data, err)
 			}
@@ -204,6 +289,9 @@ func FuzzStrictJSON(f *testing.F) {
 		}
 	})
 }
+
+// jsonNumber is RFC 8259's number grammar, written apart from the parser.
+var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`)
 
 func depth(v engine.Value) int {
 	switch v := v.(type) {
