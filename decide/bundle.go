@@ -8,6 +8,7 @@ import (
 	"github.com/aegis-mesh/aegis/bundle"
 	"github.com/aegis-mesh/aegis/engine"
 	"github.com/aegis-mesh/aegis/input"
+	"github.com/aegis-mesh/aegis/internal/errs"
 )
 
 // Paths of the files a runtime bundle must carry.
@@ -37,17 +38,17 @@ func ReadPolicyInfo(m *bundle.Manifest) (PolicyInfo, error) {
 	if v, ok := m.Policy["mcp_endpoints"]; ok {
 		eps, err := mcpEndpoints(v)
 		if err != nil {
-			return info, fmt.Errorf("manifest policy: mcp_endpoints%w", err)
+			return info, errs.Errorf("manifest policy: mcp_endpoints%w", err)
 		}
 		info.MCPEndpoints = eps
 	}
 	if v, ok := m.Policy["max_body_bytes"]; ok {
 		n, ok := policyInt(v)
 		if !ok {
-			return info, fmt.Errorf("manifest policy: max_body_bytes: %s is not an integer", describe(v))
+			return info, errs.Errorf("manifest policy: max_body_bytes: %s is not an integer", describe(v))
 		}
 		if n < 0 {
-			return info, fmt.Errorf("manifest policy: max_body_bytes %d is negative", n)
+			return info, errs.Errorf("manifest policy: max_body_bytes %d is negative", n)
 		}
 		info.MaxBodyBytes = n
 	}
@@ -59,7 +60,7 @@ func checkNames[V any](obj map[string]V, what string, names ...string) error {
 	for k := range obj {
 		for _, n := range names {
 			if k != n && strings.EqualFold(k, n) {
-				return fmt.Errorf("%s: key %q must be spelled %q", what, k, n)
+				return errs.Errorf("%s: key %q must be spelled %q", what, k, n)
 			}
 		}
 	}
@@ -69,13 +70,13 @@ func checkNames[V any](obj map[string]V, what string, names ...string) error {
 func mcpEndpoints(v any) ([]input.MCPEndpoint, error) {
 	elems, ok := v.([]any)
 	if !ok {
-		return nil, fmt.Errorf(": %s is not an array", describe(v))
+		return nil, errs.Errorf(": %s is not an array", describe(v))
 	}
 	var out []input.MCPEndpoint
 	for i, e := range elems {
 		obj, ok := e.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("[%d]: %s is not an object", i, describe(e))
+			return nil, errs.Errorf("[%d]: %s is not an object", i, describe(e))
 		}
 		if err := checkNames(obj, fmt.Sprintf("[%d]", i), "server", "host", "path"); err != nil {
 			return nil, err
@@ -91,7 +92,7 @@ func mcpEndpoints(v any) ([]input.MCPEndpoint, error) {
 			}
 			s, ok := fv.(string)
 			if !ok {
-				return nil, fmt.Errorf("[%d].%s: %s is not a string", i, f.name, describe(fv))
+				return nil, errs.Errorf("[%d].%s: %s is not a string", i, f.name, describe(fv))
 			}
 			*f.dst = s
 		}
@@ -151,19 +152,19 @@ func describe(v any) string {
 func FromBundle(b *bundle.Bundle, opts ...engine.Option) (*Decider, error) {
 	plan, ok := b.Files[PlanPath]
 	if !ok {
-		return nil, fmt.Errorf("bundle %s/%s: no %s", b.Manifest.Tenant, b.Manifest.Name, PlanPath)
+		return nil, errs.Errorf("bundle %s/%s: no %s", b.Manifest.Tenant, b.Manifest.Name, PlanPath)
 	}
 	data, ok := b.Files[DataPath]
 	if !ok {
-		return nil, fmt.Errorf("bundle %s/%s: no %s", b.Manifest.Tenant, b.Manifest.Name, DataPath)
+		return nil, errs.Errorf("bundle %s/%s: no %s", b.Manifest.Tenant, b.Manifest.Name, DataPath)
 	}
 	dv, err := engine.FromJSON(data)
 	if err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", DataPath, err)
+		return nil, errs.Errorf("bundle %s: %w", DataPath, err)
 	}
 	p, err := engine.Load(plan, dv, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", PlanPath, err)
+		return nil, errs.Errorf("bundle %s: %w", PlanPath, err)
 	}
 	info, err := ReadPolicyInfo(&b.Manifest)
 	if err != nil {

@@ -3,11 +3,11 @@ package decide
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 
 	"github.com/aegis-mesh/aegis/engine"
 	"github.com/aegis-mesh/aegis/input"
+	"github.com/aegis-mesh/aegis/internal/errs"
 )
 
 // Entrypoint is the plan every compiled Aegis policy exposes.
@@ -64,7 +64,7 @@ type Outcome struct {
 func (d *Decider) Decide(ctx context.Context, req input.Request, id input.Identity, c input.Context) (Outcome, error) {
 	res, err := input.Build(req, id, c, d.opts)
 	if err != nil {
-		return Outcome{}, fmt.Errorf("building input: %w", err)
+		return Outcome{}, errs.Errorf("building input: %w", err)
 	}
 	out := Outcome{Body: req.Body, Violations: res.Violations}
 	if len(res.Violations) > 0 {
@@ -103,10 +103,10 @@ func (d *Decider) Decide(ctx context.Context, req input.Request, id input.Identi
 func (d *Decider) Eval(ctx context.Context, doc engine.Value) (Decision, error) {
 	v, ok, err := d.policy.EvalOne(ctx, Entrypoint, doc)
 	if err != nil {
-		return Decision{}, fmt.Errorf("evaluating %s: %w", Entrypoint, err)
+		return Decision{}, errs.Errorf("evaluating %s: %w", Entrypoint, err)
 	}
 	if !ok {
-		return Decision{}, fmt.Errorf("evaluating %s: the policy returned no decision", Entrypoint)
+		return Decision{}, errs.Errorf("evaluating %s: the policy returned no decision", Entrypoint)
 	}
 	return FromValue(v)
 }

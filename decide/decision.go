@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/aegis-mesh/aegis/engine"
+	"github.com/aegis-mesh/aegis/internal/errs"
 )
 
 // Action is what the data plane does with a call.
@@ -109,7 +110,7 @@ func FromValue(v engine.Value) (Decision, error) {
 	var d Decision
 	obj, ok := v.(*engine.Object)
 	if !ok {
-		return d, fmt.Errorf("decision: want an object, got %s", engine.TypeName(v))
+		return d, errs.Errorf("decision: want an object, got %s", engine.TypeName(v))
 	}
 	r := reader{obj: obj}
 	d.Action = Action(r.str("action", true))
@@ -164,7 +165,7 @@ type reader struct {
 
 func (r *reader) fail(format string, args ...any) {
 	if r.err == nil {
-		r.err = fmt.Errorf("decision: "+r.prefix+format, args...)
+		r.err = errs.Errorf("decision: "+r.prefix+format, args...)
 	}
 }
 
@@ -233,7 +234,7 @@ func stringList(v engine.Value) ([]string, error) {
 	add := func(e engine.Value) bool {
 		s, ok := engine.AsString(e)
 		if !ok {
-			err = fmt.Errorf("want strings, got a %s", engine.TypeName(e))
+			err = errs.Errorf("want strings, got a %s", engine.TypeName(e))
 			return false
 		}
 		out = append(out, s)
@@ -246,7 +247,7 @@ func stringList(v engine.Value) ([]string, error) {
 	case *engine.Set:
 		c.Range(add)
 	default:
-		return nil, fmt.Errorf("want an array of strings, got %s", engine.TypeName(v))
+		return nil, errs.Errorf("want an array of strings, got %s", engine.TypeName(v))
 	}
 	return out, err
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/aegis-mesh/aegis/engine"
+	"github.com/aegis-mesh/aegis/internal/errs"
 )
 
 // Rewrite applies the redactions of calls to the parsed body and returns
@@ -13,7 +14,7 @@ import (
 // batch).
 func Rewrite(root engine.Value, batch bool, calls []Call) ([]byte, error) {
 	if root == nil {
-		return nil, fmt.Errorf("rewriting body: there is no JSON body to redact")
+		return nil, errs.Errorf("rewriting body: there is no JSON body to redact")
 	}
 	var err error
 	for _, c := range calls {
@@ -28,7 +29,7 @@ func Rewrite(root engine.Value, batch bool, calls []Call) ([]byte, error) {
 			}
 			root, err = setPath(root, path, engine.String(r.Value))
 			if err != nil {
-				return nil, fmt.Errorf("rewriting body at %v: %w", path, err)
+				return nil, errs.Errorf("rewriting body at %v: %w", path, err)
 			}
 		}
 	}
@@ -45,7 +46,7 @@ func setPath(v engine.Value, path []string, nv engine.Value) (engine.Value, erro
 	case *engine.Object:
 		cur, ok := c.Get(path[0])
 		if !ok {
-			return nil, fmt.Errorf("no field %q", path[0])
+			return nil, errs.Errorf("no field %q", path[0])
 		}
 		child, err := setPath(cur, path[1:], nv)
 		if err != nil {
@@ -66,7 +67,7 @@ func setPath(v engine.Value, path []string, nv engine.Value) (engine.Value, erro
 		// filter module and this was its only caller.
 		i, err := strconv.Atoi(path[0])
 		if err != nil || i < 0 || i >= c.Len() || strconv.Itoa(i) != path[0] {
-			return nil, fmt.Errorf("no element %q", path[0])
+			return nil, errs.Errorf("no element %q", path[0])
 		}
 		child, err := setPath(c.Index(i), path[1:], nv)
 		if err != nil {
@@ -82,5 +83,5 @@ func setPath(v engine.Value, path []string, nv engine.Value) (engine.Value, erro
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("cannot descend into a %s", engine.TypeName(v))
+	return nil, errs.Errorf("cannot descend into a %s", engine.TypeName(v))
 }

@@ -29,6 +29,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/aegis-mesh/aegis/internal/errs"
 )
 
 // Builtin detector names accepted in Spec.Builtin.
@@ -70,10 +72,10 @@ func Compile(specs []Spec) (*Set, error) {
 	for i, sp := range specs {
 		label := fmt.Sprintf("dlp detector %d (%q)", i, sp.Name)
 		if sp.Name == "" {
-			return nil, fmt.Errorf("dlp detector %d: name is empty", i)
+			return nil, errs.Errorf("dlp detector %d: name is empty", i)
 		}
 		if seen[sp.Name] {
-			return nil, fmt.Errorf("%s: duplicate name", label)
+			return nil, errs.Errorf("%s: duplicate name", label)
 		}
 		seen[sp.Name] = true
 		d := detector{name: sp.Name, replace: sp.Replace}
@@ -82,16 +84,16 @@ func Compile(specs []Spec) (*Set, error) {
 		}
 		switch {
 		case sp.Pattern != "" && sp.Builtin != "":
-			return nil, fmt.Errorf("%s: set either pattern or builtin, not both", label)
+			return nil, errs.Errorf("%s: set either pattern or builtin, not both", label)
 		case sp.Pattern != "":
 			re, err := regexp.Compile(sp.Pattern)
 			if err != nil {
-				return nil, fmt.Errorf("%s: pattern: %w", label, err)
+				return nil, errs.Errorf("%s: pattern: %w", label, err)
 			}
 			if re.MatchString("") {
 				// A pattern matching nothing at all would "redact" every
 				// position; that is always a policy mistake.
-				return nil, fmt.Errorf("%s: pattern %q matches the empty string", label, sp.Pattern)
+				return nil, errs.Errorf("%s: pattern %q matches the empty string", label, sp.Pattern)
 			}
 			d.re = re
 		case sp.Builtin == BuiltinCardNumber:
@@ -99,9 +101,9 @@ func Compile(specs []Spec) (*Set, error) {
 		case sp.Builtin == BuiltinIBAN:
 			d.find = ibanSpans
 		case sp.Builtin != "":
-			return nil, fmt.Errorf("%s: unknown builtin %q (known: %s, %s)", label, sp.Builtin, BuiltinCardNumber, BuiltinIBAN)
+			return nil, errs.Errorf("%s: unknown builtin %q (known: %s, %s)", label, sp.Builtin, BuiltinCardNumber, BuiltinIBAN)
 		default:
-			return nil, fmt.Errorf("%s: needs a pattern or a builtin", label)
+			return nil, errs.Errorf("%s: needs a pattern or a builtin", label)
 		}
 		s.dets = append(s.dets, d)
 	}
@@ -110,7 +112,7 @@ func Compile(specs []Spec) (*Set, error) {
 	for _, d := range s.dets {
 		for _, other := range s.dets {
 			if len(other.spans(d.replace)) > 0 {
-				return nil, fmt.Errorf("dlp detector %q: replacement %q is itself matched by detector %q", d.name, d.replace, other.name)
+				return nil, errs.Errorf("dlp detector %q: replacement %q is itself matched by detector %q", d.name, d.replace, other.name)
 			}
 		}
 	}
@@ -133,19 +135,19 @@ func SpecsFromGo(x any) ([]Spec, error) {
 	case nil:
 		return nil, nil
 	default:
-		return nil, fmt.Errorf("dlp specs: want a list of objects, got %T", x)
+		return nil, errs.Errorf("dlp specs: want a list of objects, got %T", x)
 	}
 	specs := make([]Spec, 0, len(items))
 	for i, it := range items {
 		m, ok := it.(map[string]any)
 		if !ok {
-			return nil, fmt.Errorf("dlp specs[%d]: want an object, got %T", i, it)
+			return nil, errs.Errorf("dlp specs[%d]: want an object, got %T", i, it)
 		}
 		var sp Spec
 		for k, v := range m {
 			str, ok := v.(string)
 			if !ok {
-				return nil, fmt.Errorf("dlp specs[%d].%s: want a string, got %T", i, k, v)
+				return nil, errs.Errorf("dlp specs[%d].%s: want a string, got %T", i, k, v)
 			}
 			switch k {
 			case "name":
@@ -157,7 +159,7 @@ func SpecsFromGo(x any) ([]Spec, error) {
 			case "replace":
 				sp.Replace = str
 			default:
-				return nil, fmt.Errorf("dlp specs[%d]: unknown field %q", i, k)
+				return nil, errs.Errorf("dlp specs[%d]: unknown field %q", i, k)
 			}
 		}
 		specs = append(specs, sp)
@@ -181,10 +183,10 @@ func (s *Set) Select(names []string) (*Set, error) {
 	for _, n := range names {
 		i := slices.IndexFunc(s.dets, func(d detector) bool { return d.name == n })
 		if i < 0 {
-			return nil, fmt.Errorf("dlp: unknown detector %q", n)
+			return nil, errs.Errorf("dlp: unknown detector %q", n)
 		}
 		if slices.ContainsFunc(out.dets, func(d detector) bool { return d.name == n }) {
-			return nil, fmt.Errorf("dlp: detector %q selected twice", n)
+			return nil, errs.Errorf("dlp: detector %q selected twice", n)
 		}
 		out.dets = append(out.dets, s.dets[i])
 	}

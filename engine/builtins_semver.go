@@ -1,10 +1,11 @@
 package engine
 
 import (
-	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/aegis-mesh/aegis/internal/errs"
 )
 
 // Semantic versions as OPA parses them: an optional "v", MAJOR.MINOR.PATCH
@@ -22,28 +23,28 @@ func parseSemver(s string) (semver, error) {
 	s = strings.TrimPrefix(s, "v")
 	s, meta, hasMeta := strings.Cut(s, "+")
 	if hasMeta && !semverIdentifiers.MatchString(meta) {
-		return v, fmt.Errorf("invalid metadata identifier: %s", meta)
+		return v, errs.Errorf("invalid metadata identifier: %s", meta)
 	}
 	s, pre, hasPre := strings.Cut(s, "-")
 	if hasPre {
 		if !semverIdentifiers.MatchString(pre) {
-			return v, fmt.Errorf("invalid pre-release identifier: %s", pre)
+			return v, errs.Errorf("invalid pre-release identifier: %s", pre)
 		}
 		for _, id := range strings.Split(pre, ".") {
 			if len(id) > 1 && id[0] == '0' && allDigits(id) {
-				return v, fmt.Errorf("invalid pre-release identifier: %s", pre)
+				return v, errs.Errorf("invalid pre-release identifier: %s", pre)
 			}
 		}
 		v.pre = pre
 	}
 	parts := strings.Split(s, ".")
 	if len(parts) != 3 {
-		return v, fmt.Errorf("%s should contain major, minor, and patch versions", s)
+		return v, errs.Errorf("%s should contain major, minor, and patch versions", s)
 	}
 	nums := [3]*int64{&v.major, &v.minor, &v.patch}
 	for i, p := range parts {
 		if p == "" || p[0] == '+' || p[0] == '-' || (len(p) > 1 && p[0] == '0') {
-			return v, fmt.Errorf("%q is not a valid numeric identifier", p)
+			return v, errs.Errorf("%q is not a valid numeric identifier", p)
 		}
 		n, err := strconv.ParseInt(p, 10, 64)
 		if err != nil {

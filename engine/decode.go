@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/aegis-mesh/aegis/internal/errs"
 	"github.com/aegis-mesh/aegis/internal/jsonx"
 )
 
@@ -24,11 +25,11 @@ const maxPlanDepth = 10000
 func decodePlan(data []byte) (*planPolicy, error) {
 	root, err := jsonx.ParseWith(data, jsonx.Options{MaxDepth: maxPlanDepth})
 	if err != nil {
-		return nil, fmt.Errorf("decoding plan: %w", err)
+		return nil, errs.Errorf("decoding plan: %w", err)
 	}
 	p, err := decodePolicy(root)
 	if err != nil {
-		return nil, fmt.Errorf("decoding plan: %w", err)
+		return nil, errs.Errorf("decoding plan: %w", err)
 	}
 	return p, nil
 }
@@ -453,7 +454,7 @@ func newStmt(kind string) (stmt, error) {
 	case "ResultSetAddStmt":
 		return &resultSetAddStmt{}, nil
 	}
-	return nil, fmt.Errorf("unrecognized statement type %q", kind)
+	return nil, errs.Errorf("unrecognized statement type %q", kind)
 }
 
 // stmtBody reads the members of s's kind (its location is read already);

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/aegis-mesh/aegis/internal/errs"
 	"github.com/aegis-mesh/aegis/internal/jsonx"
 )
 
@@ -133,7 +134,7 @@ func FromGo(x any) (Value, error) {
 		for i, e := range x {
 			v, err := FromGo(e)
 			if err != nil {
-				return nil, fmt.Errorf("array index %d: %w", i, err)
+				return nil, errs.Errorf("array index %d: %w", i, err)
 			}
 			arr.Append(v)
 		}
@@ -149,7 +150,7 @@ func FromGo(x any) (Value, error) {
 		for k, e := range x {
 			v, err := FromGo(e)
 			if err != nil {
-				return nil, fmt.Errorf("object key %q: %w", k, err)
+				return nil, errs.Errorf("object key %q: %w", k, err)
 			}
 			entries = append(entries, objectEntry{stringValue(k), v})
 		}

@@ -15,13 +15,13 @@ package input
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/aegis-mesh/aegis/engine"
 	"github.com/aegis-mesh/aegis/input/internal/strictjson"
+	"github.com/aegis-mesh/aegis/internal/errs"
 )
 
 // Request is the HTTP request as the proxy saw it.
@@ -206,20 +206,20 @@ func checkArgs(id *Identity, ctx *Context, opts *Options) error {
 		h, v := normalizeHost(ep.Host)
 		p, _, v2 := normalizePath(ep.Path)
 		if v != nil || v2 != nil || p != ep.Path || ep.Server == "" || h == "" {
-			return fmt.Errorf("input: MCP endpoint %q (%s%s) must have a server name, a valid host and a normalised path", ep.Server, ep.Host, ep.Path)
+			return errs.Errorf("input: MCP endpoint %q (%s%s) must have a server name, a valid host and a normalised path", ep.Server, ep.Host, ep.Path)
 		}
 	}
 	if len(id.Chain) > 0 && id.Chain[0] != id.Agent {
-		return fmt.Errorf("input: identity chain %q must start with the acting agent %q", id.Chain, id.Agent)
+		return errs.Errorf("input: identity chain %q must start with the acting agent %q", id.Chain, id.Agent)
 	}
 	if ctx.Time.IsZero() {
 		return errors.New("input: context time is not set")
 	}
 	if y := ctx.Time.UTC().Year(); y < 1678 || y > 2261 {
-		return fmt.Errorf("input: context time %v outside the range of Unix nanoseconds", ctx.Time)
+		return errs.Errorf("input: context time %v outside the range of Unix nanoseconds", ctx.Time)
 	}
 	if ctx.SpentMicroUSD < 0 {
-		return fmt.Errorf("input: negative spend %d", ctx.SpentMicroUSD)
+		return errs.Errorf("input: negative spend %d", ctx.SpentMicroUSD)
 	}
 	return nil
 }

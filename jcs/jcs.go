@@ -14,7 +14,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -22,6 +21,8 @@ import (
 	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/aegis-mesh/aegis/internal/errs"
 )
 
 // MaxDepth bounds nesting so hostile input cannot exhaust the stack.
@@ -82,7 +83,7 @@ func ParamsDigest(tenant, agent, tool string, params []byte) (string, error) {
 	} else {
 		var err error
 		if b, err = AppendCanonical(b, params); err != nil {
-			return "", fmt.Errorf("params digest: %w", err)
+			return "", errs.Errorf("params digest: %w", err)
 		}
 	}
 	b = append(b, `,"tenant":`...)
@@ -125,7 +126,7 @@ func AppendString(dst []byte, s string) []byte {
 // form and are an error.
 func AppendNumber(dst []byte, f float64) ([]byte, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return dst, fmt.Errorf("%w: %v has no JSON form", ErrInvalid, f)
+		return dst, errs.Errorf("%w: %v has no JSON form", ErrInvalid, f)
 	}
 	if f == 0 {
 		return append(dst, '0'), nil
@@ -146,7 +147,7 @@ func AppendNumber(dst []byte, f float64) ([]byte, error) {
 	}
 	exp, err := strconv.Atoi(string(e[mark+1:]))
 	if err != nil {
-		return dst, fmt.Errorf("jcs: formatting %v: %w", f, err)
+		return dst, errs.Errorf("jcs: formatting %v: %w", f, err)
 	}
 	k, n := len(digits), exp+1 // value = 0.digits × 10^n
 	switch {
@@ -201,7 +202,7 @@ type scratch struct {
 var scratchPool = sync.Pool{New: func() any { return &scratch{members: make([]member, 0, 32)} }}
 
 func (p *parser) fail(msg string) error {
-	return fmt.Errorf("%w: %s at offset %d", ErrInvalid, msg, p.pos)
+	return errs.Errorf("%w: %s at offset %d", ErrInvalid, msg, p.pos)
 }
 
 func (p *parser) space() {
@@ -372,7 +373,7 @@ func (p *parser) object(dst []byte, depth int) ([]byte, error) {
 		sort.Slice(ms, func(i, j int) bool { return compareUTF16(ms[i].key, ms[j].key) < 0 })
 		for i := 1; i < len(ms); i++ {
 			if string(ms[i-1].key) == string(ms[i].key) {
-				return dst, fmt.Errorf("%w: duplicate object key %q", ErrInvalid, ms[i].key)
+				return dst, errs.Errorf("%w: duplicate object key %q", ErrInvalid, ms[i].key)
 			}
 		}
 		// Nested objects are already final inside each member's text, so
@@ -631,7 +632,7 @@ func (p *parser) number(dst []byte) ([]byte, error) {
 	if err != nil {
 		// Only range errors reach here (the grammar is checked): a number
 		// beyond the double range has no JCS form.
-		return dst, fmt.Errorf("%w: number %s out of range", ErrInvalid, text)
+		return dst, errs.Errorf("%w: number %s out of range", ErrInvalid, text)
 	}
 	return AppendNumber(dst, f)
 }

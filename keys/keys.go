@@ -14,8 +14,9 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
+
+	"github.com/aegis-mesh/aegis/internal/errs"
 )
 
 // PEM block types, as written by openssl and crypto/x509.
@@ -52,7 +53,7 @@ func Generate(rand io.Reader) (ed25519.PrivateKey, error) {
 	}
 	_, priv, err := ed25519.GenerateKey(rand)
 	if err != nil {
-		return nil, fmt.Errorf("generate key: %w", err)
+		return nil, errs.Errorf("generate key: %w", err)
 	}
 	return priv, nil
 }
@@ -61,7 +62,7 @@ func Generate(rand io.Reader) (ed25519.PrivateKey, error) {
 // form `openssl genpkey -algorithm ed25519` writes.
 func MarshalPrivatePEM(priv ed25519.PrivateKey) ([]byte, error) {
 	if len(priv) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("marshal private key: %w: length %d, want %d", ErrInvalidKey, len(priv), ed25519.PrivateKeySize)
+		return nil, errs.Errorf("marshal private key: %w: length %d, want %d", ErrInvalidKey, len(priv), ed25519.PrivateKeySize)
 	}
 	der := append(append([]byte(nil), pkcs8Prefix...), priv.Seed()...)
 	return pem.EncodeToMemory(&pem.Block{Type: PrivatePEMType, Bytes: der}), nil
@@ -71,7 +72,7 @@ func MarshalPrivatePEM(priv ed25519.PrivateKey) ([]byte, error) {
 // (SubjectPublicKeyInfo), readable by openssl and cosign.
 func MarshalPublicPEM(pub ed25519.PublicKey) ([]byte, error) {
 	if len(pub) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("marshal public key: %w: length %d, want %d", ErrInvalidKey, len(pub), ed25519.PublicKeySize)
+		return nil, errs.Errorf("marshal public key: %w: length %d, want %d", ErrInvalidKey, len(pub), ed25519.PublicKeySize)
 	}
 	der := append(append([]byte(nil), pkixPrefix...), pub...)
 	return pem.EncodeToMemory(&pem.Block{Type: PublicPEMType, Bytes: der}), nil
@@ -83,11 +84,11 @@ func MarshalPublicPEM(pub ed25519.PublicKey) ([]byte, error) {
 func ParsePrivatePEM(data []byte) (ed25519.PrivateKey, error) {
 	der, err := onePEM(data, PrivatePEMType)
 	if err != nil {
-		return nil, fmt.Errorf("parse private key: %w", err)
+		return nil, errs.Errorf("parse private key: %w", err)
 	}
 	priv, err := parsePKCS8(der)
 	if err != nil {
-		return nil, fmt.Errorf("parse private key: %w", err)
+		return nil, errs.Errorf("parse private key: %w", err)
 	}
 	return priv, nil
 }
@@ -96,11 +97,11 @@ func ParsePrivatePEM(data []byte) (ed25519.PrivateKey, error) {
 func ParsePublicPEM(data []byte) (ed25519.PublicKey, error) {
 	der, err := onePEM(data, PublicPEMType)
 	if err != nil {
-		return nil, fmt.Errorf("parse public key: %w", err)
+		return nil, errs.Errorf("parse public key: %w", err)
 	}
 	pub, err := parsePKIX(der)
 	if err != nil {
-		return nil, fmt.Errorf("parse public key: %w", err)
+		return nil, errs.Errorf("parse public key: %w", err)
 	}
 	return pub, nil
 }
@@ -121,22 +122,22 @@ func KeyID(pub ed25519.PublicKey) string {
 func onePEM(data []byte, wantType string) ([]byte, error) {
 	block, rest := pem.Decode(data)
 	if block == nil {
-		return nil, fmt.Errorf("%w: no PEM block found", ErrInvalidKey)
+		return nil, errs.Errorf("%w: no PEM block found", ErrInvalidKey)
 	}
 	if block.Type != wantType {
 		if block.Type == "ENCRYPTED PRIVATE KEY" {
-			return nil, fmt.Errorf("%w: encrypted private keys are not supported", ErrInvalidKey)
+			return nil, errs.Errorf("%w: encrypted private keys are not supported", ErrInvalidKey)
 		}
-		return nil, fmt.Errorf("%w: PEM block type %q, want %q", ErrInvalidKey, block.Type, wantType)
+		return nil, errs.Errorf("%w: PEM block type %q, want %q", ErrInvalidKey, block.Type, wantType)
 	}
 	if len(block.Headers) != 0 {
-		return nil, fmt.Errorf("%w: PEM headers are not supported (encrypted key?)", ErrInvalidKey)
+		return nil, errs.Errorf("%w: PEM headers are not supported (encrypted key?)", ErrInvalidKey)
 	}
 	if rest = bytes.TrimSpace(rest); len(rest) != 0 {
 		if next, _ := pem.Decode(rest); next != nil {
-			return nil, fmt.Errorf("%w: several PEM blocks, want exactly one", ErrInvalidKey)
+			return nil, errs.Errorf("%w: several PEM blocks, want exactly one", ErrInvalidKey)
 		}
-		return nil, fmt.Errorf("%w: trailing data after the PEM block", ErrInvalidKey)
+		return nil, errs.Errorf("%w: trailing data after the PEM block", ErrInvalidKey)
 	}
 	return block.Bytes, nil
 }
@@ -150,17 +151,17 @@ func parsePKCS8(der []byte) (ed25519.PrivateKey, error) {
 		seed := der[len(pkcs8V2Prefix) : len(pkcs8V2Prefix)+ed25519.SeedSize]
 		tail := der[len(pkcs8V2Prefix)+ed25519.SeedSize:]
 		if !bytes.HasPrefix(tail, pkcs8V2PubTag) {
-			return nil, fmt.Errorf("%w: malformed PKCS#8 v2 public key field", ErrInvalidKey)
+			return nil, errs.Errorf("%w: malformed PKCS#8 v2 public key field", ErrInvalidKey)
 		}
 		priv := ed25519.NewKeyFromSeed(seed)
 		if !bytes.Equal(priv.Public().(ed25519.PublicKey), tail[len(pkcs8V2PubTag):]) {
-			return nil, fmt.Errorf("%w: PKCS#8 public key does not match the private key", ErrInvalidKey)
+			return nil, errs.Errorf("%w: PKCS#8 public key does not match the private key", ErrInvalidKey)
 		}
 		return priv, nil
 	case !bytes.Contains(der, ed25519AlgID):
-		return nil, fmt.Errorf("%w: not an Ed25519 key", ErrInvalidKey)
+		return nil, errs.Errorf("%w: not an Ed25519 key", ErrInvalidKey)
 	default:
-		return nil, fmt.Errorf("%w: malformed PKCS#8 Ed25519 key (%d bytes)", ErrInvalidKey, len(der))
+		return nil, errs.Errorf("%w: malformed PKCS#8 Ed25519 key (%d bytes)", ErrInvalidKey, len(der))
 	}
 }
 
@@ -169,8 +170,8 @@ func parsePKIX(der []byte) (ed25519.PublicKey, error) {
 	case len(der) == len(pkixPrefix)+ed25519.PublicKeySize && bytes.HasPrefix(der, pkixPrefix):
 		return ed25519.PublicKey(bytes.Clone(der[len(pkixPrefix):])), nil
 	case !bytes.Contains(der, ed25519AlgID):
-		return nil, fmt.Errorf("%w: not an Ed25519 key", ErrInvalidKey)
+		return nil, errs.Errorf("%w: not an Ed25519 key", ErrInvalidKey)
 	default:
-		return nil, fmt.Errorf("%w: malformed PKIX Ed25519 public key (%d bytes)", ErrInvalidKey, len(der))
+		return nil, errs.Errorf("%w: malformed PKIX Ed25519 public key (%d bytes)", ErrInvalidKey, len(der))
 	}
 }

@@ -24,11 +24,11 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"math"
 	"slices"
 	"time"
 
+	"github.com/aegis-mesh/aegis/internal/errs"
 	"github.com/aegis-mesh/aegis/internal/jsonx"
 	"github.com/aegis-mesh/aegis/jcs"
 )
@@ -79,7 +79,7 @@ func Encode(d Document) ([]byte, error) {
 	}
 	raw, err := d.appendJSON(nil)
 	if err != nil {
-		return nil, fmt.Errorf("encoding live state: %w", err)
+		return nil, errs.Errorf("encoding live state: %w", err)
 	}
 	return jcs.Canonicalize(raw)
 }
@@ -194,7 +194,7 @@ func decodeEnvelope(v *jsonx.Value) (envelope, error) {
 // Sign returns the signed envelope of d.
 func Sign(priv ed25519.PrivateKey, d Document) ([]byte, error) {
 	if len(priv) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("signing live state: private key has %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
+		return nil, errs.Errorf("signing live state: private key has %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
 	}
 	payload, err := Encode(d)
 	if err != nil {
@@ -217,43 +217,43 @@ func Open(data []byte, pub ed25519.PublicKey) (*Document, error) {
 		return nil, errors.New("live state: no valid state public key")
 	}
 	if len(data) > MaxEnvelopeBytes {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(data), MaxEnvelopeBytes)
+		return nil, errs.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(data), MaxEnvelopeBytes)
 	}
 	ev, err := jsonx.Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)
+		return nil, errs.Errorf("%w: envelope: %v", ErrMalformed, err)
 	}
 	env, err := decodeEnvelope(ev)
 	if err != nil {
-		return nil, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)
+		return nil, errs.Errorf("%w: envelope: %v", ErrMalformed, err)
 	}
 	payload, err := base64.StdEncoding.Strict().DecodeString(env.Payload)
 	if err != nil || len(payload) == 0 {
-		return nil, fmt.Errorf("%w: payload is not base64", ErrMalformed)
+		return nil, errs.Errorf("%w: payload is not base64", ErrMalformed)
 	}
 	sig, err := base64.StdEncoding.Strict().DecodeString(env.Signature)
 	if err != nil || len(sig) != ed25519.SignatureSize {
-		return nil, fmt.Errorf("%w: signature is not a base64 Ed25519 signature", ErrMalformed)
+		return nil, errs.Errorf("%w: signature is not a base64 Ed25519 signature", ErrMalformed)
 	}
 	if !ed25519.Verify(pub, payload, sig) {
 		return nil, ErrSignature
 	}
 	dv, err := jsonx.Parse(payload)
 	if err != nil {
-		return nil, fmt.Errorf("%w: document: %v", ErrMalformed, err)
+		return nil, errs.Errorf("%w: document: %v", ErrMalformed, err)
 	}
 	d, err := decodeDocument(dv)
 	if err != nil {
-		return nil, fmt.Errorf("%w: document: %v", ErrMalformed, err)
+		return nil, errs.Errorf("%w: document: %v", ErrMalformed, err)
 	}
 	// One spelling per document: what was signed must be exactly what
 	// Encode writes for what was read.
 	canon, err := Encode(d)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, errs.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if !bytes.Equal(canon, payload) {
-		return nil, fmt.Errorf("%w: document is not in canonical form", ErrMalformed)
+		return nil, errs.Errorf("%w: document is not in canonical form", ErrMalformed)
 	}
 	return &d, nil
 }
@@ -262,10 +262,10 @@ func Open(data []byte, pub ed25519.PublicKey) (*Document, error) {
 // same tenant, and seq not lower. An equal seq is a re-delivery.
 func Check(current, next *Document, tenant string) error {
 	if next.Tenant != tenant {
-		return fmt.Errorf("%w: %q, want %q", ErrTenant, next.Tenant, tenant)
+		return errs.Errorf("%w: %q, want %q", ErrTenant, next.Tenant, tenant)
 	}
 	if current != nil && next.Seq < current.Seq {
-		return fmt.Errorf("%w: seq %d, in force %d", ErrStale, next.Seq, current.Seq)
+		return errs.Errorf("%w: seq %d, in force %d", ErrStale, next.Seq, current.Seq)
 	}
 	return nil
 }
@@ -304,32 +304,32 @@ func (d *Document) RemainingMicroUSD(agent string) (int64, bool) {
 func (d *Document) validate() error {
 	switch {
 	case d.Tenant == "":
-		return fmt.Errorf("%w: no tenant", ErrMalformed)
+		return errs.Errorf("%w: no tenant", ErrMalformed)
 	case d.Seq < 1:
-		return fmt.Errorf("%w: seq %d, want ≥ 1", ErrMalformed, d.Seq)
+		return errs.Errorf("%w: seq %d, want ≥ 1", ErrMalformed, d.Seq)
 	case d.IssuedAt.IsZero() || d.ExpiresAt.IsZero():
-		return fmt.Errorf("%w: issued_at and expires_at are required", ErrMalformed)
+		return errs.Errorf("%w: issued_at and expires_at are required", ErrMalformed)
 	case !d.ExpiresAt.After(d.IssuedAt):
-		return fmt.Errorf("%w: expires_at is not after issued_at", ErrMalformed)
+		return errs.Errorf("%w: expires_at is not after issued_at", ErrMalformed)
 	case d.IssuedAt.Nanosecond() != 0 || d.ExpiresAt.Nanosecond() != 0:
-		return fmt.Errorf("%w: times must be whole seconds", ErrMalformed)
+		return errs.Errorf("%w: times must be whole seconds", ErrMalformed)
 	case len(d.RevokedAgents) > MaxListEntries || len(d.RevokedJTIs) > MaxListEntries || len(d.Budgets) > MaxListEntries:
-		return fmt.Errorf("%w: more than %d entries in a list", ErrMalformed, MaxListEntries)
+		return errs.Errorf("%w: more than %d entries in a list", ErrMalformed, MaxListEntries)
 	}
 	for _, s := range d.RevokedAgents {
 		if s == "" {
-			return fmt.Errorf("%w: empty revoked agent", ErrMalformed)
+			return errs.Errorf("%w: empty revoked agent", ErrMalformed)
 		}
 	}
 	for _, s := range d.RevokedJTIs {
 		if s == "" {
-			return fmt.Errorf("%w: empty revoked jti", ErrMalformed)
+			return errs.Errorf("%w: empty revoked jti", ErrMalformed)
 		}
 	}
 	for a, usd := range d.Budgets {
 		// Upper bound keeps micro-dollars inside int64.
 		if a == "" || math.IsNaN(usd) || usd < 0 || usd > 1e12 {
-			return fmt.Errorf("%w: budget %q: %v is not a remaining amount in [0, 1e12] USD", ErrMalformed, a, usd)
+			return errs.Errorf("%w: budget %q: %v is not a remaining amount in [0, 1e12] USD", ErrMalformed, a, usd)
 		}
 	}
 	return nil

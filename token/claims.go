@@ -9,8 +9,9 @@
 package token
 
 import (
-	"fmt"
 	"strings"
+
+	"github.com/aegis-mesh/aegis/internal/errs"
 )
 
 // MaxChain bounds the delegation chain: the acting agent plus at most four
@@ -85,16 +86,16 @@ func checkChain(c *Claims) error {
 	depth := 1
 	for a := c.Act; a != nil; a = a.Act {
 		if depth++; depth > MaxChain {
-			return fmt.Errorf("%w: delegation chain longer than %d", ErrChain, MaxChain)
+			return errs.Errorf("%w: delegation chain longer than %d", ErrChain, MaxChain)
 		}
 	}
 	seen := map[string]bool{}
 	for _, p := range Chain(c) {
 		if p == "" {
-			return fmt.Errorf("%w: empty party in the delegation chain", ErrChain)
+			return errs.Errorf("%w: empty party in the delegation chain", ErrChain)
 		}
 		if seen[p] {
-			return fmt.Errorf("%w: %q appears twice in the delegation chain", ErrChain, p)
+			return errs.Errorf("%w: %q appears twice in the delegation chain", ErrChain, p)
 		}
 		seen[p] = true
 	}

@@ -5,9 +5,9 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"sort"
 
+	"github.com/aegis-mesh/aegis/internal/errs"
 	"github.com/aegis-mesh/aegis/internal/jsonx"
 	"github.com/aegis-mesh/aegis/keys"
 )
@@ -42,7 +42,7 @@ func NewBoundKeySet(bound ...BoundKey) (*KeySet, error) {
 	pubs := make([]ed25519.PublicKey, len(bound))
 	for i, b := range bound {
 		if !validKeyTenant(b.Tenant) {
-			return nil, fmt.Errorf("key set: key %d: tenant %q is not a tenant name", i, b.Tenant)
+			return nil, errs.Errorf("key set: key %d: tenant %q is not a tenant name", i, b.Tenant)
 		}
 		pubs[i] = b.Pub
 	}
@@ -86,11 +86,11 @@ func NewKeySet(pubs ...ed25519.PublicKey) (*KeySet, error) {
 	ks := &KeySet{keys: make(map[string]ed25519.PublicKey, len(pubs))}
 	for i, p := range pubs {
 		if len(p) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("key set: key %d has %d bytes, want %d", i, len(p), ed25519.PublicKeySize)
+			return nil, errs.Errorf("key set: key %d has %d bytes, want %d", i, len(p), ed25519.PublicKeySize)
 		}
 		kid := keys.KeyID(p)
 		if _, dup := ks.keys[kid]; dup {
-			return nil, fmt.Errorf("key set: key %d (kid %s) given twice", i, kid)
+			return nil, errs.Errorf("key set: key %d (kid %s) given twice", i, kid)
 		}
 		ks.keys[kid] = bytes.Clone(p)
 	}
@@ -208,7 +208,7 @@ func MarshalJWKS(pubs ...ed25519.PublicKey) ([]byte, error) {
 func MarshalBoundJWKS(bound ...BoundKey) ([]byte, error) {
 	for i, b := range bound {
 		if !validKeyTenant(b.Tenant) {
-			return nil, fmt.Errorf("marshal JWKS: key %d: tenant %q is not a tenant name", i, b.Tenant)
+			return nil, errs.Errorf("marshal JWKS: key %d: tenant %q is not a tenant name", i, b.Tenant)
 		}
 	}
 	return marshalJWKS(bound)
@@ -220,7 +220,7 @@ func marshalJWKS(bound []BoundKey) ([]byte, error) {
 		pubs[i] = b.Pub
 	}
 	if _, err := NewKeySet(pubs...); err != nil {
-		return nil, fmt.Errorf("marshal JWKS: %w", err)
+		return nil, errs.Errorf("marshal JWKS: %w", err)
 	}
 	ks := make([]jwk, 0, len(bound))
 	for _, b := range bound {
@@ -239,11 +239,11 @@ func marshalJWKS(bound []BoundKey) ([]byte, error) {
 // thumbprint.
 func ParseJWKS(data []byte) (*KeySet, error) {
 	if len(data) > MaxJWKSBytes {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrJWKS, len(data), MaxJWKSBytes)
+		return nil, errs.Errorf("%w: %d bytes, limit %d", ErrJWKS, len(data), MaxJWKSBytes)
 	}
 	v, err := parseObject(bytes.TrimSpace(data))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrJWKS, err)
+		return nil, errs.Errorf("%w: %v", ErrJWKS, err)
 	}
 	o, _ := v.AsObject("")
 	var elems []jsonx.Value
@@ -253,35 +253,35 @@ func ParseJWKS(data []byte) (*KeySet, error) {
 		elems = es
 	}
 	if err := o.End(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrJWKS, err)
+		return nil, errs.Errorf("%w: %v", ErrJWKS, err)
 	}
 	if len(elems) == 0 {
-		return nil, fmt.Errorf("%w: no keys", ErrJWKS)
+		return nil, errs.Errorf("%w: no keys", ErrJWKS)
 	}
 	if len(elems) > MaxJWKSKeys {
-		return nil, fmt.Errorf("%w: %d keys, limit %d", ErrJWKS, len(elems), MaxJWKSKeys)
+		return nil, errs.Errorf("%w: %d keys, limit %d", ErrJWKS, len(elems), MaxJWKSKeys)
 	}
 	ks := &KeySet{keys: make(map[string]ed25519.PublicKey, len(elems))}
 	for i := range elems {
 		k, err := decodeJWK(&elems[i], jsonx.Index("keys", i))
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrJWKS, err)
+			return nil, errs.Errorf("%w: %v", ErrJWKS, err)
 		}
 		pub, err := k.publicKey()
 		if err != nil {
-			return nil, fmt.Errorf("%w: keys[%d]: %v", ErrJWKS, i, err)
+			return nil, errs.Errorf("%w: keys[%d]: %v", ErrJWKS, i, err)
 		}
 		kid := k.Kid
 		if kid == "" {
 			kid = keys.KeyID(pub)
 		}
 		if _, dup := ks.keys[kid]; dup {
-			return nil, fmt.Errorf("%w: keys[%d]: kid %q given twice", ErrJWKS, i, kid)
+			return nil, errs.Errorf("%w: keys[%d]: kid %q given twice", ErrJWKS, i, kid)
 		}
 		ks.keys[kid] = pub
 		if k.Tenant != "" {
 			if !validKeyTenant(k.Tenant) {
-				return nil, fmt.Errorf("%w: keys[%d]: tenant %q is not a tenant name", ErrJWKS, i, k.Tenant)
+				return nil, errs.Errorf("%w: keys[%d]: tenant %q is not a tenant name", ErrJWKS, i, k.Tenant)
 			}
 			if ks.tenants == nil {
 				ks.tenants = map[string]string{}
@@ -297,13 +297,13 @@ func (k *jwk) publicKey() (ed25519.PublicKey, error) {
 	case k.HasD:
 		return nil, errors.New("contains a private key (d)")
 	case k.Kty != "OKP":
-		return nil, fmt.Errorf("kty %q, want OKP", k.Kty)
+		return nil, errs.Errorf("kty %q, want OKP", k.Kty)
 	case k.Crv != "Ed25519":
-		return nil, fmt.Errorf("crv %q, want Ed25519", k.Crv)
+		return nil, errs.Errorf("crv %q, want Ed25519", k.Crv)
 	case k.Alg != "" && k.Alg != Algorithm:
-		return nil, fmt.Errorf("alg %q, want %s", k.Alg, Algorithm)
+		return nil, errs.Errorf("alg %q, want %s", k.Alg, Algorithm)
 	case k.Use != "" && k.Use != "sig":
-		return nil, fmt.Errorf("use %q, want sig", k.Use)
+		return nil, errs.Errorf("use %q, want sig", k.Use)
 	}
 	if k.KeyOps != nil {
 		ok := false
@@ -311,7 +311,7 @@ func (k *jwk) publicKey() (ed25519.PublicKey, error) {
 			ok = ok || op == "verify"
 		}
 		if !ok {
-			return nil, fmt.Errorf("key_ops %q does not allow verify", k.KeyOps)
+			return nil, errs.Errorf("key_ops %q does not allow verify", k.KeyOps)
 		}
 	}
 	x, err := decodeSegment("x", k.X)
@@ -319,7 +319,7 @@ func (k *jwk) publicKey() (ed25519.PublicKey, error) {
 		return nil, err
 	}
 	if len(x) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("x has %d bytes, want %d", len(x), ed25519.PublicKeySize)
+		return nil, errs.Errorf("x has %d bytes, want %d", len(x), ed25519.PublicKeySize)
 	}
 	return ed25519.PublicKey(x), nil
 }

@@ -5,10 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
+	"github.com/aegis-mesh/aegis/internal/errs"
 	"github.com/aegis-mesh/aegis/keys"
 )
 
@@ -53,27 +53,27 @@ func Mint(priv ed25519.PrivateKey, c Claims) (string, error) {
 
 func mint(priv ed25519.PrivateKey, c Claims, random io.Reader) (string, error) {
 	if len(priv) != ed25519.PrivateKeySize {
-		return "", fmt.Errorf("mint token: private key has %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
+		return "", errs.Errorf("mint token: private key has %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
 	}
 	if c.ID == "" {
 		var id [16]byte
 		if _, err := io.ReadFull(random, id[:]); err != nil {
-			return "", fmt.Errorf("mint token: jti: %w", err)
+			return "", errs.Errorf("mint token: jti: %w", err)
 		}
 		c.ID = base64.RawURLEncoding.EncodeToString(id[:])
 	}
 	switch {
 	case c.Subject == "":
-		return "", fmt.Errorf("mint token: %w: sub", errClaimMissing)
+		return "", errs.Errorf("mint token: %w: sub", errClaimMissing)
 	case c.Tenant == "":
-		return "", fmt.Errorf("mint token: %w: tenant", errClaimMissing)
+		return "", errs.Errorf("mint token: %w: tenant", errClaimMissing)
 	case c.IssuedAt <= 0:
-		return "", fmt.Errorf("mint token: %w: iat", errClaimMissing)
+		return "", errs.Errorf("mint token: %w: iat", errClaimMissing)
 	case c.ExpiresAt <= c.IssuedAt:
-		return "", fmt.Errorf("mint token: exp %d is not after iat %d", c.ExpiresAt, c.IssuedAt)
+		return "", errs.Errorf("mint token: exp %d is not after iat %d", c.ExpiresAt, c.IssuedAt)
 	}
 	if err := checkChain(&c); err != nil {
-		return "", fmt.Errorf("mint token: %w", err)
+		return "", errs.Errorf("mint token: %w", err)
 	}
 	h := appendHeader(nil, header{Alg: Algorithm, Kid: keys.KeyID(priv.Public().(ed25519.PublicKey)), Typ: Type})
 	p := appendClaims(nil, &c)
@@ -103,13 +103,13 @@ func Verify(token string, ks *KeySet, opts VerifyOptions) (*Claims, error) {
 	}
 	c, err := decodeClaims(pJSON)
 	if err != nil {
-		return nil, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
+		return nil, errs.Errorf("%w: claims: %v", ErrMalformed, err)
 	}
 	if err := checkClaims(&c, opts); err != nil {
 		return nil, err
 	}
 	if t := ks.Tenant(kid); t != "" && c.Tenant != t {
-		return nil, fmt.Errorf("%w: signed by a key of tenant %q", ErrTenant, t)
+		return nil, errs.Errorf("%w: signed by a key of tenant %q", ErrTenant, t)
 	}
 	return &c, nil
 }
@@ -128,30 +128,30 @@ func checkClaims(c *Claims, opts VerifyOptions) error {
 	}
 	switch {
 	case c.Subject == "":
-		return fmt.Errorf("%w: %w: sub", ErrMalformed, errClaimMissing)
+		return errs.Errorf("%w: %w: sub", ErrMalformed, errClaimMissing)
 	case c.ExpiresAt <= 0:
-		return fmt.Errorf("%w: %w: exp", ErrMalformed, errClaimMissing)
+		return errs.Errorf("%w: %w: exp", ErrMalformed, errClaimMissing)
 	case c.ID == "":
 		// Revocation lists name tokens by jti; a token without one could
 		// not be revoked on its own.
-		return fmt.Errorf("%w: %w: jti", ErrMalformed, errClaimMissing)
+		return errs.Errorf("%w: %w: jti", ErrMalformed, errClaimMissing)
 	case c.NotBefore < 0 || c.IssuedAt < 0:
-		return fmt.Errorf("%w: negative nbf or iat", ErrMalformed)
+		return errs.Errorf("%w: negative nbf or iat", ErrMalformed)
 	}
 	// Compare in seconds: NumericDate has no finer resolution.
 	early := now.Add(skew).Unix()
 	late := now.Add(-skew).Unix()
 	if late >= c.ExpiresAt {
-		return fmt.Errorf("%w: exp %s", ErrExpired, time.Unix(c.ExpiresAt, 0).UTC().Format(time.RFC3339))
+		return errs.Errorf("%w: exp %s", ErrExpired, time.Unix(c.ExpiresAt, 0).UTC().Format(time.RFC3339))
 	}
 	if c.NotBefore != 0 && early < c.NotBefore {
-		return fmt.Errorf("%w: nbf %s", ErrNotYetValid, time.Unix(c.NotBefore, 0).UTC().Format(time.RFC3339))
+		return errs.Errorf("%w: nbf %s", ErrNotYetValid, time.Unix(c.NotBefore, 0).UTC().Format(time.RFC3339))
 	}
 	if c.IssuedAt != 0 && early < c.IssuedAt {
-		return fmt.Errorf("%w: iat %s is in the future", ErrNotYetValid, time.Unix(c.IssuedAt, 0).UTC().Format(time.RFC3339))
+		return errs.Errorf("%w: iat %s is in the future", ErrNotYetValid, time.Unix(c.IssuedAt, 0).UTC().Format(time.RFC3339))
 	}
 	if opts.Issuer != "" && c.Issuer != opts.Issuer {
-		return fmt.Errorf("%w: iss %q, want %q", ErrIssuer, c.Issuer, opts.Issuer)
+		return errs.Errorf("%w: iss %q, want %q", ErrIssuer, c.Issuer, opts.Issuer)
 	}
 	if opts.Audience != "" {
 		found := false
@@ -159,14 +159,14 @@ func checkClaims(c *Claims, opts VerifyOptions) error {
 			found = found || a == opts.Audience
 		}
 		if !found {
-			return fmt.Errorf("%w: aud %q does not contain %q", ErrAudience, []string(c.Audience), opts.Audience)
+			return errs.Errorf("%w: aud %q does not contain %q", ErrAudience, []string(c.Audience), opts.Audience)
 		}
 	}
 	if c.Tenant == "" {
-		return fmt.Errorf("%w: token has no tenant", ErrTenant)
+		return errs.Errorf("%w: token has no tenant", ErrTenant)
 	}
 	if opts.Tenant != "" && c.Tenant != opts.Tenant {
-		return fmt.Errorf("%w: tenant %q, want %q", ErrTenant, c.Tenant, opts.Tenant)
+		return errs.Errorf("%w: tenant %q, want %q", ErrTenant, c.Tenant, opts.Tenant)
 	}
 	return checkChain(c)
 }
@@ -176,17 +176,17 @@ func checkClaims(c *Claims, opts VerifyOptions) error {
 // no stray bits in the last character.
 func decodeSegment(what, s string) ([]byte, error) {
 	if s == "" {
-		return nil, fmt.Errorf("%w: empty %s", ErrMalformed, what)
+		return nil, errs.Errorf("%w: empty %s", ErrMalformed, what)
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return nil, fmt.Errorf("%w: %s: byte %#x is not base64url", ErrMalformed, what, c)
+			return nil, errs.Errorf("%w: %s: byte %#x is not base64url", ErrMalformed, what, c)
 		}
 	}
 	out, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, what, err)
+		return nil, errs.Errorf("%w: %s: %v", ErrMalformed, what, err)
 	}
 	return out, nil
 }

@@ -4,11 +4,11 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
-	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/aegis-mesh/aegis/internal/errs"
 	"github.com/aegis-mesh/aegis/keys"
 )
 
@@ -47,12 +47,12 @@ func MintOverride(priv ed25519.PrivateKey, c OverrideClaims) (string, error) {
 
 func mintOverride(priv ed25519.PrivateKey, c OverrideClaims, random io.Reader) (string, error) {
 	if len(priv) != ed25519.PrivateKeySize {
-		return "", fmt.Errorf("mint override token: private key has %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
+		return "", errs.Errorf("mint override token: private key has %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
 	}
 	if c.ID == "" {
 		var id [16]byte
 		if _, err := io.ReadFull(random, id[:]); err != nil {
-			return "", fmt.Errorf("mint override token: jti: %w", err)
+			return "", errs.Errorf("mint override token: jti: %w", err)
 		}
 		c.ID = base64.RawURLEncoding.EncodeToString(id[:])
 	}
@@ -60,10 +60,10 @@ func mintOverride(priv ed25519.PrivateKey, c OverrideClaims, random io.Reader) (
 		c.Audience = Audience{OverrideAudience}
 	}
 	if err := checkOverrideShape(&c); err != nil {
-		return "", fmt.Errorf("mint override token: %w", err)
+		return "", errs.Errorf("mint override token: %w", err)
 	}
 	if c.ExpiresAt <= c.IssuedAt {
-		return "", fmt.Errorf("mint override token: exp %d is not after iat %d", c.ExpiresAt, c.IssuedAt)
+		return "", errs.Errorf("mint override token: exp %d is not after iat %d", c.ExpiresAt, c.IssuedAt)
 	}
 	h := appendHeader(nil, header{Alg: Algorithm, Kid: keys.KeyID(priv.Public().(ed25519.PublicKey)), Typ: OverrideType})
 	p := appendOverrideClaims(nil, &c)
@@ -85,7 +85,7 @@ func VerifyOverride(tok string, ks *KeySet, opts VerifyOptions) (*OverrideClaims
 	}
 	c, err := decodeOverrideClaims(payload)
 	if err != nil {
-		return nil, fmt.Errorf("%w: claims: %v", ErrMalformed, err)
+		return nil, errs.Errorf("%w: claims: %v", ErrMalformed, err)
 	}
 	if err := checkOverrideClaims(&c, opts); err != nil {
 		return nil, err
@@ -101,15 +101,15 @@ func verifySignature(tok string, ks *KeySet, maxSize int, typ string) ([]byte, s
 		maxSize = DefaultMaxSize
 	}
 	if len(tok) > maxSize {
-		return nil, "", fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(tok), maxSize)
+		return nil, "", errs.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(tok), maxSize)
 	}
 	first := strings.IndexByte(tok, '.')
 	if first < 0 {
-		return nil, "", fmt.Errorf("%w: not a compact JWS", ErrMalformed)
+		return nil, "", errs.Errorf("%w: not a compact JWS", ErrMalformed)
 	}
 	second := first + 1 + strings.IndexByte(tok[first+1:], '.')
 	if second <= first || strings.IndexByte(tok[second+1:], '.') >= 0 {
-		return nil, "", fmt.Errorf("%w: want three dot-separated parts", ErrMalformed)
+		return nil, "", errs.Errorf("%w: want three dot-separated parts", ErrMalformed)
 	}
 	hJSON, err := decodeSegment("header", tok[:first])
 	if err != nil {
@@ -117,23 +117,23 @@ func verifySignature(tok string, ks *KeySet, maxSize int, typ string) ([]byte, s
 	}
 	h, err := decodeHeader(hJSON)
 	if err != nil {
-		return nil, "", fmt.Errorf("%w: header: %v", ErrMalformed, err)
+		return nil, "", errs.Errorf("%w: header: %v", ErrMalformed, err)
 	}
 	if h.Crit != nil {
-		return nil, "", fmt.Errorf("%w: header: crit is not supported", ErrMalformed)
+		return nil, "", errs.Errorf("%w: header: crit is not supported", ErrMalformed)
 	}
 	if h.Alg != Algorithm {
-		return nil, "", fmt.Errorf("%w: alg %q, want %q", ErrAlgorithm, h.Alg, Algorithm)
+		return nil, "", errs.Errorf("%w: alg %q, want %q", ErrAlgorithm, h.Alg, Algorithm)
 	}
 	if h.Typ != typ {
-		return nil, "", fmt.Errorf("%w: header: typ %q, want %q", ErrMalformed, h.Typ, typ)
+		return nil, "", errs.Errorf("%w: header: typ %q, want %q", ErrMalformed, h.Typ, typ)
 	}
 	if h.Kid == "" {
-		return nil, "", fmt.Errorf("%w: header has no kid", ErrUnknownKey)
+		return nil, "", errs.Errorf("%w: header has no kid", ErrUnknownKey)
 	}
 	pub, ok := ks.Lookup(h.Kid)
 	if !ok {
-		return nil, "", fmt.Errorf("%w: kid %q", ErrUnknownKey, h.Kid)
+		return nil, "", errs.Errorf("%w: kid %q", ErrUnknownKey, h.Kid)
 	}
 	sig, err := decodeSegment("signature", tok[second+1:])
 	if err != nil {
@@ -171,16 +171,16 @@ func checkOverrideShape(c *OverrideClaims) error {
 		missing = "exp"
 	}
 	if missing != "" {
-		return fmt.Errorf("%w: %w: %s", ErrMalformed, errClaimMissing, missing)
+		return errs.Errorf("%w: %w: %s", ErrMalformed, errClaimMissing, missing)
 	}
 	if c.NotBefore < 0 {
-		return fmt.Errorf("%w: negative nbf", ErrMalformed)
+		return errs.Errorf("%w: negative nbf", ErrMalformed)
 	}
 	if !isHexDigest(c.ParamsDigest) {
-		return fmt.Errorf("%w: params_digest is not 64 lower-case hex digits", ErrMalformed)
+		return errs.Errorf("%w: params_digest is not 64 lower-case hex digits", ErrMalformed)
 	}
 	if !contains(c.Audience, OverrideAudience) {
-		return fmt.Errorf("%w: aud %q does not contain %q", ErrAudience, []string(c.Audience), OverrideAudience)
+		return errs.Errorf("%w: aud %q does not contain %q", ErrAudience, []string(c.Audience), OverrideAudience)
 	}
 	return nil
 }
@@ -202,22 +202,22 @@ func checkOverrideClaims(c *OverrideClaims, opts VerifyOptions) error {
 	}
 	early, late := now.Add(skew).Unix(), now.Add(-skew).Unix()
 	if late >= c.ExpiresAt {
-		return fmt.Errorf("%w: exp %s", ErrExpired, time.Unix(c.ExpiresAt, 0).UTC().Format(time.RFC3339))
+		return errs.Errorf("%w: exp %s", ErrExpired, time.Unix(c.ExpiresAt, 0).UTC().Format(time.RFC3339))
 	}
 	if c.NotBefore != 0 && early < c.NotBefore {
-		return fmt.Errorf("%w: nbf %s", ErrNotYetValid, time.Unix(c.NotBefore, 0).UTC().Format(time.RFC3339))
+		return errs.Errorf("%w: nbf %s", ErrNotYetValid, time.Unix(c.NotBefore, 0).UTC().Format(time.RFC3339))
 	}
 	if early < c.IssuedAt {
-		return fmt.Errorf("%w: iat %s is in the future", ErrNotYetValid, time.Unix(c.IssuedAt, 0).UTC().Format(time.RFC3339))
+		return errs.Errorf("%w: iat %s is in the future", ErrNotYetValid, time.Unix(c.IssuedAt, 0).UTC().Format(time.RFC3339))
 	}
 	if opts.Issuer != "" && c.Issuer != opts.Issuer {
-		return fmt.Errorf("%w: iss %q, want %q", ErrIssuer, c.Issuer, opts.Issuer)
+		return errs.Errorf("%w: iss %q, want %q", ErrIssuer, c.Issuer, opts.Issuer)
 	}
 	if opts.Audience != "" && !contains(c.Audience, opts.Audience) {
-		return fmt.Errorf("%w: aud %q does not contain %q", ErrAudience, []string(c.Audience), opts.Audience)
+		return errs.Errorf("%w: aud %q does not contain %q", ErrAudience, []string(c.Audience), opts.Audience)
 	}
 	if opts.Tenant != "" && c.Tenant != opts.Tenant {
-		return fmt.Errorf("%w: tenant %q, want %q", ErrTenant, c.Tenant, opts.Tenant)
+		return errs.Errorf("%w: tenant %q, want %q", ErrTenant, c.Tenant, opts.Tenant)
 	}
 	return nil
 }

@@ -15,11 +15,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"github.com/aegis-mesh/aegis/jcs"
 	"slices"
 	"sort"
 	"strconv"
+
+	"github.com/aegis-mesh/aegis/internal/errs"
+	"github.com/aegis-mesh/aegis/jcs"
 )
 
 // Event is one decision as the control plane records it. Redactions carry
@@ -129,7 +130,7 @@ func (c *Chain) Append(ev Event) (Event, error) {
 	}
 	canon, err := Canonical(ev)
 	if err != nil {
-		return ev, fmt.Errorf("audit event %s: %w", ev.ID, err)
+		return ev, errs.Errorf("audit event %s: %w", ev.ID, err)
 	}
 	h := sha256.New()
 	h.Write(c.head[:])
@@ -182,10 +183,10 @@ func (c *Chain) Ack(seq int64) {
 // wrote: a fork that needs an operator).
 func (c *Chain) Resume(expected int64) error {
 	if expected > c.seq+1 {
-		return fmt.Errorf("control plane expects seq %d, chain %s is at %d", expected, c.chainID, c.seq)
+		return errs.Errorf("control plane expects seq %d, chain %s is at %d", expected, c.chainID, c.seq)
 	}
 	if len(c.queue) > 0 && expected < c.queue[0].ev.Seq {
-		return fmt.Errorf("control plane expects seq %d, chain %s kept events from %d only", expected, c.chainID, c.queue[0].ev.Seq)
+		return errs.Errorf("control plane expects seq %d, chain %s kept events from %d only", expected, c.chainID, c.queue[0].ev.Seq)
 	}
 	c.Ack(expected - 1)
 	return nil
@@ -205,11 +206,11 @@ func VerifyBatch(b Batch, pub ed25519.PublicKey) error {
 	}
 	for i, ev := range b.Events {
 		if i > 0 && ev.Seq != b.Events[i-1].Seq+1 {
-			return fmt.Errorf("events[%d]: seq %d after %d", i, ev.Seq, b.Events[i-1].Seq)
+			return errs.Errorf("events[%d]: seq %d after %d", i, ev.Seq, b.Events[i-1].Seq)
 		}
 		canon, err := Canonical(ev)
 		if err != nil {
-			return fmt.Errorf("events[%d]: %w", i, err)
+			return errs.Errorf("events[%d]: %w", i, err)
 		}
 		h := sha256.New()
 		h.Write(prev)
@@ -239,11 +240,11 @@ func Canonical(ev Event) ([]byte, error) {
 func AppendCanonical(b []byte, ev *Event) ([]byte, error) {
 	for _, n := range [...]int64{ev.Seq, ev.PolicyRevision, ev.DecisionNS, int64(ev.Status)} {
 		if n > 1<<53 || n < -(1<<53) {
-			return nil, fmt.Errorf("number %d is not a safe integer", n)
+			return nil, errs.Errorf("number %d is not a safe integer", n)
 		}
 	}
 	if ev.CostMicroUSD < 0 || ev.CostMicroUSD > MaxCostMicroUSD {
-		return nil, fmt.Errorf("cost_micro_usd %d: want 0 to %d", ev.CostMicroUSD, int64(MaxCostMicroUSD))
+		return nil, errs.Errorf("cost_micro_usd %d: want 0 to %d", ev.CostMicroUSD, int64(MaxCostMicroUSD))
 	}
 	b = append(b, `{"action":`...)
 	b = jcs.AppendString(b, ev.Action)
@@ -347,7 +348,7 @@ func (b *Batch) AppendJSON(dst []byte) ([]byte, error) {
 			}
 			var err error
 			if dst, err = AppendCanonical(dst, &b.Events[i]); err != nil {
-				return nil, fmt.Errorf("event %d: %w", b.Events[i].Seq, err)
+				return nil, errs.Errorf("event %d: %w", b.Events[i].Seq, err)
 			}
 		}
 		dst = append(dst, ']')

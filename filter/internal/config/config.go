@@ -23,6 +23,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/aegis-mesh/aegis/internal/errs"
 	"github.com/aegis-mesh/aegis/internal/jsonx"
 )
 
@@ -169,25 +170,25 @@ const maxDepth = 32
 // fix.
 func Parse(data []byte) (Config, error) {
 	if len(data) > MaxConfigBytes {
-		return Config{}, fmt.Errorf("configuration: %d bytes, limit %d", len(data), MaxConfigBytes)
+		return Config{}, errs.Errorf("configuration: %d bytes, limit %d", len(data), MaxConfigBytes)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return Config{}, errors.New("configuration: empty (want a JSON object)")
 	}
 	root, err := jsonx.ParseWith(data, jsonx.Options{MaxDepth: maxDepth})
 	if err != nil {
-		return Config{}, fmt.Errorf("configuration: %w", err)
+		return Config{}, errs.Errorf("configuration: %w", err)
 	}
 	if err := checkFolded(root, ""); err != nil {
-		return Config{}, fmt.Errorf("configuration: %w", err)
+		return Config{}, errs.Errorf("configuration: %w", err)
 	}
 	if root.Kind != jsonx.Object {
-		return Config{}, fmt.Errorf("configuration: line %d, column %d: want a JSON object, got %s", root.Line, root.Col, root.Kind)
+		return Config{}, errs.Errorf("configuration: line %d, column %d: want a JSON object, got %s", root.Line, root.Col, root.Kind)
 	}
 	var d decoder
 	c := d.config(root)
 	if err := errors.Join(d.errs...); err != nil {
-		return Config{}, fmt.Errorf("configuration: %w", err)
+		return Config{}, errs.Errorf("configuration: %w", err)
 	}
 	return c, nil
 }

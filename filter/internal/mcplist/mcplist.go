@@ -12,10 +12,10 @@ package mcplist
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 
+	"github.com/aegis-mesh/aegis/internal/errs"
 	"github.com/aegis-mesh/aegis/internal/jsonx"
 )
 
@@ -36,7 +36,7 @@ func Filter(body []byte, contentType string, ids map[string]bool, visible map[st
 	case "application/json", "":
 		return filterJSON(body, ids, visible)
 	}
-	return nil, fmt.Errorf("content type %q cannot be filtered", contentType)
+	return nil, errs.Errorf("content type %q cannot be filtered", contentType)
 }
 
 func filterJSON(body []byte, ids map[string]bool, visible map[string]bool) ([]byte, error) {
@@ -82,7 +82,7 @@ func appendResponse(out []byte, v *jsonx.Value, ids map[string]bool, visible map
 	}
 	for i := range tools.Elems {
 		if toolName(&tools.Elems[i]) == "" {
-			return nil, fmt.Errorf("tools[%d] has no name", i)
+			return nil, errs.Errorf("tools[%d] has no name", i)
 		}
 	}
 	out = append(out, '{')
@@ -197,7 +197,7 @@ func filterStream(body []byte, ids map[string]bool, visible map[string]bool) ([]
 			default:
 				// A client may read an unknown line differently; only
 				// what the filter understood goes through.
-				return nil, fmt.Errorf("event-stream line %.40q is not an SSE field", line)
+				return nil, errs.Errorf("event-stream line %.40q is not an SSE field", line)
 			}
 		}
 		for _, l := range other {
@@ -207,7 +207,7 @@ func filterStream(body []byte, ids map[string]bool, visible map[string]bool) ([]
 		if len(data) > 0 {
 			filtered, err := filterJSON([]byte(strings.Join(data, "\n")), ids, visible)
 			if err != nil {
-				return nil, fmt.Errorf("event-stream event: %w", err)
+				return nil, errs.Errorf("event-stream event: %w", err)
 			}
 			out.WriteString("data: ")
 			out.Write(filtered)

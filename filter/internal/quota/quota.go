@@ -11,10 +11,11 @@ package quota
 
 import (
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/aegis-mesh/aegis/internal/errs"
 )
 
 // Errors a Store returns; the plugin maps the host's status codes to them.
@@ -57,11 +58,11 @@ func Read(s Store, key, window string) (int64, error) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("reading %s: %w", key, err)
+		return 0, errs.Errorf("reading %s: %w", key, err)
 	}
 	w, n, err := decode(v)
 	if err != nil {
-		return 0, fmt.Errorf("reading %s: %w", key, err)
+		return 0, errs.Errorf("reading %s: %w", key, err)
 	}
 	if w != window {
 		return 0, nil
@@ -74,7 +75,7 @@ func Read(s Store, key, window string) (int64, error) {
 // was added; when refused, the stored value is unchanged and returned.
 func Add(s Store, key, window string, delta, limit int64) (int64, bool, error) {
 	if delta < 0 {
-		return 0, false, fmt.Errorf("adding to %s: negative delta %d", key, delta)
+		return 0, false, errs.Errorf("adding to %s: negative delta %d", key, delta)
 	}
 	for range MaxRetries {
 		v, cas, err := s.Get(key)
@@ -85,14 +86,14 @@ func Add(s Store, key, window string, delta, limit int64) (int64, bool, error) {
 			// counter another VM created meanwhile; a version no write
 			// of this key can have creates the key but fails on it.
 			if cas, err = createCas(s); err != nil {
-				return 0, false, fmt.Errorf("creating %s: %w", key, err)
+				return 0, false, errs.Errorf("creating %s: %w", key, err)
 			}
 		case err != nil:
-			return 0, false, fmt.Errorf("reading %s: %w", key, err)
+			return 0, false, errs.Errorf("reading %s: %w", key, err)
 		default:
 			w, n, err := decode(v)
 			if err != nil {
-				return 0, false, fmt.Errorf("reading %s: %w", key, err)
+				return 0, false, errs.Errorf("reading %s: %w", key, err)
 			}
 			if w == window {
 				cur = n
@@ -100,7 +101,7 @@ func Add(s Store, key, window string, delta, limit int64) (int64, bool, error) {
 		}
 		next := cur + delta
 		if next < cur {
-			return cur, false, fmt.Errorf("adding to %s: overflow", key)
+			return cur, false, errs.Errorf("adding to %s: overflow", key)
 		}
 		if limit > 0 && next > limit {
 			return cur, false, nil
@@ -110,11 +111,11 @@ func Add(s Store, key, window string, delta, limit int64) (int64, bool, error) {
 			continue
 		}
 		if err != nil {
-			return 0, false, fmt.Errorf("writing %s: %w", key, err)
+			return 0, false, errs.Errorf("writing %s: %w", key, err)
 		}
 		return next, true, nil
 	}
-	return 0, false, fmt.Errorf("adding to %s: %w", key, ErrContention)
+	return 0, false, errs.Errorf("adding to %s: %w", key, ErrContention)
 }
 
 // AnchorKey is written only for its version, which createCas hands out.
@@ -132,14 +133,14 @@ func createCas(s Store) (uint32, error) {
 	// Any anchor value will do; a mismatch means the host refuses cas 0
 	// over an existing key (the SDK emulator), which is fine as well.
 	if err := s.Set(AnchorKey, []byte("anchor"), 0); err != nil && !errors.Is(err, ErrCasMismatch) {
-		return 0, fmt.Errorf("writing %s: %w", AnchorKey, err)
+		return 0, errs.Errorf("writing %s: %w", AnchorKey, err)
 	}
 	_, cas, err := s.Get(AnchorKey)
 	if err != nil {
-		return 0, fmt.Errorf("reading %s: %w", AnchorKey, err)
+		return 0, errs.Errorf("reading %s: %w", AnchorKey, err)
 	}
 	if cas == 0 {
-		return 0, fmt.Errorf("reading %s: version 0", AnchorKey)
+		return 0, errs.Errorf("reading %s: version 0", AnchorKey)
 	}
 	return cas, nil
 }
@@ -154,11 +155,11 @@ func encode(window string, n int64) []byte {
 func decode(v []byte) (string, int64, error) {
 	w, num, ok := strings.Cut(string(v), " ")
 	if !ok || w == "" {
-		return "", 0, fmt.Errorf("malformed counter %q", v)
+		return "", 0, errs.Errorf("malformed counter %q", v)
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n < 0 {
-		return "", 0, fmt.Errorf("malformed counter %q", v)
+		return "", 0, errs.Errorf("malformed counter %q", v)
 	}
 	return w, n, nil
 }

@@ -11,8 +11,8 @@ package trust
 
 import (
 	"crypto/ed25519"
-	"fmt"
 
+	"github.com/aegis-mesh/aegis/internal/errs"
 	"github.com/aegis-mesh/aegis/keys"
 )
 
@@ -44,28 +44,28 @@ func Load(lookup func(string) (string, bool)) (Root, error) {
 	var err error
 	if v, ok := lookup(EnvBundleKey); ok {
 		if r.BundleKey, err = keys.ParsePublicPEM([]byte(v)); err != nil {
-			return Root{}, fmt.Errorf("%s: %w", EnvBundleKey, err)
+			return Root{}, errs.Errorf("%s: %w", EnvBundleKey, err)
 		}
 	}
 	if v, ok := lookup(EnvStateKey); ok {
 		if r.StateKey, err = keys.ParsePublicPEM([]byte(v)); err != nil {
-			return Root{}, fmt.Errorf("%s: %w", EnvStateKey, err)
+			return Root{}, errs.Errorf("%s: %w", EnvStateKey, err)
 		}
 	}
 	if v, ok := lookup(EnvNodeKey); ok {
 		if r.NodeKey, err = keys.ParsePrivatePEM([]byte(v)); err != nil {
-			return Root{}, fmt.Errorf("%s: %w", EnvNodeKey, err)
+			return Root{}, errs.Errorf("%s: %w", EnvNodeKey, err)
 		}
 	}
 	if v, ok := lookup(EnvNodeToken); ok {
 		// It goes into an HTTP header: anything that could split or
 		// smuggle a header is refused rather than sent.
 		if v == "" || len(v) > 4096 {
-			return Root{}, fmt.Errorf("%s: empty or longer than 4096 bytes", EnvNodeToken)
+			return Root{}, errs.Errorf("%s: empty or longer than 4096 bytes", EnvNodeToken)
 		}
 		for i := 0; i < len(v); i++ {
 			if v[i] <= ' ' || v[i] >= 0x7f {
-				return Root{}, fmt.Errorf("%s: byte %d is not a visible ASCII character", EnvNodeToken, i)
+				return Root{}, errs.Errorf("%s: byte %d is not a visible ASCII character", EnvNodeToken, i)
 			}
 		}
 		r.NodeToken = v
