@@ -37,21 +37,26 @@ func newOutbox(ctx context.Context, d *db.DB, lease time.Duration) (*outbox, err
 	return &outbox{db: d, lease: lease}, nil
 }
 
-// add writes the jobs of one event, all or none.
+// add writes the jobs of one event in a transaction of their own, all or
+// none.
 func (o *outbox) add(ctx context.Context, jobs []job, now time.Time) error {
-	return o.db.Tx(ctx, func(tx *sql.Tx) error {
-		for _, j := range jobs {
-			ev, err := json.Marshal(j.ev)
-			if err != nil {
-				return fmt.Errorf("webhook outbox: %w", err)
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_outbox (id, target, event, status, attempts, created_at, next_at, lease_until)
-				VALUES ($1, $2, $3, 'pending', 0, $4, $4, 0)`, j.id, j.target.Name, string(ev), db.Micros(now)); err != nil {
-				return fmt.Errorf("webhook outbox: add %s: %w", j.id, err)
-			}
+	return o.db.Tx(ctx, func(tx *sql.Tx) error { return o.addTx(ctx, tx, jobs, now) })
+}
+
+// addTx writes jobs inside tx: they become due when tx commits, and vanish
+// with it if it rolls back.
+func (o *outbox) addTx(ctx context.Context, tx *sql.Tx, jobs []job, now time.Time) error {
+	for _, j := range jobs {
+		ev, err := json.Marshal(j.ev)
+		if err != nil {
+			return fmt.Errorf("webhook outbox: %w", err)
 		}
-		return nil
-	})
+		if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_outbox (id, target, event, status, attempts, created_at, next_at, lease_until)
+			VALUES ($1, $2, $3, 'pending', 0, $4, $4, 0)`, j.id, j.target.Name, string(ev), db.Micros(now)); err != nil {
+			return fmt.Errorf("webhook outbox: add %s: %w", j.id, err)
+		}
+	}
+	return nil
 }
 
 // claimed is a row a worker holds the lease of.

@@ -3,11 +3,13 @@
 // with HMAC-SHA256 so receivers can check it came from this control plane,
 // and retries failed deliveries with exponential backoff.
 //
-// Delivery is asynchronous. With a database (Config.DB), Notify writes one
-// outbox row per target and workers deliver from the outbox, so nothing is
-// lost when the control plane stops and replicas share the work (see
-// outbox.go). Without one, or when the write fails, events wait in a
-// bounded in-memory queue; a full queue drops the event and counts it.
+// Delivery is asynchronous. With a database (Config.DB), each event becomes
+// one outbox row per target and workers deliver from the outbox, so nothing
+// is lost when the control plane stops and replicas share the work (see
+// outbox.go). A caller recording a state change writes those rows with
+// Enqueue inside its own transaction, so the change and its notification
+// commit together or not at all. Without a database, Notify keeps events in
+// a bounded in-memory queue; a full queue drops the event and counts it.
 package webhook
 
 import (
@@ -16,6 +18,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -95,7 +98,7 @@ type Config struct {
 	Now                func() time.Time
 	// DB, when set, holds the outbox (migrated by New): deliveries survive
 	// a stop and are shared by replicas. PollEvery is how often workers
-	// look for due rows besides being woken by Notify (default 1 s).
+	// look for due rows besides being woken by Notify or Wake (default 1 s).
 	DB        *db.DB
 	PollEvery time.Duration
 }
@@ -213,26 +216,86 @@ func New(ctx context.Context, cfg Config) (*Notifier, error) {
 // keeping the event in memory instead.
 const outboxWriteTimeout = 5 * time.Second
 
-// Notify hands ev to every target. With an outbox it is written there
-// (synchronously: when Notify returns, a stop no longer loses it); if the
-// write fails, and without an outbox, it is queued in memory without
-// blocking, and dropped and counted when that queue is full.
-func (n *Notifier) Notify(ev Event) {
+// ErrNoOutbox is Enqueue's answer on a Notifier that has targets but no
+// database to keep their deliveries in.
+var ErrNoOutbox = errors.New("webhook: no outbox (Config.DB unset)")
+
+// jobs makes ev's deliveries, one per target, each with its own id.
+func (n *Notifier) jobs(ev Event) []job {
 	jobs := make([]job, 0, len(n.cfg.Targets))
 	for _, t := range n.cfg.Targets {
 		var b [12]byte
 		_, _ = rand.Read(b[:])
 		jobs = append(jobs, job{ev: ev, target: t, id: hex.EncodeToString(b[:])})
 	}
+	return jobs
+}
+
+// Outbox returns the database that holds the outbox, or nil when there is
+// none (no Config.DB, or no targets) and Notify is the only way in.
+// Enqueue's transaction must belong to this database.
+func (n *Notifier) Outbox() *db.DB {
+	if n == nil || n.out == nil {
+		return nil
+	}
+	return n.out.db
+}
+
+// Enqueue writes evs into the outbox, one row per event and target, inside
+// tx: the caller's transaction on the Outbox database, the one recording
+// the change the events report. The rows commit or roll back with that
+// change, so a crash can neither lose the notification of a committed
+// change nor announce one that never committed. Nothing is delivered before
+// the commit; call Wake after it so that workers need not wait for their
+// next poll. When db.Tx retries its function, each attempt writes rows of
+// its own and only the committed attempt's remain.
+//
+// With no targets there is nothing to write; without an outbox it returns
+// ErrNoOutbox, and the caller's transaction should fail with it.
+func (n *Notifier) Enqueue(ctx context.Context, tx *sql.Tx, evs ...Event) error {
+	if len(n.cfg.Targets) == 0 || len(evs) == 0 {
+		return nil
+	}
+	if n.out == nil {
+		return ErrNoOutbox
+	}
+	if tx == nil {
+		return errors.New("webhook: Enqueue needs the caller's transaction")
+	}
+	now := n.cfg.Now()
+	for _, ev := range evs {
+		if err := n.out.addTx(ctx, tx, n.jobs(ev), now); err != nil {
+			return fmt.Errorf("%s of %s: %w", ev.Type, ev.ApprovalID, err)
+		}
+	}
+	return nil
+}
+
+// Wake tells the outbox workers that rows were committed. It never blocks;
+// without it they find the rows within PollEvery anyway.
+func (n *Notifier) Wake() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Notify hands ev to every target outside any transaction of the caller.
+// It is the delivery path of a Notifier without a database: the event waits
+// in the bounded in-memory queue (Notify never blocks), is dropped and
+// counted when that queue is full, and is lost if the process stops first.
+// With an outbox, Notify writes ev there in a transaction of its own and
+// keeps it in memory only if that write fails; nothing ties that write to
+// the change being reported, so a caller recording a change should use
+// Enqueue inside the change's transaction instead.
+func (n *Notifier) Notify(ev Event) {
+	jobs := n.jobs(ev)
 	if n.out != nil && len(jobs) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), outboxWriteTimeout)
 		err := n.out.add(ctx, jobs, n.cfg.Now())
 		cancel()
 		if err == nil {
-			select {
-			case n.wake <- struct{}{}:
-			default:
-			}
+			n.Wake()
 			return
 		}
 		n.cfg.Logger.Error("webhook outbox write failed, event kept in memory", "type", ev.Type, "approval_id", ev.ApprovalID, "err", err)
@@ -282,7 +345,7 @@ func (n *Notifier) Run(ctx context.Context) {
 const deliveredRetention = 7 * 24 * time.Hour
 
 // runOutbox delivers due outbox rows one at a time until ctx ends,
-// sleeping until woken by Notify or PollEvery passes when none is due.
+// sleeping until woken (Wake) or PollEvery passes when none is due.
 func (n *Notifier) runOutbox(ctx context.Context) {
 	tick := time.NewTicker(n.cfg.PollEvery)
 	defer tick.Stop()
@@ -311,6 +374,10 @@ func (n *Notifier) runOutbox(ctx context.Context) {
 			}
 			continue
 		}
+		// One event has a row per target, and one Wake rouses one worker:
+		// pass the wake on so an idle sibling claims the next row now
+		// instead of at its next poll.
+		n.Wake()
 		n.deliverClaimed(ctx, c)
 	}
 }
