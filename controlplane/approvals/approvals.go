@@ -8,6 +8,7 @@ package approvals
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -79,8 +80,19 @@ type AgentTokens interface {
 }
 
 // Notifier receives approval events; *webhook.Notifier implements it.
-// Notify must not block.
+//
+// A Notifier whose outbox is in the service's database gets the events of
+// a change through Enqueue, inside the transaction that makes the change,
+// and a Wake once it commits: the approval and its notifications are stored
+// together or not at all. Notify is used only for a Notifier without a
+// database (Outbox nil): it gets the events after the commit and keeps them
+// in memory, so a stop before delivery loses them.
 type Notifier interface {
+	// Outbox is the database the outbox lives in; nil when there is none.
+	Outbox() *db.DB
+	Enqueue(ctx context.Context, tx *sql.Tx, evs ...webhook.Event) error
+	Wake()
+	// Notify must not block.
 	Notify(ev webhook.Event)
 }
 
@@ -102,7 +114,8 @@ type Config struct {
 	// holds (header x-aegis-agent-token) and receive the override in the
 	// agent's place; nil: nodes only see the status.
 	Agents AgentTokens
-	// Notifier is told about new and decided approvals; nil: nobody.
+	// Notifier is told about new, decided and expired approvals; nil:
+	// nobody. An outbox it has must be in DB.
 	Notifier Notifier
 	// DefaultExpiry applies when a request has no expires_in; MaxExpiry
 	// caps it.
@@ -130,6 +143,13 @@ func (c *Config) Validate() error {
 	}
 	if c.Registerer == nil {
 		errs = append(errs, errors.New("a prometheus registerer is required"))
+	}
+	if c.Notifier != nil && c.DB != nil {
+		// The outbox rows are written in the approval's own transaction,
+		// which only exists on DB.
+		if o := c.Notifier.Outbox(); o != nil && o != c.DB {
+			errs = append(errs, fmt.Errorf("the notifier's outbox is in %s, not in the approvals database %s", o.DSN, c.DB.DSN))
+		}
 	}
 	if c.DefaultExpiry < 0 || c.MaxExpiry < 0 || c.OverrideTTL < 0 || c.SweepEvery < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
@@ -175,6 +195,8 @@ type Service struct {
 	cfg Config
 	m   *metrics
 	log *slog.Logger
+	// outbox: the notifier takes events in the change's transaction.
+	outbox bool
 }
 
 // New migrates the approval tables and returns the service.
@@ -207,13 +229,14 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{cfg: cfg, m: m, log: cfg.Logger}, nil
+	return &Service{cfg: cfg, m: m, log: cfg.Logger, outbox: cfg.Notifier != nil && cfg.Notifier.Outbox() != nil}, nil
 }
 
 func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
 
 // Run expires pending approvals every SweepEvery until ctx ends. Reads also
-// expire what they touch, so a stopped sweeper delays only notifications.
+// expire what they touch, so a stopped sweeper delays only the expiry
+// notifications of approvals nobody looks at.
 func (s *Service) Run(ctx context.Context) {
 	t := time.NewTicker(s.cfg.SweepEvery)
 	defer t.Stop()
@@ -229,13 +252,44 @@ func (s *Service) Run(ctx context.Context) {
 	}
 }
 
-func (s *Service) notify(a *Approval, typ string) {
+// addEvent appends to evs the event of type typ about a, as of now; with
+// no Notifier there is nobody to tell and evs stays as it is.
+func (s *Service) addEvent(evs []webhook.Event, a *Approval, typ string, now time.Time) []webhook.Event {
 	if s.cfg.Notifier == nil {
-		return
+		return evs
 	}
-	s.cfg.Notifier.Notify(webhook.Event{
-		Type: typ, Time: s.now(), Tenant: a.Tenant, ApprovalID: a.ID, Status: a.Status, Agent: a.Agent, Chain: a.Chain,
+	return append(evs, webhook.Event{
+		Type: typ, Time: now, Tenant: a.Tenant, ApprovalID: a.ID, Status: a.Status, Agent: a.Agent, Chain: a.Chain,
 		Tool: a.Tool, Reasons: a.Reasons, Approvers: a.Approvers, RequestSummary: a.RequestSummary, Batched: a.Batched,
 		ExpiresAt: a.ExpiresAt, DecidedBy: a.DecidedBy,
 	})
+}
+
+// record writes evs into the notifier's outbox inside tx, the transaction
+// of the change they report. An error fails that transaction: a change
+// that cannot be announced is not made. For a Notifier without a database
+// nothing happens here; announce hands it the events after the commit.
+func (s *Service) record(ctx context.Context, tx *sql.Tx, evs []webhook.Event) error {
+	if !s.outbox || len(evs) == 0 {
+		return nil
+	}
+	if err := s.cfg.Notifier.Enqueue(ctx, tx, evs...); err != nil {
+		return fmt.Errorf("notification outbox: %w", err)
+	}
+	return nil
+}
+
+// announce runs once the change behind evs committed: it wakes the
+// outbox's workers, or queues the events in memory for a Notifier without
+// a database.
+func (s *Service) announce(evs []webhook.Event) {
+	switch {
+	case len(evs) == 0:
+	case s.outbox:
+		s.cfg.Notifier.Wake()
+	default:
+		for _, ev := range evs {
+			s.cfg.Notifier.Notify(ev)
+		}
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/aegis-mesh/aegis/controlplane/auth"
 	"github.com/aegis-mesh/aegis/controlplane/db"
+	"github.com/aegis-mesh/aegis/controlplane/webhook"
 	"github.com/aegis-mesh/aegis/token"
 )
 
@@ -117,7 +118,8 @@ func newID() (string, error) {
 
 // Create records an approval request from node for tenant, or batches it
 // onto the pending approval for the same agent, tool and params digest.
-// created is false when it was batched.
+// created is false when it was batched. A new approval's notification (and
+// that of a stale one it replaces) is stored in the same transaction.
 func (s *Service) Create(ctx context.Context, tenant, node string, req CreateRequest) (a *Approval, created bool, err error) {
 	now := s.now()
 	expiresIn := s.cfg.DefaultExpiry
@@ -133,10 +135,14 @@ func (s *Service) Create(ctx context.Context, tenant, node string, req CreateReq
 	if err != nil {
 		return nil, false, err
 	}
-	var expired []*Approval
+	var (
+		expired []*Approval
+		evs     []webhook.Event
+	)
 	for attempt := 0; ; attempt++ {
-		expired, a, created = nil, nil, false
 		err = s.cfg.DB.Tx(ctx, func(tx *sql.Tx) error {
+			// db.Tx may run this more than once: start clean each time.
+			expired, a, created, evs = nil, nil, false, nil
 			// A pending approval past its expiry must not absorb new
 			// requests: expire it first.
 			var err error
@@ -144,11 +150,15 @@ func (s *Service) Create(ctx context.Context, tenant, node string, req CreateReq
 			if err != nil {
 				return err
 			}
+			for _, x := range expired {
+				evs = s.addEvent(evs, x, "approval.expired", now)
+			}
 			row := tx.QueryRowContext(ctx, `UPDATE approvals SET batched = batched + 1 WHERE tenant = $1 AND agent = $2 AND tool = $3 AND params_digest = $4 AND status = 'pending' RETURNING `+columns,
 				tenant, req.Agent, req.Tool, req.ParamsDigest)
 			a, err = scanApproval(row)
 			if err == nil {
-				return nil
+				// Batched: nobody is told, the approval is already known.
+				return s.record(ctx, tx, evs)
 			}
 			if !errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("batch approval: %w", err)
@@ -166,7 +176,8 @@ func (s *Service) Create(ctx context.Context, tenant, node string, req CreateReq
 				Reasons: req.Reasons, Approvers: req.Approvers, PolicyRevision: req.PolicyRevision, DecisionID: req.DecisionID,
 				RequestSummary: req.RequestSummary, RequestedBy: node, Status: StatusPending, Batched: 1,
 				CreatedAt: db.FromMicros(db.Micros(now)), ExpiresAt: db.FromMicros(db.Micros(now.Add(expiresIn)))}}
-			return nil
+			evs = s.addEvent(evs, a, "approval.created", now)
+			return s.record(ctx, tx, evs)
 		})
 		// Two replicas inserting the first request of a batch at once: one
 		// wins the unique index, the other retries and joins its batch.
@@ -178,22 +189,20 @@ func (s *Service) Create(ctx context.Context, tenant, node string, req CreateReq
 	if err != nil {
 		return nil, false, fmt.Errorf("create approval: %w", err)
 	}
-	s.expired(expired)
+	s.countExpired(expired)
+	s.announce(evs)
 	if created {
 		s.m.volume.WithLabelValues("created").Inc()
-		s.notify(a, "approval.created")
 	} else {
 		s.m.volume.WithLabelValues("batched").Inc()
 	}
 	return a, created, nil
 }
 
-// expireTx marks pending approvals past their expiry as expired; extra
-// narrows the set (placeholders from $2 on).
-func (s *Service) expireTx(ctx context.Context, q interface {
-	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
-}, now time.Time, extra string, args ...any) ([]*Approval, error) {
-	rows, err := q.QueryContext(ctx, `UPDATE approvals SET status = 'expired', decided_at = expires_at
+// expireTx marks pending approvals past their expiry as expired inside
+// tx; extra narrows the set (placeholders from $2 on).
+func (s *Service) expireTx(ctx context.Context, tx *sql.Tx, now time.Time, extra string, args ...any) ([]*Approval, error) {
+	rows, err := tx.QueryContext(ctx, `UPDATE approvals SET status = 'expired', decided_at = expires_at
 		WHERE status = 'pending' AND expires_at <= $1 `+extra+` RETURNING `+columns, append([]any{db.Micros(now)}, args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("expire approvals: %w", err)
@@ -210,35 +219,72 @@ func (s *Service) expireTx(ctx context.Context, q interface {
 	return out, rows.Err()
 }
 
-// expired accounts for approvals that just expired.
-func (s *Service) expired(as []*Approval) {
-	for _, a := range as {
+// countExpired accounts for approvals whose expiry just committed.
+func (s *Service) countExpired(as []*Approval) {
+	for range as {
 		s.m.volume.WithLabelValues("expired").Inc()
 		s.m.expiries.Inc()
-		s.notify(a, "approval.expired")
 	}
+}
+
+// expire marks pending approvals past their expiry as expired (extra
+// narrows the set, placeholders from $2 on) in one transaction with their
+// approval.expired notifications, and returns them.
+func (s *Service) expire(ctx context.Context, extra string, args ...any) ([]*Approval, error) {
+	now := s.now()
+	var (
+		as  []*Approval
+		evs []webhook.Event
+	)
+	err := s.cfg.DB.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if as, err = s.expireTx(ctx, tx, now, extra, args...); err != nil {
+			return err
+		}
+		evs = nil
+		for _, a := range as {
+			evs = s.addEvent(evs, a, "approval.expired", now)
+		}
+		return s.record(ctx, tx, evs)
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.countExpired(as)
+	s.announce(evs)
+	return as, nil
 }
 
 // Sweep expires every pending approval past its expiry and returns how
 // many it expired.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
-	as, err := s.expireTx(ctx, s.cfg.DB, s.now(), "")
-	if err != nil {
-		return 0, err
-	}
-	s.expired(as)
-	return len(as), nil
+	as, err := s.expire(ctx, "")
+	return len(as), err
+}
+
+// read returns the approval id as stored, whatever its tenant.
+func (s *Service) read(ctx context.Context, id string) (*Approval, error) {
+	return scanApproval(s.cfg.DB.QueryRowContext(ctx, `SELECT `+columns+` FROM approvals WHERE id = $1`, id))
 }
 
 // Get returns the approval id of tenant (any tenant when empty), expiring
 // it first when it is past due.
 func (s *Service) Get(ctx context.Context, tenant, id string) (*Approval, error) {
-	exp, err := s.expireTx(ctx, s.cfg.DB, s.now(), `AND id = $2`, id)
-	if err != nil {
-		return nil, err
+	// Read first: agents poll pending approvals, and only a poll that
+	// finds one past due pays for the expiry's transaction.
+	a, err := s.read(ctx, id)
+	if err == nil && a.Status == StatusPending && !a.ExpiresAt.After(s.now()) {
+		exp, xerr := s.expire(ctx, `AND id = $2`, id)
+		if xerr != nil {
+			return nil, fmt.Errorf("approval %s: %w", id, xerr)
+		}
+		if len(exp) == 1 {
+			a = exp[0]
+		} else {
+			// Decided or expired by someone else in between.
+			a, err = s.read(ctx, id)
+		}
 	}
-	s.expired(exp)
-	a, err := scanApproval(s.cfg.DB.QueryRowContext(ctx, `SELECT `+columns+` FROM approvals WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && tenant != "" && a.Tenant != tenant) {
 		return nil, ErrNotFound
 	}
@@ -271,9 +317,14 @@ func (s *Service) List(ctx context.Context, tenant, status string, limit int) ([
 	return out, rows.Err()
 }
 
-// Decide approves or denies a pending approval of tenant as approver. The
-// owner of any agent in the request's chain may not decide it when the
-// policy forbids self-approval.
+// errLostRace rolls back a decision that found the approval no longer
+// pending.
+var errLostRace = errors.New("approval no longer pending")
+
+// Decide approves or denies a pending approval of tenant as approver, and
+// stores the decision's notification in the same transaction. The owner of
+// any agent in the request's chain may not decide it when the policy
+// forbids self-approval.
 func (s *Service) Decide(ctx context.Context, tenant, id string, by auth.Principal, decision, note string) (*Approval, error) {
 	if decision != StatusApproved && decision != StatusDenied {
 		return nil, fmt.Errorf("decision %q", decision)
@@ -296,17 +347,29 @@ func (s *Service) Decide(ctx context.Context, tenant, id string, by auth.Princip
 		}
 	}
 	now := s.now()
-	res, err := s.cfg.DB.ExecContext(ctx, `UPDATE approvals SET status = $1, decided_at = $2, decided_by = $3, note = $4
-		WHERE id = $5 AND tenant = $6 AND status = 'pending' AND expires_at > $2`, decision, db.Micros(now), approver, note, id, a.Tenant)
-	if err != nil {
-		return nil, fmt.Errorf("decide approval %s: %w", id, err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
+	var evs []webhook.Event
+	err = s.cfg.DB.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE approvals SET status = $1, decided_at = $2, decided_by = $3, note = $4
+			WHERE id = $5 AND tenant = $6 AND status = 'pending' AND expires_at > $2`, decision, db.Micros(now), approver, note, id, a.Tenant)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n != 1 {
+			return errLostRace
+		}
+		a.Status, a.DecidedBy, a.Note = decision, approver, note
+		a.DecidedAt = &now
+		evs = s.addEvent(nil, a, "approval."+decision, now)
+		return s.record(ctx, tx, evs)
+	})
+	if errors.Is(err, errLostRace) {
 		// Lost a race with another decision or with the expiry.
 		cur, gerr := s.Get(ctx, tenant, id)
 		switch {
-		case err != nil:
-			return nil, fmt.Errorf("decide approval %s: %w", id, err)
 		case gerr != nil:
 			return nil, gerr
 		case cur.Status == StatusExpired || (cur.Status == StatusPending && !cur.ExpiresAt.After(now)):
@@ -315,11 +378,12 @@ func (s *Service) Decide(ctx context.Context, tenant, id string, by auth.Princip
 			return cur, ErrAlreadyDecided
 		}
 	}
-	a.Status, a.DecidedBy, a.Note = decision, approver, note
-	a.DecidedAt = &now
+	if err != nil {
+		return nil, fmt.Errorf("decide approval %s: %w", id, err)
+	}
 	s.m.volume.WithLabelValues(decision).Inc()
 	s.m.decideTime.WithLabelValues(decision).Observe(now.Sub(a.CreatedAt).Seconds())
-	s.notify(a, "approval."+decision)
+	s.announce(evs)
 	return a, nil
 }
 
