@@ -59,6 +59,12 @@ type benchResult struct {
 	// — the senders and the control plane's HTTP handler — during the timed
 	// phase, per batch; the rest of the machine's time goes to Postgres.
 	ProcessCPUMSPerBatch float64 `json:"process_cpu_ms_per_batch"`
+	// PostgresCPUMSPerBatch is the CPU time of the Postgres backends
+	// serving the bench database during the timed phase, per batch (0
+	// when the server is not on this machine). With ProcessCPUMSPerBatch
+	// it is what a batch costs, which load from other work on the machine
+	// moves much less than events_per_s.
+	PostgresCPUMSPerBatch float64 `json:"postgres_cpu_ms_per_batch"`
 	// PostgresFloor is the same number of rows written by one
 	// INSERT ... SELECT into a copy of the events table, in the same run:
 	// what the database alone sustains on this machine at this moment.
@@ -115,8 +121,8 @@ and chain_verified. Exits 1 when an event is lost or a chain fails.`, io)
 		res.Events, res.Nodes, res.Seconds, res.EventsPerS, res.Batch, res.CPUs)
 	fmt.Fprintf(io.out, "timed: HTTP ingest through the API; the events were generated, chained and signed before timing (%.2fs)\n", res.GenerateS)
 	fmt.Fprintf(io.out, "baseline: Postgres alone writes the same rows at %.0f rows/s (INSERT ... SELECT, same indexes)\n", res.PostgresFloor)
-	fmt.Fprintf(io.out, "server time per batch %.1f ms (verify, hash, store, commit); CPU of this process (senders + handler) %.1f ms per batch\n",
-		res.ServerMSPerBatch, res.ProcessCPUMSPerBatch)
+	fmt.Fprintf(io.out, "server time per batch %.1f ms (verify, hash, store, commit); CPU per batch: this process (senders + handler) %.1f ms, Postgres backends %.1f ms\n",
+		res.ServerMSPerBatch, res.ProcessCPUMSPerBatch, res.PostgresCPUMSPerBatch)
 	fmt.Fprintf(io.out, "lost %d, stored twice %d, resent batches deduplicated %d events, chains verified: %v (%.2fs)\n",
 		res.Lost, res.Duplicates, res.ResendsDeduped, res.ChainVerified, res.VerifyS)
 	if *asJSON {
@@ -131,33 +137,33 @@ and chain_verified. Exits 1 when an event is lost or a chain fails.`, io)
 
 // tempDatabase creates a uniquely named database on server and returns its
 // DSN and a function dropping it.
-func tempDatabase(ctx context.Context, server string) (string, func(), error) {
+func tempDatabase(ctx context.Context, server string) (dsn, name string, drop func(), err error) {
 	admin, err := db.Open(ctx, server)
 	if err != nil {
-		return "", nil, err
+		return "", "", nil, err
 	}
 	if admin.Dialect != db.Postgres {
 		admin.Close()
-		return "", nil, errors.New("the audit bench needs a postgres:// server")
+		return "", "", nil, errors.New("the audit bench needs a postgres:// server")
 	}
 	var b [6]byte
 	rand.Read(b[:])
-	name := "aegis_bench_" + hex.EncodeToString(b[:])
+	name = "aegis_bench_" + hex.EncodeToString(b[:])
 	if _, err := admin.ExecContext(ctx, `CREATE DATABASE `+name); err != nil {
 		admin.Close()
-		return "", nil, fmt.Errorf("create database: %w", err)
+		return "", "", nil, fmt.Errorf("create database: %w", err)
 	}
-	drop := func() {
+	drop = func() {
 		defer admin.Close()
 		_, _ = admin.ExecContext(context.Background(), `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
 	}
 	u, err := url.Parse(server)
 	if err != nil {
 		drop()
-		return "", nil, err
+		return "", "", nil, err
 	}
 	u.Path = "/" + name
-	return u.String(), drop, nil
+	return u.String(), name, drop, nil
 }
 
 // benchNode is one simulated node: its key, credential and chain.
@@ -171,7 +177,7 @@ type benchNode struct {
 
 func benchAudit(ctx context.Context, server string, total, k, batch int, cpuProfile string, io stdio) (benchResult, error) {
 	res := benchResult{Events: total, Nodes: k, Batch: batch, Database: "postgres", CPUs: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, Go: runtime.Version()}
-	dsn, drop, err := tempDatabase(ctx, server)
+	dsn, dbName, drop, err := tempDatabase(ctx, server)
 	if err != nil {
 		return res, err
 	}
@@ -220,7 +226,7 @@ func benchAudit(ctx context.Context, server string, total, k, batch int, cpuProf
 		}
 		defer pprof.StopCPUProfile()
 	}
-	cpu0 := processCPU()
+	cpu0, pgCPU0 := processCPU(), postgresCPU(dbName)
 	start := time.Now()
 	errs := make(chan error, k)
 	var wg sync.WaitGroup
@@ -244,6 +250,9 @@ func benchAudit(ctx context.Context, server string, total, k, batch int, cpuProf
 		batches += len(node.batches)
 	}
 	res.ProcessCPUMSPerBatch = float64(processCPU()-cpu0) / 1e6 / float64(batches)
+	if ns, ok := postgresCPUSince(pgCPU0, postgresCPU(dbName)); ok {
+		res.PostgresCPUMSPerBatch = float64(ns) / 1e6 / float64(batches)
+	}
 	res.Transactions, _ = h.store.GroupStats()
 	close(errs)
 	for err := range errs {
