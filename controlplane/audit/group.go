@@ -182,6 +182,7 @@ func (s *Store) ingestGroup(ctx context.Context, group []*pendingBatch) {
 		return cmp.Or(cmp.Compare(a.p.Batch.NodeID, b.p.Batch.NodeID), cmp.Compare(a.p.Batch.ChainID, b.p.Batch.ChainID))
 	})
 	err := s.db.WithPgx(ctx, func(conn *pgx.Conn) error {
+		keepFreedMemory(ctx, conn)
 		tx, err := conn.Begin(ctx)
 		if err != nil {
 			return fmt.Errorf("begin: %w", err)

@@ -1,12 +1,14 @@
 package audit
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/hex"
 	"testing"
 
 	"github.com/aegis-mesh/aegis/controlplane/db"
 	"github.com/aegis-mesh/aegis/controlplane/db/dbtest"
+	"github.com/jackc/pgx/v5"
 )
 
 // TestCopyRows: every column written by the hand-encoded COPY stream reads
@@ -56,5 +58,39 @@ func TestCopyRows(t *testing.T) {
 	}
 	if err := rows.Err(); err != nil || i != 3 {
 		t.Fatalf("%d rows, %v", i, err)
+	}
+}
+
+// TestKeepFreedMemory: a connection is primed once, and one whose statement
+// fails is left unmarked (tried again next time) without failing the
+// caller.
+func TestKeepFreedMemory(t *testing.T) {
+	d := dbtest.New(t, db.Postgres)
+	const key = "aegis.audit.keep_freed_memory"
+	canceled, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want any
+	}{
+		{"canceled", canceled, nil},
+		{"primed", t.Context(), true},
+		{"again", t.Context(), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := d.WithPgx(t.Context(), func(conn *pgx.Conn) error {
+				keepFreedMemory(tc.ctx, conn)
+				if got := conn.PgConn().CustomData()[key]; got != tc.want {
+					t.Errorf("marked %v, want %v", got, tc.want)
+				}
+				// The connection still works either way.
+				var n int
+				return conn.QueryRow(t.Context(), `SELECT 1`).Scan(&n)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
