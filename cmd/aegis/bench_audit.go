@@ -484,8 +484,9 @@ func postgresFloor(ctx context.Context, d *db.DB, n int) (float64, error) {
 		return 0, fmt.Errorf("baseline: %w", err)
 	}
 	start := time.Now()
-	if _, err := d.ExecContext(ctx, `INSERT INTO bench_floor SELECT 'n', 'n', g, 'bench', 'n-' || g, g, 'agent-' || (g % 16), 'payments.create', 'allow', 42, 2500,
-		md5(g::text) || md5(g::text), repeat('x', $1), 0 FROM generate_series(1, $2::int) g`, body, n); err != nil {
+	if _, err := d.ExecContext(ctx, `INSERT INTO bench_floor (chain_key, seq, time_us, policy_revision, cost_micro_usd, received_us, tenant, id, agent, tool, action, hash, body)
+		SELECT 1, g, g, 42, 2500, 0, 'bench', 'n-' || g, 'agent-' || (g % 16), 'payments.create', 'allow', md5(g::text) || md5(g::text), repeat('x', $1)
+		FROM generate_series(1, $2::int) g`, body, n); err != nil {
 		return 0, fmt.Errorf("baseline: %w", err)
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
@@ -501,7 +502,7 @@ func verifyBenchChains(ctx context.Context, d *db.DB, bn []*benchNode) (stored, 
 	}
 	ok = true
 	for _, node := range bn {
-		rows, err := d.QueryContext(ctx, `SELECT seq, hash, body FROM audit_events WHERE node_id = $1 AND chain_id = $1 ORDER BY seq`, node.id)
+		rows, err := d.QueryContext(ctx, `SELECT e.seq, e.hash, e.body FROM audit_events e JOIN audit_chains c USING (chain_key) WHERE c.node_id = $1 AND c.chain_id = $1 ORDER BY e.seq`, node.id)
 		if err != nil {
 			return 0, 0, false, err
 		}

@@ -50,13 +50,13 @@ func (s *Store) Export(ctx context.Context, w io.Writer, tenant string, from, to
 	defer b.Close()
 	type chainRef struct {
 		node, chain, home string
-		head              int64
+		key, head         int64
 	}
 	var chains []chainRef
 	// A shared gateway's chain belongs to its home tenant but carries the
 	// events of every tenant it serves: those chains are exported too, with
 	// the other tenants' events as hash-only (redacted) links.
-	rows, err := s.db.QueryContext(ctx, `SELECT node_id, chain_id, head_seq, tenant FROM audit_chains c WHERE c.tenant = $1
+	rows, err := s.db.QueryContext(ctx, `SELECT node_id, chain_id, chain_key, head_seq, tenant FROM audit_chains c WHERE c.tenant = $1
 		OR EXISTS (SELECT 1 FROM audit_chain_tenants t WHERE t.tenant = $1 AND t.node_id = c.node_id AND t.chain_id = c.chain_id)
 		ORDER BY node_id, chain_id`, tenant)
 	if err != nil {
@@ -64,7 +64,7 @@ func (s *Store) Export(ctx context.Context, w io.Writer, tenant string, from, to
 	}
 	for rows.Next() {
 		var c chainRef
-		if err := rows.Scan(&c.node, &c.chain, &c.head, &c.home); err != nil {
+		if err := rows.Scan(&c.node, &c.chain, &c.key, &c.head, &c.home); err != nil {
 			rows.Close()
 			return fmt.Errorf("export: chains: %w", err)
 		}
@@ -76,7 +76,7 @@ func (s *Store) Export(ctx context.Context, w io.Writer, tenant string, from, to
 	}
 	fromUS, toUS := db.Micros(from), db.Micros(to)
 	for _, c := range chains {
-		proof, ok, err := s.chainRange(ctx, c.node, c.chain, c.head, fromUS, toUS)
+		proof, ok, err := s.chainRange(ctx, c.node, c.chain, c.key, c.head, fromUS, toUS)
 		if err != nil {
 			return fmt.Errorf("export: chain %s/%s: %w", c.node, c.chain, err)
 		}
@@ -87,8 +87,8 @@ func (s *Store) Export(ctx context.Context, w io.Writer, tenant string, from, to
 			proof.Tenant = c.home
 		}
 		b.AddChain(proof)
-		rows, err := s.db.QueryContext(ctx, `SELECT seq, hash, tenant, body FROM audit_events WHERE node_id = $1 AND chain_id = $2 AND seq >= $3 AND seq <= $4 ORDER BY seq`,
-			c.node, c.chain, proof.FirstSeq, proof.LastSeq)
+		rows, err := s.db.QueryContext(ctx, `SELECT seq, hash, tenant, body FROM audit_events WHERE chain_key = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq`,
+			c.key, proof.FirstSeq, proof.LastSeq)
 		if err != nil {
 			return fmt.Errorf("export: chain %s/%s: %w", c.node, c.chain, err)
 		}
@@ -145,12 +145,13 @@ func (s *Store) Export(ctx context.Context, w io.Writer, tenant string, from, to
 	return b.Finish(w, o.Key)
 }
 
-// chainRange picks the seq range of one chain to export and its anchor.
-func (s *Store) chainRange(ctx context.Context, node, chain string, head, fromUS, toUS int64) (evidence.ChainProof, bool, error) {
+// chainRange picks the seq range of one chain (key is its chain_key) to
+// export and its anchor.
+func (s *Store) chainRange(ctx context.Context, node, chain string, key, head, fromUS, toUS int64) (evidence.ChainProof, bool, error) {
 	p := evidence.ChainProof{NodeID: node, ChainID: chain, PrevHash: evidence.ZeroHash}
 	var lo, hi, cpHi, cpBefore sql.NullInt64
-	if err := s.db.QueryRowContext(ctx, `SELECT min(seq), max(seq) FROM audit_events WHERE node_id = $1 AND chain_id = $2 AND time_us >= $3 AND time_us <= $4`,
-		node, chain, fromUS, toUS).Scan(&lo, &hi); err != nil {
+	if err := s.db.QueryRowContext(ctx, `SELECT min(seq), max(seq) FROM audit_events WHERE chain_key = $1 AND time_us >= $2 AND time_us <= $3`,
+		key, fromUS, toUS).Scan(&lo, &hi); err != nil {
 		return p, false, err
 	}
 	if err := s.db.QueryRowContext(ctx, `SELECT max(seq) FROM audit_checkpoints WHERE node_id = $1 AND chain_id = $2 AND time_us >= $3 AND time_us <= $4`,
@@ -180,7 +181,7 @@ func (s *Store) chainRange(ctx context.Context, node, chain string, head, fromUS
 		return p, true, nil
 	}
 	var prev string
-	err := s.db.QueryRowContext(ctx, `SELECT hash FROM audit_events WHERE node_id = $1 AND chain_id = $2 AND seq = $3`, node, chain, p.FirstSeq-1).Scan(&prev)
+	err := s.db.QueryRowContext(ctx, `SELECT hash FROM audit_events WHERE chain_key = $1 AND seq = $2`, key, p.FirstSeq-1).Scan(&prev)
 	if isNoRows(err) {
 		err = s.db.QueryRowContext(ctx, `SELECT hash FROM audit_checkpoints WHERE node_id = $1 AND chain_id = $2 AND seq = $3`, node, chain, p.FirstSeq-1).Scan(&prev)
 	}

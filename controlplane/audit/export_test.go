@@ -125,16 +125,16 @@ func TestExportFindsDatabaseTampering(t *testing.T) {
 		// Recompute the stored hash of an edited row from its predecessor,
 		// as a careful intruder would.
 		var prevHex, body string
-		if err := e.db.QueryRow(`SELECT hash FROM audit_events WHERE node_id = 'node-1' AND seq = $1`, seq-1).Scan(&prevHex); err != nil {
+		if err := e.db.QueryRow(`SELECT hash FROM audit_events WHERE chain_key IN (SELECT chain_key FROM audit_chains WHERE node_id = 'node-1') AND seq = $1`, seq-1).Scan(&prevHex); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.db.QueryRow(`SELECT body FROM audit_events WHERE node_id = 'node-1' AND seq = $1`, seq).Scan(&body); err != nil {
+		if err := e.db.QueryRow(`SELECT body FROM audit_events WHERE chain_key IN (SELECT chain_key FROM audit_chains WHERE node_id = 'node-1') AND seq = $1`, seq).Scan(&body); err != nil {
 			t.Fatal(err)
 		}
 		prev, _ := hex.DecodeString(prevHex)
 		canon, _ := jcs.Canonicalize([]byte(body))
 		sum := sha256.Sum256(append(prev, canon...))
-		if _, err := e.db.Exec(`UPDATE audit_events SET hash = $1 WHERE node_id = 'node-1' AND seq = $2`, hex.EncodeToString(sum[:]), seq); err != nil {
+		if _, err := e.db.Exec(`UPDATE audit_events SET hash = $1 WHERE chain_key IN (SELECT chain_key FROM audit_chains WHERE node_id = 'node-1') AND seq = $2`, hex.EncodeToString(sum[:]), seq); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -146,20 +146,20 @@ func TestExportFindsDatabaseTampering(t *testing.T) {
 			why    string
 		}{
 			{"row deleted", func(e *env) {
-				e.db.Exec(`DELETE FROM audit_events WHERE node_id = 'node-1' AND seq = 3`)
+				e.db.Exec(`DELETE FROM audit_events WHERE chain_key IN (SELECT chain_key FROM audit_chains WHERE node_id = 'node-1') AND seq = 3`)
 			}, "chain node-1/c1 seq 3", "event missing"},
 			{"row edited", func(e *env) {
-				e.db.Exec(`UPDATE audit_events SET body = replace(body, '"agent":"agent-1"', '"agent":"mallory"') WHERE node_id = 'node-1' AND seq = 4`)
+				e.db.Exec(`UPDATE audit_events SET body = replace(body, '"agent":"agent-1"', '"agent":"mallory"') WHERE chain_key IN (SELECT chain_key FROM audit_chains WHERE node_id = 'node-1') AND seq = 4`)
 			}, "chain node-1/c1 seq 4", "event hash does not match"},
 			{"rows cut from the end of the checkpointed part", func(e *env) {
-				e.db.Exec(`DELETE FROM audit_events WHERE node_id = 'node-1' AND seq >= 8`)
+				e.db.Exec(`DELETE FROM audit_events WHERE chain_key IN (SELECT chain_key FROM audit_chains WHERE node_id = 'node-1') AND seq >= 8`)
 			}, "chain node-1/c1 seq 8", "event missing"},
 			{"row edited and rehashed", func(e *env) {
-				e.db.Exec(`UPDATE audit_events SET body = replace(body, '"agent":"agent-1"', '"agent":"mallory"') WHERE node_id = 'node-1' AND seq = 10`)
+				e.db.Exec(`UPDATE audit_events SET body = replace(body, '"agent":"agent-1"', '"agent":"mallory"') WHERE chain_key IN (SELECT chain_key FROM audit_chains WHERE node_id = 'node-1') AND seq = 10`)
 				rehash(e, 10)
 			}, "chain node-1/c1 seq 10", "signed checkpoint"},
 			{"first row of the window and its anchor deleted", func(e *env) {
-				e.db.Exec(`DELETE FROM audit_events WHERE node_id = 'node-1' AND seq IN (3, 4)`)
+				e.db.Exec(`DELETE FROM audit_events WHERE chain_key IN (SELECT chain_key FROM audit_chains WHERE node_id = 'node-1') AND seq IN (3, 4)`)
 			}, "chain node-1/c1 seq 3", "event missing"},
 		} {
 			t.Run(string(dialect)+"/"+tc.name, func(t *testing.T) {

@@ -159,7 +159,7 @@ func TestGroupConcurrent(t *testing.T) {
 		t.Error(err)
 	}
 	var n, distinct, heads int
-	if err := d.QueryRow(`SELECT count(*), count(DISTINCT (node_id, seq)) FROM audit_events`).Scan(&n, &distinct); err != nil {
+	if err := d.QueryRow(`SELECT count(*), count(DISTINCT (chain_key, seq)) FROM audit_events`).Scan(&n, &distinct); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.QueryRow(`SELECT count(*) FROM audit_chains WHERE head_seq = $1 AND event_count = $1`, batches*per).Scan(&heads); err != nil {

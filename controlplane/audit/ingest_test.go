@@ -182,7 +182,7 @@ func TestTamperingDetected(t *testing.T) {
 				if e.incidents(tc.code) != before+1 {
 					t.Fatalf("no %s incident recorded", tc.code)
 				}
-				if n := e.count(`SELECT count(*) FROM audit_events WHERE node_id = $1`, p.node); n != 0 {
+				if n := e.count(`SELECT count(*) FROM audit_events WHERE chain_key IN (SELECT chain_key FROM audit_chains WHERE node_id = $1)`, p.node); n != 0 {
 					t.Fatalf("%d events stored from a refused batch", n)
 				}
 			})
@@ -211,7 +211,7 @@ func TestTamperingDetected(t *testing.T) {
 			if e.incidents(CodeFork) != 2 {
 				t.Fatal("fork incidents not recorded")
 			}
-			if n := e.count(`SELECT count(*) FROM audit_events WHERE node_id = 'node-fork'`); n != 3 {
+			if n := e.count(`SELECT count(*) FROM audit_events WHERE chain_key IN (SELECT chain_key FROM audit_chains WHERE node_id = 'node-fork')`); n != 3 {
 				t.Fatalf("%d events after the forks, want the original 3", n)
 			}
 		})

@@ -71,7 +71,7 @@ func TestEdgeShipperInterop(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if n := e.count(`SELECT count(*) FROM audit_events WHERE node_id = 'edge-1'`); n != total {
+		if n := e.count(`SELECT count(*) FROM audit_events WHERE chain_key IN (SELECT chain_key FROM audit_chains WHERE node_id = 'edge-1')`); n != total {
 			t.Fatalf("%d events stored, want %d", n, total)
 		}
 		if n := e.count(`SELECT count(*) FROM audit_incidents`); n != 0 {

@@ -90,8 +90,10 @@ func (s *Store) Events(ctx context.Context, q Query, fn func(body []byte, c Curs
 		add("time_us <= $%d", db.Micros(q.To))
 	}
 	if q.After.ID != "" {
+		// The plain time_us bound lets the (tenant, time_us) index start
+		// at the cursor instead of the tenant's first event.
 		args = append(args, q.After.TimeUS, q.After.ID)
-		where = append(where, fmt.Sprintf("(time_us > $%d OR (time_us = $%d AND id > $%d))", len(args)-1, len(args)-1, len(args)))
+		where = append(where, fmt.Sprintf("time_us >= $%d AND (time_us > $%d OR id > $%d)", len(args)-1, len(args)-1, len(args)))
 	}
 	args = append(args, q.Limit)
 	rows, err := s.db.QueryContext(ctx, `SELECT body, time_us, id FROM audit_events WHERE `+strings.Join(where, " AND ")+

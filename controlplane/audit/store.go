@@ -191,6 +191,7 @@ type checked struct {
 	now   int64
 	recs  []Record
 	res   Result
+	key   int64 // the chain's audit_chains.chain_key
 	count int64 // the chain's stored event count
 }
 
@@ -204,17 +205,17 @@ func checkChain(ctx context.Context, tx txn, p *Prepared, now time.Time) (*check
 	}
 	var (
 		tenant, headHash string
-		head, count      int64
+		key, head, count int64
 	)
-	if err := tx.queryRow(ctx, `SELECT tenant, head_seq, head_hash, event_count FROM audit_chains WHERE node_id = $1 AND chain_id = $2`+tx.forUpdate(),
-		b.NodeID, b.ChainID).Scan(&tenant, &head, &headHash, &count); err != nil {
+	if err := tx.queryRow(ctx, `SELECT chain_key, tenant, head_seq, head_hash, event_count FROM audit_chains WHERE node_id = $1 AND chain_id = $2`+tx.forUpdate(),
+		b.NodeID, b.ChainID).Scan(&key, &tenant, &head, &headHash, &count); err != nil {
 		return nil, fmt.Errorf("chain %s/%s: %w", b.NodeID, b.ChainID, err)
 	}
 	expected := head + 1
 	if tenant != b.Tenant {
 		return nil, &ChainError{Kind: CodeFork, ExpectedSeq: expected, Msg: fmt.Sprintf("chain belongs to tenant %q", tenant)}
 	}
-	c := &checked{p: p, now: db.Micros(now), recs: p.Records, count: count}
+	c := &checked{p: p, now: db.Micros(now), recs: p.Records, key: key, count: count}
 	switch {
 	case b.SeqFirst > expected:
 		return nil, &ChainError{Kind: CodeGap, ExpectedSeq: expected, Msg: fmt.Sprintf("batch starts at seq %d, the chain is at %d", b.SeqFirst, head)}
@@ -228,7 +229,7 @@ func checkChain(ctx context.Context, tx txn, p *Prepared, now time.Time) (*check
 		// equal, prev_hash included.
 		last := min(b.SeqLast, head)
 		var stored string
-		err := tx.queryRow(ctx, `SELECT hash FROM audit_events WHERE node_id = $1 AND chain_id = $2 AND seq = $3`, b.NodeID, b.ChainID, last).Scan(&stored)
+		err := tx.queryRow(ctx, `SELECT hash FROM audit_events WHERE chain_key = $1 AND seq = $2`, key, last).Scan(&stored)
 		if isNoRows(err) {
 			return nil, &ChainError{Kind: CodeFork, ExpectedSeq: expected, Msg: fmt.Sprintf("stored event at seq %d is missing (deleted?)", last)}
 		}
@@ -262,8 +263,8 @@ func store(ctx context.Context, tx txn, cs []*checked) error {
 	}
 	for _, c := range cs {
 		b, last := c.p.Batch, c.recs[len(c.recs)-1]
-		if err := tx.exec(ctx, `UPDATE audit_chains SET head_seq = $1, head_hash = $2, event_count = $3, updated_us = $4 WHERE node_id = $5 AND chain_id = $6`,
-			last.Seq, hex.EncodeToString(last.Hash[:]), c.count+int64(len(c.recs)), c.now, b.NodeID, b.ChainID); err != nil {
+		if err := tx.exec(ctx, `UPDATE audit_chains SET head_seq = $1, head_hash = $2, event_count = $3, updated_us = $4 WHERE chain_key = $5`,
+			last.Seq, hex.EncodeToString(last.Hash[:]), c.count+int64(len(c.recs)), c.now, c.key); err != nil {
 			return fmt.Errorf("chain head %s/%s: %w", b.NodeID, b.ChainID, err)
 		}
 		if err := addChainTenants(ctx, tx, b, c.recs); err != nil {
@@ -467,9 +468,10 @@ func (t pgTxn) exec(ctx context.Context, q string, args ...any) error {
 
 func (t pgTxn) forUpdate() string { return " FOR UPDATE" }
 
-// eventColumns lists audit_events' columns in the order rows are written.
+// eventColumns lists audit_events' columns in the order rows are written
+// (the table's order: fixed-width columns first).
 func eventColumns() []string {
-	return []string{"node_id", "chain_id", "seq", "tenant", "id", "time_us", "agent", "tool", "action", "policy_revision", "cost_micro_usd", "hash", "body", "received_us"}
+	return []string{"chain_key", "seq", "time_us", "policy_revision", "cost_micro_usd", "received_us", "tenant", "id", "agent", "tool", "action", "hash", "body"}
 }
 
 func (t pgTxn) insertEvents(ctx context.Context, cs []*checked) error {
@@ -477,7 +479,7 @@ func (t pgTxn) insertEvents(ctx context.Context, cs []*checked) error {
 	b := appendCopyHeader((*buf)[:0])
 	n := 0
 	for _, c := range cs {
-		b = appendCopyRows(b, c.recs, c.p.Batch.NodeID, c.now)
+		b = appendCopyRows(b, c.recs, c.key, c.now)
 		n += len(c.recs)
 	}
 	*buf = appendCopyTrailer(b)
@@ -505,7 +507,7 @@ var copyBufs = sync.Pool{New: func() any { return new([]byte) }}
 // documentation, "COPY", Binary Format) in eventColumns' order: text
 // columns as their bytes, bigints as 8 bytes big-endian. Writing it
 // directly costs a fraction of encoding 14 interface values per row.
-func appendCopyRows(b []byte, rs []Record, nodeID string, now int64) []byte {
+func appendCopyRows(b []byte, rs []Record, chainKey, now int64) []byte {
 	text := func(b []byte, s string) []byte {
 		b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
 		return append(b, s...)
@@ -516,23 +518,22 @@ func appendCopyRows(b []byte, rs []Record, nodeID string, now int64) []byte {
 	}
 	for i := range rs {
 		r := &rs[i]
-		b = binary.BigEndian.AppendUint16(b, 14)
-		b = text(b, nodeID)
-		b = text(b, r.ChainID)
+		b = binary.BigEndian.AppendUint16(b, 13)
+		b = bigint(b, chainKey)
 		b = bigint(b, r.Seq)
+		b = bigint(b, r.TimeUS)
+		b = bigint(b, r.PolicyRevision)
+		b = bigint(b, r.CostMicroUSD)
+		b = bigint(b, now)
 		b = text(b, r.Tenant)
 		b = text(b, r.ID)
-		b = bigint(b, r.TimeUS)
 		b = text(b, r.Agent)
 		b = text(b, r.Tool)
 		b = text(b, r.Action)
-		b = bigint(b, r.PolicyRevision)
-		b = bigint(b, r.CostMicroUSD)
 		b = binary.BigEndian.AppendUint32(b, 2*sha256.Size)
 		b = hex.AppendEncode(b, r.Hash[:])
 		b = binary.BigEndian.AppendUint32(b, uint32(len(r.Body)))
 		b = append(b, r.Body...)
-		b = bigint(b, now)
 	}
 	return b
 }
@@ -565,7 +566,7 @@ func (t sqlTxn) exec(ctx context.Context, q string, args ...any) error {
 func (t sqlTxn) forUpdate() string { return "" }
 
 func (t sqlTxn) insertEvents(ctx context.Context, cs []*checked) error {
-	stmt, err := t.tx.PrepareContext(ctx, `INSERT INTO audit_events (`+strings.Join(eventColumns(), ", ")+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`)
+	stmt, err := t.tx.PrepareContext(ctx, `INSERT INTO audit_events (`+strings.Join(eventColumns(), ", ")+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`)
 	if err != nil {
 		return err
 	}
@@ -573,8 +574,8 @@ func (t sqlTxn) insertEvents(ctx context.Context, cs []*checked) error {
 	for _, c := range cs {
 		for i := range c.recs {
 			r := &c.recs[i]
-			if _, err := stmt.ExecContext(ctx, c.p.Batch.NodeID, r.ChainID, r.Seq, r.Tenant, r.ID, r.TimeUS, r.Agent, r.Tool, r.Action, r.PolicyRevision, r.CostMicroUSD,
-				hex.EncodeToString(r.Hash[:]), string(r.Body), c.now); err != nil {
+			if _, err := stmt.ExecContext(ctx, c.key, r.Seq, r.TimeUS, r.PolicyRevision, r.CostMicroUSD, c.now, r.Tenant, r.ID, r.Agent, r.Tool, r.Action,
+				hex.EncodeToString(r.Hash[:]), string(r.Body)); err != nil {
 				return err
 			}
 		}

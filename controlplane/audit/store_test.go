@@ -32,8 +32,8 @@ func TestCopyRows(t *testing.T) {
 	if _, err := st.Ingest(t.Context(), prep, now); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := d.Query(`SELECT node_id, chain_id, seq, tenant, id, time_us, agent, tool, action, policy_revision, cost_micro_usd, hash, body, received_us
-		FROM audit_events ORDER BY seq`)
+	rows, err := d.Query(`SELECT c.node_id, c.chain_id, e.seq, e.tenant, e.id, e.time_us, e.agent, e.tool, e.action, e.policy_revision, e.cost_micro_usd, e.hash, e.body, e.received_us
+		FROM audit_events e JOIN audit_chains c USING (chain_key) ORDER BY e.seq`)
 	if err != nil {
 		t.Fatal(err)
 	}
