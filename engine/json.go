@@ -53,7 +53,7 @@ func fromJSONValue(v *jsonx.Value) (Value, error) {
 	case jsonx.Number:
 		// The grammar is checked; the exponent bound is OPA's.
 		if !exponentInRange(v.Str) {
-			return nil, &Error{Code: CodeInvalidValue, Message: "decoding JSON: line " + itoa(int(v.Line)) + ", column " + itoa(int(v.Col)) + ": invalid number literal " + strconv.Quote(v.Str)}
+			return nil, &Error{Code: CodeInvalidValue, Message: "decoding JSON: line " + itoa(int(v.Line)) + ", column " + itoa(int(v.Col)) + ": invalid number literal " + quoteLiteral(v.Str)}
 		}
 		return parsedNumber(v.Str), nil
 	case jsonx.Array:
@@ -104,7 +104,7 @@ func FromGo(x any) (Value, error) {
 	case jsonx.NumberLike:
 		n, ok := parseNumber(x.String())
 		if !ok {
-			return nil, &Error{Code: CodeInvalidValue, Message: "invalid number literal " + strconv.Quote(x.String())}
+			return nil, &Error{Code: CodeInvalidValue, Message: "invalid number literal " + quoteLiteral(x.String())}
 		}
 		return n, nil
 	case int:

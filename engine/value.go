@@ -111,9 +111,24 @@ func intNumber(i int64) *numberValue {
 func Number(text string) (Value, error) {
 	n, ok := parseNumber(text)
 	if !ok {
-		return nil, &Error{Code: CodeInvalidValue, Message: "invalid number literal " + strconv.Quote(text)}
+		return nil, &Error{Code: CodeInvalidValue, Message: "invalid number literal " + quoteLiteral(text)}
 	}
 	return n, nil
+}
+
+// quoteLiteral quotes a refused literal for an error message, shortened: a
+// literal can be as long as a request body, and quoting a megabyte costs
+// more than deciding to refuse it.
+func quoteLiteral(s string) string {
+	const keep = 64
+	if len(s) <= keep {
+		return strconv.Quote(s)
+	}
+	cut := keep
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "... (" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 // parseNumber validates a JSON number literal and pre-computes the fast
@@ -144,21 +159,170 @@ func parseRegoNumber(text string) (*numberValue, bool) {
 // that "1e40000" is rejected rather than turned into a huge big.Rat.
 const maxNumberExp = 100000
 
+// Decimal positions of the leading digit (x in [10^p, 10^(p+1))) that are
+// certainly inside or outside [2^-100001, 2^100000): 10^30102 < 2^100000 <
+// 10^30103 and 10^-30104 < 2^-100001 < 10^-30103. Only p = 30102 and
+// p = -30104 need arithmetic.
+const (
+	maxSafeLeadPos = 30101
+	minSafeLeadPos = -30103
+	maxLeadPos     = 30102
+	minLeadPos     = -30104
+)
+
+// boundDigits is how many significant digits of the mantissa reach
+// big.Float near the bound. The bound is arbitrary (OPA's), so a decision
+// from 40 digits plus a sticky digit is as good as one from a million, and
+// it keeps the cost of the check independent of the literal's length.
+const boundDigits = 40
+
+// exponentInRange reports whether a number literal written with an
+// exponent lies inside the range OPA accepts: zero, or a magnitude whose
+// binary exponent (big.Float MantExp) is within ±maxNumberExp. As in OPA,
+// literals without an exponent are not bounded. Unlike big.Float.SetString
+// on the whole literal, which is quadratic in its length, it reads the text
+// once and hands big.Float at most boundDigits+1 digits, and only when the
+// magnitude is within one decade of the bound. A non-zero literal so small
+// that big.Float rounds it to zero (exponent below about -6.5e8, which OPA
+// lets through) is out of range, not zero: the engine's big.Rat comparisons
+// would then find it equal to 0.
 func exponentInRange(s string) bool {
-	i := strings.IndexAny(s, "eE")
-	if i < 0 {
+	e := strings.IndexAny(s, "eE")
+	if e < 0 {
 		return true
 	}
-	// Cheap test first: a decimal digit takes at most 4 bits.
-	if exp, err := strconv.Atoi(s[i+1:]); err == nil && i+max(exp, -exp) <= maxNumberExp/4 {
+	d, ok := scanDecimal(s[:e], s[e+1:])
+	if !ok {
+		return false
+	}
+	switch {
+	case d.wideExp:
+		// big.Float, and so OPA, refuses these literals even for a zero
+		// mantissa; the engine must not accept what OPA refuses.
+		return false
+	case d.digits == "":
+		return true // zero, whatever its (int64) exponent
+	case d.lead > maxLeadPos || d.lead < minLeadPos:
+		return false
+	case d.lead >= minSafeLeadPos && d.lead <= maxSafeLeadPos:
 		return true
 	}
-	f, ok := new(big.Float).SetString(s)
-	if !ok || f.IsInf() {
+	f, ok := new(big.Float).SetString(string(d.boundedText()))
+	if !ok || f.IsInf() || f.Sign() == 0 {
 		return false
 	}
 	exp := f.MantExp(nil)
 	return exp <= maxNumberExp && exp >= -maxNumberExp
+}
+
+// decimal locates the significant digits of a number literal without
+// converting it: digits holds the mantissa from its first non-zero digit
+// on (a '.' possibly inside), and that digit's place value is 10^lead.
+// wideExp: the exponent does not fit in an int64.
+type decimal struct {
+	digits  string
+	lead    int64
+	wideExp bool
+}
+
+// expLimit saturates exponents: beyond it a number is out of range for any
+// mantissa a string can hold, and clamping keeps lead free of overflow.
+const expLimit = 1 << 48
+
+// scanDecimal reads mant ("[+-]digits[.digits]", either side of the dot
+// may be empty as Rego allows, not both) and exp ("[+-]digits").
+func scanDecimal(mant, exp string) (decimal, bool) {
+	x, wide, ok := scanExponent(exp)
+	if !ok {
+		return decimal{}, false
+	}
+	if mant != "" && (mant[0] == '-' || mant[0] == '+') {
+		mant = mant[1:]
+	}
+	first, dot, n := -1, -1, 0
+	for i := 0; i < len(mant); i++ {
+		switch c := mant[i]; {
+		case c == '.' && dot < 0:
+			dot = i
+		case c >= '0' && c <= '9':
+			n++
+			if first < 0 && c != '0' {
+				first = i
+			}
+		default:
+			return decimal{}, false
+		}
+	}
+	if n == 0 {
+		return decimal{}, false
+	}
+	if first < 0 {
+		return decimal{wideExp: wide}, true
+	}
+	if dot < 0 {
+		dot = len(mant)
+	}
+	lead := int64(dot - first - 1) // the first digit is before the dot
+	if first > dot {
+		lead = int64(dot - first)
+	}
+	return decimal{digits: mant[first:], lead: lead + x, wideExp: wide}, true
+}
+
+// scanExponent returns the exponent clamped to ±expLimit and whether its
+// exact value overflows an int64 (leading zeros allowed).
+func scanExponent(s string) (x int64, wide, ok bool) {
+	neg := false
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		neg = s[0] == '-'
+		s = s[1:]
+	}
+	if s == "" {
+		return 0, false, false
+	}
+	var u uint64 // exact up to 10*2^60, pinned to the maximum once wider
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false, false
+		}
+		if u < 1<<60 {
+			u = u*10 + uint64(c-'0')
+		} else {
+			u = math.MaxUint64
+		}
+	}
+	wide = u > 1<<63 || (u == 1<<63 && !neg)
+	x = int64(min(u, expLimit))
+	if neg {
+		x = -x
+	}
+	return x, wide, true
+}
+
+// boundedText writes d as "<digits>e<exp>" with at most boundDigits digits
+// and, if non-zero digits were cut, a trailing 1 so that the shortened
+// value stays strictly between the truncation and the literal's next
+// boundDigits-digit neighbour. When nothing is cut, big.Float sees the same
+// integer mantissa and power of ten as in the literal (leading zeros and
+// the dot change neither), so it decides exactly as on the literal.
+func (d decimal) boundedText() []byte {
+	buf := make([]byte, 0, boundDigits+24)
+	for i := 0; i < len(d.digits); i++ {
+		c := d.digits[i]
+		switch {
+		case c == '.':
+		case len(buf) < boundDigits:
+			buf = append(buf, c)
+		case c != '0':
+			buf = append(buf, '1')
+			i = len(d.digits)
+		}
+	}
+	// The last digit written has place value 10^(lead-(len-1)).
+	exp := d.lead - int64(len(buf)-1)
+	buf = append(buf, 'e')
+	return strconv.AppendInt(buf, exp, 10)
 }
 
 func parsedNumber(text string) *numberValue {

@@ -151,6 +151,10 @@ func TestNumberRange(t *testing.T) {
 		{"negative exponent refused", `1e-30104`, CodeNumberOutOfRange, "", 0},
 		{"negative exponent, minus sign", `-1E-30104`, CodeNumberOutOfRange, "", 0},
 		{"zero with a large exponent", `0e1000000000`, "", "", 0},
+		// OPA (big.Float) cannot read an exponent beyond int64, even on zero.
+		{"zero with an exponent beyond int64", `0e99999999999999999999`, CodeNumberOutOfRange, "", 0},
+		// big.Float rounds it to zero and OPA accepts it; the engine does not.
+		{"too small to be anything but zero", `1e-700000000`, CodeNumberOutOfRange, "", 0},
 		{"exponent that overflows int64", `1e99999999999999999999`, CodeNumberOutOfRange, "", 0},
 		{"long mantissa at the bound", `1` + zeros(30102) + `e0`, "", "", 0},
 		{"long mantissa past the bound", `1` + zeros(30103) + `e0`, CodeNumberOutOfRange, "", 0},
@@ -159,6 +163,8 @@ func TestNumberRange(t *testing.T) {
 		{"long mantissa with a negative exponent", `1` + zeros(30102) + `e-30102`, "", "", 0},
 		{"long fraction at the bound", `0.` + zeros(30102) + `1e0`, "", "", 0},
 		{"long fraction past the bound", `0.` + zeros(30103) + `1e0`, CodeNumberOutOfRange, "", 0},
+		{"1 MiB mantissa", `1` + zeros(1<<20) + `e0`, CodeNumberOutOfRange, "", 0},
+		{"1 MiB mantissa next to the bound", `1` + zeros(1<<20) + `e-1018474`, "", "", 0},
 		{"long mantissa, exponent brings it back", `1234567890123456789e30084`, "", "", 0},
 		{"long mantissa, exponent one more", `1234567890123456789e30085`, CodeNumberOutOfRange, "", 0},
 		{"syntax error still wins inside the number", `1e+`, CodeSyntax, "", 3},
