@@ -1,7 +1,6 @@
 package bundle
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -72,9 +71,7 @@ func CheckUpgrade(current, next *Manifest) error {
 	case next.Revision > current.Revision:
 		return nil
 	case next.Revision == current.Revision:
-		a, errA := current.encode()
-		b, errB := next.encode()
-		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+		if !sameContent(current, next) {
 			return fmt.Errorf("%w: revision %d", ErrConflict, next.Revision)
 		}
 		return nil
