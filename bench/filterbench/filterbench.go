@@ -250,7 +250,7 @@ func Run(ctx context.Context, wasm []byte, cfg Config) (*Result, error) {
 	r.Notes = append(r.Notes,
 		"per request: wasmhost Pool.Handler.ServeHTTP with an in-process upstream (no sockets), one VM instance; every answer checked",
 		"gc_pauses: the guest's own gauges (aegis.runtime.*, read after a flush tick): collections during the runs, "+
-			"the longest stop-the-world pause, live heap, bytes allocated per request (warm-up included); a wasip1 guest marks "+
+			"the longest stop-the-world pause, heap in use (live and unswept), bytes allocated per request (warm-up included); a wasip1 guest marks "+
 			"on its one thread, so mark work also shows as tail latency (requests slower than 10x p50). Also: the host's GC "+
 			"cycles and pause total during the runs, guest linear memory before and after")
 	if len(cfg.Scaling) > 0 {
