@@ -182,8 +182,8 @@ func ParseManifest(data []byte) (*Manifest, error) {
 
 // Validate checks every field and reports all problems at once.
 func (m *Manifest) Validate() error {
-	var errs []string
-	add := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	var errs problems
+	add := errs.add
 
 	if m.Format != Format {
 		add("format %q, want %q", m.Format, Format)
@@ -261,6 +261,15 @@ func (m *Manifest) Validate() error {
 		return fmt.Errorf("%w: manifest: %s", ErrInvalid, strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// problems collects Validate's findings. add stays out of line: inlined
+// at each of Validate's nineteen checks it cost the filter module 5 kB.
+type problems []string
+
+//go:noinline
+func (p *problems) add(format string, args ...any) {
+	*p = append(*p, fmt.Sprintf(format, args...))
 }
 
 // CheckPath reports whether p may name a file inside a bundle: a relative,
