@@ -8,9 +8,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"fmt"
 	"sort"
 	"time"
+
+	"github.com/aegis-mesh/aegis/internal/errs"
 )
 
 // File is one file to put in a bundle.
@@ -41,7 +42,7 @@ const fileMode = 0o644
 // release (compress/flate output may change between releases).
 func Build(m Manifest, files []File, opts BuildOptions) ([]byte, error) {
 	if opts.SigningKey != nil && len(opts.SigningKey) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("build bundle: signing key has %d bytes, want %d", len(opts.SigningKey), ed25519.PrivateKeySize)
+		return nil, errs.Errorf("build bundle: signing key has %d bytes, want %d", len(opts.SigningKey), ed25519.PrivateKeySize)
 	}
 	if m.Format == "" {
 		m.Format = Format
@@ -54,23 +55,23 @@ func Build(m Manifest, files []File, opts BuildOptions) ([]byte, error) {
 	m.Files = make(map[string]string, len(sorted))
 	for i, f := range sorted {
 		if err := CheckPath(f.Path); err != nil {
-			return nil, fmt.Errorf("build bundle: %w", err)
+			return nil, errs.Errorf("build bundle: %w", err)
 		}
 		if i > 0 && sorted[i-1].Path == f.Path {
-			return nil, fmt.Errorf("build bundle: file %q given twice", f.Path)
+			return nil, errs.Errorf("build bundle: file %q given twice", f.Path)
 		}
 		sum := sha256.Sum256(f.Data)
 		m.Files[f.Path] = hex.EncodeToString(sum[:])
 	}
 	manifest, err := m.Marshal()
 	if err != nil {
-		return nil, fmt.Errorf("build bundle: %w", err)
+		return nil, errs.Errorf("build bundle: %w", err)
 	}
 
 	var buf bytes.Buffer
 	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
 	if err != nil {
-		return nil, fmt.Errorf("build bundle: %w", err)
+		return nil, errs.Errorf("build bundle: %w", err)
 	}
 	// NewWriterLevel leaves Name empty, ModTime zero and OS "unknown"; say
 	// so explicitly, as these bytes are part of what must not vary.
@@ -86,10 +87,10 @@ func Build(m Manifest, files []File, opts BuildOptions) ([]byte, error) {
 			Format:   tar.FormatUSTAR,
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
-			return fmt.Errorf("build bundle: %s: %w", name, err)
+			return errs.Errorf("build bundle: %s: %w", name, err)
 		}
 		if _, err := tw.Write(data); err != nil {
-			return fmt.Errorf("build bundle: %s: %w", name, err)
+			return errs.Errorf("build bundle: %s: %w", name, err)
 		}
 		return nil
 	}
@@ -107,10 +108,10 @@ func Build(m Manifest, files []File, opts BuildOptions) ([]byte, error) {
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return nil, fmt.Errorf("build bundle: %w", err)
+		return nil, errs.Errorf("build bundle: %w", err)
 	}
 	if err := zw.Close(); err != nil {
-		return nil, fmt.Errorf("build bundle: %w", err)
+		return nil, errs.Errorf("build bundle: %w", err)
 	}
 	return buf.Bytes(), nil
 }
@@ -131,15 +132,15 @@ func DecodeSignature(data []byte) ([]byte, error) {
 	data = bytes.TrimSuffix(data, []byte("\n"))
 	sig, err := base64.StdEncoding.Strict().DecodeString(string(data))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, SignaturePath, err)
+		return nil, errs.Errorf("%w: %s: %v", ErrInvalid, SignaturePath, err)
 	}
 	if len(sig) != ed25519.SignatureSize {
-		return nil, fmt.Errorf("%w: %s: %d bytes, want %d", ErrInvalid, SignaturePath, len(sig), ed25519.SignatureSize)
+		return nil, errs.Errorf("%w: %s: %d bytes, want %d", ErrInvalid, SignaturePath, len(sig), ed25519.SignatureSize)
 	}
 	// The decoder skips embedded newlines; only the canonical text is
 	// accepted so that one signature has one encoding.
 	if enc := EncodeSignature(sig); !bytes.Equal(enc[:len(enc)-1], data) {
-		return nil, fmt.Errorf("%w: %s: not canonical base64", ErrInvalid, SignaturePath)
+		return nil, errs.Errorf("%w: %s: not canonical base64", ErrInvalid, SignaturePath)
 	}
 	return sig, nil
 }

@@ -2,13 +2,13 @@ package bundle
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/aegis-mesh/aegis/internal/errs"
 	"github.com/aegis-mesh/aegis/internal/jsonx"
 )
 
@@ -162,7 +162,7 @@ func (e *indenter) value(v any) error {
 		}
 		e.close('}')
 	default:
-		return fmt.Errorf("unsupported policy value of type %T", v)
+		return errs.Errorf("unsupported policy value of type %T", v)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/aegis-mesh/aegis/internal/errs"
 	"github.com/aegis-mesh/aegis/internal/jsonx"
 )
 
@@ -89,7 +90,7 @@ func (m *Manifest) Marshal() ([]byte, error) {
 func (m *Manifest) encode() ([]byte, error) {
 	b, err := m.appendJSON(nil)
 	if err != nil {
-		return nil, fmt.Errorf("encode manifest: %w", err)
+		return nil, errs.Errorf("encode manifest: %w", err)
 	}
 	return b, nil
 }
@@ -148,7 +149,7 @@ func (m *Manifest) appendJSON(b []byte) ([]byte, error) {
 	if len(m.Policy) > 0 {
 		e.key("policy")
 		if err := e.value(m.Policy); err != nil {
-			return nil, fmt.Errorf("policy: %w", err)
+			return nil, errs.Errorf("policy: %w", err)
 		}
 	}
 	e.close('}')
@@ -161,18 +162,18 @@ func (m *Manifest) appendJSON(b []byte) ([]byte, error) {
 // JSON value.
 func ParseManifest(data []byte) (*Manifest, error) {
 	if !utf8.Valid(data) {
-		return nil, fmt.Errorf("%w: manifest is not valid UTF-8", ErrInvalid)
+		return nil, errs.Errorf("%w: manifest is not valid UTF-8", ErrInvalid)
 	}
 	v, err := jsonx.Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: manifest: %v", ErrInvalid, err)
+		return nil, errs.Errorf("%w: manifest: %v", ErrInvalid, err)
 	}
 	if err := checkManifestKeys(v); err != nil {
-		return nil, fmt.Errorf("%w: manifest: %v", ErrInvalid, err)
+		return nil, errs.Errorf("%w: manifest: %v", ErrInvalid, err)
 	}
 	m, err := decodeManifest(v)
 	if err != nil {
-		return nil, fmt.Errorf("%w: manifest: %v", ErrInvalid, err)
+		return nil, errs.Errorf("%w: manifest: %v", ErrInvalid, err)
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err
@@ -182,8 +183,8 @@ func ParseManifest(data []byte) (*Manifest, error) {
 
 // Validate checks every field and reports all problems at once.
 func (m *Manifest) Validate() error {
-	var errs problems
-	add := errs.add
+	var probs problems
+	add := probs.add
 
 	if m.Format != Format {
 		add("format %q, want %q", m.Format, Format)
@@ -257,8 +258,8 @@ func (m *Manifest) Validate() error {
 			add("release.replaces %d must be above revision %d (a rollback replaces a newer revision)", r.Replaces, m.Revision)
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%w: manifest: %s", ErrInvalid, strings.Join(errs, "; "))
+	if len(probs) > 0 {
+		return errs.Errorf("%w: manifest: %s", ErrInvalid, strings.Join(probs, "; "))
 	}
 	return nil
 }
@@ -281,24 +282,24 @@ func CheckPath(p string) error {
 	case p == "":
 		return errors.New("empty path")
 	case len(p) > MaxPathLen:
-		return fmt.Errorf("path %.40q... longer than %d bytes", p, MaxPathLen)
+		return errs.Errorf("path %.40q... longer than %d bytes", p, MaxPathLen)
 	case p == ManifestPath || p == SignaturePath:
-		return fmt.Errorf("path %q is reserved", p)
+		return errs.Errorf("path %q is reserved", p)
 	case p[0] == '/':
-		return fmt.Errorf("path %q is absolute", p)
+		return errs.Errorf("path %q is absolute", p)
 	}
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		if c <= ' ' || c >= 0x7f || c == '\\' || c == ':' {
-			return fmt.Errorf("path %q contains byte %#x", p, c)
+			return errs.Errorf("path %q contains byte %#x", p, c)
 		}
 	}
 	for _, seg := range strings.Split(p, "/") {
 		switch seg {
 		case "":
-			return fmt.Errorf("path %q has an empty segment", p)
+			return errs.Errorf("path %q has an empty segment", p)
 		case ".", "..":
-			return fmt.Errorf("path %q contains %q", p, seg)
+			return errs.Errorf("path %q contains %q", p, seg)
 		}
 	}
 	return nil
@@ -309,13 +310,13 @@ func checkName(s string) error {
 		return errors.New("empty")
 	}
 	if len(s) > 128 {
-		return fmt.Errorf("%d bytes, want at most 128", len(s))
+		return errs.Errorf("%d bytes, want at most 128", len(s))
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
 		if !ok {
-			return fmt.Errorf("%q: only letters, digits, '-', '_' and '.' are allowed", s)
+			return errs.Errorf("%q: only letters, digits, '-', '_' and '.' are allowed", s)
 		}
 	}
 	return nil
@@ -326,9 +327,9 @@ func checkTime(t time.Time) error {
 	case t.IsZero():
 		return errors.New("missing")
 	case t.Location() != time.UTC:
-		return fmt.Errorf("%s is not UTC", t.Format(time.RFC3339))
+		return errs.Errorf("%s is not UTC", t.Format(time.RFC3339))
 	case t.Nanosecond() != 0:
-		return fmt.Errorf("%s has fractional seconds", t.Format(time.RFC3339Nano))
+		return errs.Errorf("%s has fractional seconds", t.Format(time.RFC3339Nano))
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"sort"
+
+	"github.com/aegis-mesh/aegis/internal/errs"
 )
 
 // Errors returned by Open. Every rejection wraps one of them; the message
@@ -89,12 +91,12 @@ const tarBlock = 512
 func Open(data []byte, lim Limits) (*Bundle, error) {
 	lim = lim.withDefaults()
 	if int64(len(data)) > lim.MaxArchiveBytes {
-		return nil, fmt.Errorf("%w: archive is %d bytes, limit %d", ErrTooLarge, len(data), lim.MaxArchiveBytes)
+		return nil, errs.Errorf("%w: archive is %d bytes, limit %d", ErrTooLarge, len(data), lim.MaxArchiveBytes)
 	}
 	src := bytes.NewReader(data)
 	zr, err := gzip.NewReader(src)
 	if err != nil {
-		return nil, fmt.Errorf("%w: not gzip: %v", ErrInvalid, err)
+		return nil, errs.Errorf("%w: not gzip: %v", ErrInvalid, err)
 	}
 	zr.Multistream(false)
 	// Every entry costs at most one header block, one block of padding and
@@ -117,35 +119,35 @@ func Open(data []byte, lim Limits) (*Bundle, error) {
 		}
 		entries++
 		if entries > lim.MaxEntries {
-			return nil, fmt.Errorf("%w: more than %d entries", ErrTooLarge, lim.MaxEntries)
+			return nil, errs.Errorf("%w: more than %d entries", ErrTooLarge, lim.MaxEntries)
 		}
 		name := hdr.Name
 		if hdr.Typeflag != ustarTypeReg && hdr.Typeflag != ustarTypeRegA {
-			return nil, fmt.Errorf("%w: entry %q: type %q is not a regular file", ErrInvalid, name, hdr.Typeflag)
+			return nil, errs.Errorf("%w: entry %q: type %q is not a regular file", ErrInvalid, name, hdr.Typeflag)
 		}
 		if sawSig {
-			return nil, fmt.Errorf("%w: entry %q after %s (the signature must be last)", ErrInvalid, name, SignaturePath)
+			return nil, errs.Errorf("%w: entry %q after %s (the signature must be last)", ErrInvalid, name, SignaturePath)
 		}
 		switch {
 		case entries == 1 && name != ManifestPath:
-			return nil, fmt.Errorf("%w: first entry is %q, want %s", ErrInvalid, name, ManifestPath)
+			return nil, errs.Errorf("%w: first entry is %q, want %s", ErrInvalid, name, ManifestPath)
 		case entries > 1 && name == ManifestPath:
-			return nil, fmt.Errorf("%w: duplicate entry %q", ErrInvalid, name)
+			return nil, errs.Errorf("%w: duplicate entry %q", ErrInvalid, name)
 		case name == SignaturePath:
 			sawSig = true
 		case name != ManifestPath:
 			if err := CheckPath(name); err != nil {
-				return nil, fmt.Errorf("%w: entry: %v", ErrInvalid, err)
+				return nil, errs.Errorf("%w: entry: %v", ErrInvalid, err)
 			}
 			if _, dup := b.Files[name]; dup {
-				return nil, fmt.Errorf("%w: duplicate entry %q", ErrInvalid, name)
+				return nil, errs.Errorf("%w: duplicate entry %q", ErrInvalid, name)
 			}
 		}
 		if hdr.Size < 0 || hdr.Size > lim.MaxFileBytes {
-			return nil, fmt.Errorf("%w: entry %q is %d bytes, limit %d", ErrTooLarge, name, hdr.Size, lim.MaxFileBytes)
+			return nil, errs.Errorf("%w: entry %q is %d bytes, limit %d", ErrTooLarge, name, hdr.Size, lim.MaxFileBytes)
 		}
 		if total += hdr.Size; total > lim.MaxTotalBytes {
-			return nil, fmt.Errorf("%w: entries exceed %d bytes in total", ErrTooLarge, lim.MaxTotalBytes)
+			return nil, errs.Errorf("%w: entries exceed %d bytes in total", ErrTooLarge, lim.MaxTotalBytes)
 		}
 		content := make([]byte, hdr.Size)
 		if _, err := io.ReadFull(tr, content); err != nil {
@@ -165,7 +167,7 @@ func Open(data []byte, lim Limits) (*Bundle, error) {
 		}
 	}
 	if entries == 0 {
-		return nil, fmt.Errorf("%w: empty archive, want %s", ErrInvalid, ManifestPath)
+		return nil, errs.Errorf("%w: empty archive, want %s", ErrInvalid, ManifestPath)
 	}
 	// tar stops at the first zero block; whatever follows must be the rest
 	// of the end marker, or data is hiding after the archive.
@@ -174,10 +176,10 @@ func Open(data []byte, lim Limits) (*Bundle, error) {
 		return nil, wrapRead("read after tar end", err)
 	}
 	if len(bytes.Trim(rest, "\x00")) != 0 {
-		return nil, fmt.Errorf("%w: data after the tar end marker", ErrInvalid)
+		return nil, errs.Errorf("%w: data after the tar end marker", ErrInvalid)
 	}
 	if src.Len() != 0 {
-		return nil, fmt.Errorf("%w: %d bytes after the gzip stream", ErrInvalid, src.Len())
+		return nil, errs.Errorf("%w: %d bytes after the gzip stream", ErrInvalid, src.Len())
 	}
 
 	m, err := ParseManifest(b.ManifestBytes)
@@ -188,17 +190,17 @@ func Open(data []byte, lim Limits) (*Bundle, error) {
 	for _, p := range b.Paths() {
 		want, listed := m.Files[p]
 		if !listed {
-			return nil, fmt.Errorf("%w: entry %q is not listed in the manifest", ErrInvalid, p)
+			return nil, errs.Errorf("%w: entry %q is not listed in the manifest", ErrInvalid, p)
 		}
 		sum := sha256.Sum256(b.Files[p])
 		if got := hex.EncodeToString(sum[:]); got != want {
-			return nil, fmt.Errorf("%w: %q has sha256 %s, manifest says %s", ErrInvalid, p, got, want)
+			return nil, errs.Errorf("%w: %q has sha256 %s, manifest says %s", ErrInvalid, p, got, want)
 		}
 	}
 	if len(b.Files) != len(m.Files) {
 		for _, p := range sortedKeys(m.Files) {
 			if _, ok := b.Files[p]; !ok {
-				return nil, fmt.Errorf("%w: manifest lists %q, which is not in the archive", ErrInvalid, p)
+				return nil, errs.Errorf("%w: manifest lists %q, which is not in the archive", ErrInvalid, p)
 			}
 		}
 	}
@@ -216,9 +218,9 @@ func sortedKeys(m map[string]string) []string {
 
 func wrapRead(what string, err error) error {
 	if errors.Is(err, ErrTooLarge) {
-		return fmt.Errorf("%w: decompressed data exceeds the limit (%s)", ErrTooLarge, what)
+		return errs.Errorf("%w: decompressed data exceeds the limit (%s)", ErrTooLarge, what)
 	}
-	return fmt.Errorf("%w: %s: %v", ErrInvalid, what, err)
+	return errs.Errorf("%w: %s: %v", ErrInvalid, what, err)
 }
 
 // limitedReader fails with ErrTooLarge, instead of io.LimitReader's silent

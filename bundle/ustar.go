@@ -3,8 +3,9 @@ package bundle
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
+
+	"github.com/aegis-mesh/aegis/internal/errs"
 )
 
 // ustarReader reads the one tar dialect Build writes: USTAR headers for
@@ -52,7 +53,7 @@ func (u *ustarReader) Next() (*ustarHeader, error) {
 	}
 	want, err := parseOctal(b[148:156])
 	if err != nil {
-		return nil, fmt.Errorf("%w: header checksum field: %v", errUstar, err)
+		return nil, errs.Errorf("%w: header checksum field: %v", errUstar, err)
 	}
 	var sum int64
 	for i, c := range b {
@@ -62,14 +63,14 @@ func (u *ustarReader) Next() (*ustarHeader, error) {
 		sum += int64(c)
 	}
 	if sum != want {
-		return nil, fmt.Errorf("%w: header checksum mismatch", errUstar)
+		return nil, errs.Errorf("%w: header checksum mismatch", errUstar)
 	}
 	if string(b[257:263]) != "ustar\x00" || string(b[263:265]) != "00" {
-		return nil, fmt.Errorf("%w: not a USTAR header", errUstar)
+		return nil, errs.Errorf("%w: not a USTAR header", errUstar)
 	}
 	size, err := parseOctal(b[124:136])
 	if err != nil {
-		return nil, fmt.Errorf("%w: size field: %v", errUstar, err)
+		return nil, errs.Errorf("%w: size field: %v", errUstar, err)
 	}
 	name := cString(b[0:100])
 	if prefix := cString(b[345:500]); prefix != "" {
@@ -124,7 +125,7 @@ func parseOctal(f []byte) (int64, error) {
 	}
 	for ; i < len(f); i++ {
 		if f[i] != 0 && f[i] != ' ' {
-			return 0, fmt.Errorf("unexpected byte %q", f[i])
+			return 0, errs.Errorf("unexpected byte %q", f[i])
 		}
 	}
 	return n, nil

@@ -3,8 +3,9 @@ package bundle
 import (
 	"crypto/ed25519"
 	"errors"
-	"fmt"
 	"time"
+
+	"github.com/aegis-mesh/aegis/internal/errs"
 )
 
 // Errors returned by Verify and the upgrade checks.
@@ -32,17 +33,17 @@ func (b *Bundle) Verify(pub ed25519.PublicKey, now time.Time) error {
 		return ErrUnsigned
 	}
 	if len(pub) != ed25519.PublicKeySize {
-		return fmt.Errorf("%w: public key has %d bytes, want %d", ErrBadSignature, len(pub), ed25519.PublicKeySize)
+		return errs.Errorf("%w: public key has %d bytes, want %d", ErrBadSignature, len(pub), ed25519.PublicKeySize)
 	}
 	if !ed25519.Verify(pub, b.ManifestBytes, b.Signature) {
 		return ErrBadSignature
 	}
 	m := &b.Manifest
 	if now.Add(ClockSkew).Before(m.CreatedAt) {
-		return fmt.Errorf("%w: created_at %s is after %s", ErrNotYetValid, m.CreatedAt.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		return errs.Errorf("%w: created_at %s is after %s", ErrNotYetValid, m.CreatedAt.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	if !now.Before(m.ExpiresAt) {
-		return fmt.Errorf("%w: expires_at %s", ErrExpired, m.ExpiresAt.Format(time.RFC3339))
+		return errs.Errorf("%w: expires_at %s", ErrExpired, m.ExpiresAt.Format(time.RFC3339))
 	}
 	return nil
 }
@@ -50,7 +51,7 @@ func (b *Bundle) Verify(pub ed25519.PublicKey, now time.Time) error {
 // CheckTenant refuses a manifest built for another tenant.
 func CheckTenant(m *Manifest, tenant string) error {
 	if m.Tenant != tenant {
-		return fmt.Errorf("%w: bundle tenant %q, want %q", ErrTenant, m.Tenant, tenant)
+		return errs.Errorf("%w: bundle tenant %q, want %q", ErrTenant, m.Tenant, tenant)
 	}
 	return nil
 }
@@ -72,13 +73,13 @@ func CheckUpgrade(current, next *Manifest) error {
 		return nil
 	case next.Revision == current.Revision:
 		if !sameContent(current, next) {
-			return fmt.Errorf("%w: revision %d", ErrConflict, next.Revision)
+			return errs.Errorf("%w: revision %d", ErrConflict, next.Revision)
 		}
 		return nil
 	case next.Release != nil && next.Release.Replaces == current.Revision:
 		return nil
 	default:
-		return fmt.Errorf("%w: revision %d, running %d (a rollback must name %d in release.replaces)",
+		return errs.Errorf("%w: revision %d, running %d (a rollback must name %d in release.replaces)",
 			ErrDowngrade, next.Revision, current.Revision, current.Revision)
 	}
 }
@@ -93,7 +94,7 @@ func CheckBuiltins(m *Manifest, supported func(name string) bool) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("%w: %q", ErrUnsupported, missing)
+		return errs.Errorf("%w: %q", ErrUnsupported, missing)
 	}
 	return nil
 }

@@ -186,6 +186,39 @@ func TestNoEncodingJSON(t *testing.T) {
 	}
 }
 
+// TestNoFmtErrorf: the packages the filter links build errors with
+// internal/errs.Errorf, which is fmt.Errorf behind a call the compiler does
+// not inline; inlined at every error path, fmt.Errorf cost the module
+// about 30 kB.
+func TestNoFmtErrorf(t *testing.T) {
+	cmd := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}} {{.Dir}} {{join .GoFiles \" \"}}{{end}}", ".")
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || !strings.HasPrefix(f[0], "github.com/aegis-mesh/aegis/") || f[0] == "github.com/aegis-mesh/aegis/internal/errs" {
+			continue
+		}
+		for _, name := range f[2:] {
+			src, err := os.ReadFile(filepath.Join(f[1], name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checked++
+			if strings.Contains(string(src), "fmt.Errorf(") {
+				t.Errorf("%s/%s calls fmt.Errorf; use internal/errs.Errorf", f[0], name)
+			}
+		}
+	}
+	if checked < 50 {
+		t.Fatalf("checked only %d files; the test would prove nothing", checked)
+	}
+}
+
 func TestModuleImportsAreEnvoyCompatible(t *testing.T) {
 	wasm, err := os.ReadFile(wasmPath)
 	if err != nil {

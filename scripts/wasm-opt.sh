@@ -37,7 +37,7 @@ key=$( (sha256sum "$in" | cut -d' ' -f1; echo "$want ${flags[*]}") | sha256sum |
 cache=.cache/wasm-opt/$key.wasm
 if [ ! -f "$cache" ]; then
   mkdir -p .cache/wasm-opt
-  node "$tool" "${flags[@]}" "$in" -o "$cache.tmp"
-  mv "$cache.tmp" "$cache"
+  node "$tool" "${flags[@]}" "$in" -o "$cache.$$.tmp"
+  mv "$cache.$$.tmp" "$cache"
 fi
 cp "$cache" "$out"

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/aegis-mesh/aegis/internal/errs"
+
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 
@@ -29,7 +31,7 @@ const StatePath = "/v1/tenants/%s/state"
 // force when it is not older than the current one.
 func (p *pluginContext) applyState(tenant string, data []byte) error {
 	if p.vm.root.StateKey == nil {
-		return fmt.Errorf("no %s in the trust root", trust.EnvStateKey)
+		return errs.Errorf("no %s in the trust root", trust.EnvStateKey)
 	}
 	doc, err := state.Open(data, p.vm.root.StateKey)
 	if err != nil {

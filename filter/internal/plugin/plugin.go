@@ -27,6 +27,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aegis-mesh/aegis/internal/errs"
+
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm"
 	"github.com/proxy-wasm/proxy-wasm-go-sdk/proxywasm/types"
 
@@ -354,7 +356,7 @@ func (p *pluginContext) shipBatch() bool {
 // window, kind, tenant, builtins and no downgrade against the current one.
 func loadPolicy(data []byte, tenant string, root trust.Root, current *policy, now time.Time) (*policy, error) {
 	if root.BundleKey == nil {
-		return nil, fmt.Errorf("no %s in the trust root", trust.EnvBundleKey)
+		return nil, errs.Errorf("no %s in the trust root", trust.EnvBundleKey)
 	}
 	b, err := bundle.Open(data, runtimeLimits)
 	if err != nil {
@@ -364,7 +366,7 @@ func loadPolicy(data []byte, tenant string, root trust.Root, current *policy, no
 		return nil, err
 	}
 	if b.Manifest.Kind != bundle.KindRuntime {
-		return nil, fmt.Errorf("bundle kind %q, want %q", b.Manifest.Kind, bundle.KindRuntime)
+		return nil, errs.Errorf("bundle kind %q, want %q", b.Manifest.Kind, bundle.KindRuntime)
 	}
 	if err := bundle.CheckTenant(&b.Manifest, tenant); err != nil {
 		return nil, err
@@ -390,15 +392,15 @@ func loadPolicy(data []byte, tenant string, root trust.Root, current *policy, no
 	// filtering evaluates a second entrypoint of the same plan.
 	plan, data := b.Files[decide.PlanPath], b.Files[decide.DataPath]
 	if plan == nil || data == nil {
-		return nil, fmt.Errorf("bundle %s: no %s or %s", b.Manifest.Name, decide.PlanPath, decide.DataPath)
+		return nil, errs.Errorf("bundle %s: no %s or %s", b.Manifest.Name, decide.PlanPath, decide.DataPath)
 	}
 	dv, err := engine.FromJSON(data)
 	if err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", decide.DataPath, err)
+		return nil, errs.Errorf("bundle %s: %w", decide.DataPath, err)
 	}
 	ev, err := engine.Load(plan, dv)
 	if err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", decide.PlanPath, err)
+		return nil, errs.Errorf("bundle %s: %w", decide.PlanPath, err)
 	}
 	info, err := decide.ReadPolicyInfo(&b.Manifest)
 	if err != nil {
@@ -425,13 +427,13 @@ func (pol *policy) visibleTools(doc engine.Value) (map[string]bool, error) {
 	}
 	arr, isArr := v.(*engine.Array)
 	if !isArr {
-		return nil, fmt.Errorf("%s: %s, want an array", EntrypointVisibleTools, engine.TypeName(v))
+		return nil, errs.Errorf("%s: %s, want an array", EntrypointVisibleTools, engine.TypeName(v))
 	}
 	for i := range arr.Len() {
 		e := arr.Index(i)
 		str, ok := engine.AsString(e)
 		if !ok {
-			return nil, fmt.Errorf("%s: element %s, want a string", EntrypointVisibleTools, engine.TypeName(e))
+			return nil, errs.Errorf("%s: element %s, want a string", EntrypointVisibleTools, engine.TypeName(e))
 		}
 		vis[str] = true
 	}
@@ -1027,7 +1029,7 @@ func (h *httpContext) OnHttpResponseBody(bodySize int, endOfStream bool) types.A
 	if err == nil && bodySize <= limit {
 		filtered, err = mcplist.Filter(body, h.respCT, h.listIDs, h.visible)
 	} else if err == nil {
-		err = fmt.Errorf("response larger than %d bytes", limit)
+		err = errs.Errorf("response larger than %d bytes", limit)
 	}
 	if err != nil {
 		// Nothing unchecked reaches the agent: the list becomes an error.
