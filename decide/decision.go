@@ -163,6 +163,7 @@ type reader struct {
 	err    error
 }
 
+//go:noinline
 func (r *reader) fail(format string, args ...any) {
 	if r.err == nil {
 		r.err = errs.Errorf("decision: "+r.prefix+format, args...)

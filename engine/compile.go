@@ -67,6 +67,7 @@ func (c *compiler) operand(o operand) getter {
 	return getter{local: int(o.local)}
 }
 
+//go:noinline
 func (c *compiler) loc(l *location) *Location {
 	if l == nil || (l.Row == 0 && l.Col == 0) {
 		return nil
@@ -580,6 +581,7 @@ func (c *compiler) call(s *callStmt) instr {
 	}
 }
 
+//go:noinline
 func (c *compiler) callFunc(fi int, args []getter, result int) instr {
 	p := c.p
 	return func(ev *evalState, f []Value) int {

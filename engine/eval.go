@@ -292,6 +292,8 @@ func (ev *evalState) popMemo() {
 func (ev *evalState) memoTop() []memoEntry { return ev.memo[len(ev.memo)-1] }
 
 // fail records err and unwinds the evaluation.
+//
+//go:noinline
 func (ev *evalState) fail(err *Error) int {
 	if ev.err == nil {
 		ev.err = err

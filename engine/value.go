@@ -796,6 +796,8 @@ func Equal(a, b Value) bool {
 
 // TypeName returns the Rego type name of v: "null", "boolean", "number",
 // "string", "array", "object" or "set".
+//
+//go:noinline
 func TypeName(v Value) string {
 	switch v.(type) {
 	case nullValue:

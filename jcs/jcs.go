@@ -201,6 +201,7 @@ type scratch struct {
 
 var scratchPool = sync.Pool{New: func() any { return &scratch{members: make([]member, 0, 32)} }}
 
+//go:noinline
 func (p *parser) fail(msg string) error {
 	return errs.Errorf("%w: %s at offset %d", ErrInvalid, msg, p.pos)
 }
