@@ -379,6 +379,23 @@ func TestDecisions(t *testing.T) {
 			}
 		})
 
+		t.Run("deny number too long", func(t *testing.T) {
+			// In the engine's range, but a policy comparing it would
+			// convert it to math/big in quadratic time: refused by its
+			// length before the engine sees it.
+			for _, n := range []int{257, 256 << 10} { // the test config allows 512 KiB bodies
+				amount := "1" + strings.Repeat("0", n-1)
+				res := send(t, host, payment(billing, `{"amount":`+amount+`,"currency":"EUR","beneficiary_iban":"DE89370400440532013000"}`))
+				m := res.localJSON(t)
+				if res.local.StatusCode != 403 || m["error"] != "policy_violation" || !reasonsContain(m, "params.amount: number out of range: "+strconv.Itoa(n)+" bytes long, at most 256 allowed") {
+					t.Errorf("%d bytes: reply %d %.300s", n, res.local.StatusCode, res.local.Data)
+				}
+				if ids, _ := res.decision["rule_ids"].([]any); len(ids) != 1 || ids[0] != "input.number_out_of_range" {
+					t.Errorf("%d bytes: filter state %v", n, res.decision)
+				}
+			}
+		})
+
 		t.Run("sanitize", func(t *testing.T) {
 			res := send(t, host, request{method: "POST", authority: payments, path: "/v1/payments", headers: [][2]string{bearer(billing)},
 				chunks: []string{`{"amount":10,"currency":"EUR",`, `"beneficiary_iban":"DE89370400440532013000",`, `"memo":"card 4111 1111 1111 1111 thanks"}`}})
@@ -428,7 +445,7 @@ func TestDecisions(t *testing.T) {
 		})
 
 		for name, want := range map[string]uint64{"aegis.decisions.allow": 3, "aegis.decisions.sanitize": 1,
-			"aegis.decisions.approval_needed": 1, "aegis.decisions.deny": 5} {
+			"aegis.decisions.approval_needed": 1, "aegis.decisions.deny": 7} {
 			if got := counter(t, host, name); got != want {
 				t.Errorf("%s = %d, want %d", name, got, want)
 			}

@@ -361,6 +361,8 @@ func TestViolations(t *testing.T) {
 		{"truncated json", withBody(`{"amount":`), CodeInvalidJSON, "params.amount"},
 		{"number out of range", withBody(`{"amount":1e70000}`), CodeNumberOutOfRange, "params.amount"},
 		{"number out of range, negative exponent", withBody(`{"items":[{"qty":1e-70000}]}`), CodeNumberOutOfRange, "params.items[0].qty"},
+		// In range, but too long for the engine to compare in linear time.
+		{"number too long", withBody(`{"amount":1` + strings.Repeat("0", 256) + `}`), CodeNumberOutOfRange, "params.amount"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { checkViolation(t, tt) })

@@ -180,6 +180,9 @@ func TestMCPViolations(t *testing.T) {
 		{"duplicate method", mcp(`{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call"}`), CodeDuplicateKey, "body.method"},
 		{"argument out of range", mcp(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"scale","arguments":{"replicas":1e70000}}}`), CodeNumberOutOfRange, "body.params.arguments.replicas"},
 		{"id out of range", mcp(`{"jsonrpc":"2.0","id":1e70000,"method":"ping"}`), CodeNumberOutOfRange, "body.id"},
+		// Batches compare ids (duplicate_id): a long id would make that slow.
+		{"argument too long", mcp(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"scale","arguments":{"replicas":1` + strings.Repeat("0", 256) + `}}}`), CodeNumberOutOfRange, "body.params.arguments.replicas"},
+		{"id too long", mcp(`[{"jsonrpc":"2.0","id":1` + strings.Repeat("0", 256) + `,"method":"ping"}]`), CodeNumberOutOfRange, "body[0].id"},
 		{"response without result or error", mcp(`{"jsonrpc":"2.0","id":1}`), CodeInvalidJSONRPC, "body"},
 		{"response with both", mcp(`{"jsonrpc":"2.0","id":1,"result":{},"error":{}}`), CodeInvalidJSONRPC, "body"},
 		{"response with params", mcp(`{"jsonrpc":"2.0","id":1,"result":{},"params":{}}`), CodeInvalidJSONRPC, "body.params"},

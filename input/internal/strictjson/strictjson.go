@@ -3,8 +3,8 @@
 // differently: duplicate object keys (compared after unescaping), invalid
 // UTF-8 including lone surrogate escapes, unescaped control characters,
 // nesting beyond a limit, a byte order mark, and anything after the value.
-// Numbers keep their exact literal text; a number beyond the engine's range
-// is refused too, with its own code.
+// Numbers keep their exact literal text; a number longer than MaxNumberLen
+// or beyond the engine's range is refused too, with its own code.
 package strictjson
 
 import (
@@ -27,6 +27,19 @@ const (
 	// it malformed would send whoever reads the deny looking for a typo.
 	CodeNumberOutOfRange = "number_out_of_range"
 )
+
+// MaxNumberLen bounds a number literal's length in bytes, sign, fraction
+// and exponent included. The engine keeps a number's text and converts it
+// to math/big when a policy compares it or does arithmetic, and those
+// conversions are quadratic in the length: `input.amount > 100` on a 1 MiB
+// integer (valid JSON, and in range: OPA bounds only exponents) stalls a
+// worker for seconds. 256 leaves room for everything a tool call sends: a
+// float64 in shortest form takes at most 24 bytes, an int64 20, a uint256
+// (token amounts in wei) 78, a decimal128 about 45. A comparison of a
+// 256-byte literal costs 12-18 µs without an exponent (15-29 ms at
+// 64 KiB); with one, the exponent's magnitude dominates, as it does for
+// short literals.
+const MaxNumberLen = 256
 
 // Error says why and where a document was refused. Path is relative to the
 // document root, in the form `.a[3]["b c"]` ("" for the root itself).
@@ -311,7 +324,13 @@ func (p *parser) number() (engine.Value, error) {
 			i++
 		}
 	}
-	v, err := engine.Number(string(d[start:i]))
+	// Decided here, before engine.Number: the length alone refuses, and
+	// what a policy later does with an accepted literal (math/big) is not
+	// linear in it.
+	if i-start > MaxNumberLen {
+		return nil, p.fail(CodeNumberOutOfRange, "number out of range: "+strconv.Itoa(i-start)+" bytes long, at most "+strconv.Itoa(MaxNumberLen)+" allowed")
+	}
+	v, err := newNumber(string(d[start:i]))
 	if err != nil {
 		// The grammar is checked above, so the engine refused the
 		// magnitude (its bound is OPA's, maxNumberExp in engine/value.go).
@@ -354,6 +373,10 @@ func (p *parser) str() (string, error) {
 	p.pos = end
 	return str, nil
 }
+
+// newNumber is engine.Number, a variable so that tests can see it is not
+// called for a literal refused by its length.
+var newNumber = engine.Number
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 

@@ -156,15 +156,13 @@ func TestNumberRange(t *testing.T) {
 		// big.Float rounds it to zero and OPA accepts it; the engine does not.
 		{"too small to be anything but zero", `1e-700000000`, CodeNumberOutOfRange, "", 0},
 		{"exponent that overflows int64", `1e99999999999999999999`, CodeNumberOutOfRange, "", 0},
-		{"long mantissa at the bound", `1` + zeros(30102) + `e0`, "", "", 0},
-		{"long mantissa past the bound", `1` + zeros(30103) + `e0`, CodeNumberOutOfRange, "", 0},
-		// The engine checks the bound only when there is an exponent.
-		{"long integer without an exponent", `1` + zeros(30103), "", "", 0},
-		{"long mantissa with a negative exponent", `1` + zeros(30102) + `e-30102`, "", "", 0},
-		{"long fraction at the bound", `0.` + zeros(30102) + `1e0`, "", "", 0},
-		{"long fraction past the bound", `0.` + zeros(30103) + `1e0`, CodeNumberOutOfRange, "", 0},
+		// Literals longer than MaxNumberLen are refused by their length
+		// whatever their magnitude (TestNumberLength); the engine's own
+		// bound on long literals is tested in engine.
+		{"long mantissa the engine holds", `1` + zeros(30102) + `e0`, CodeNumberOutOfRange, "", 0},
+		{"long integer without an exponent", `1` + zeros(30103), CodeNumberOutOfRange, "", 0},
 		{"1 MiB mantissa", `1` + zeros(1<<20) + `e0`, CodeNumberOutOfRange, "", 0},
-		{"1 MiB mantissa next to the bound", `1` + zeros(1<<20) + `e-1018474`, "", "", 0},
+		{"1 MiB mantissa the engine holds", `1` + zeros(1<<20) + `e-1018474`, CodeNumberOutOfRange, "", 0},
 		{"long mantissa, exponent brings it back", `1234567890123456789e30084`, "", "", 0},
 		{"long mantissa, exponent one more", `1234567890123456789e30085`, CodeNumberOutOfRange, "", 0},
 		{"syntax error still wins inside the number", `1e+`, CodeSyntax, "", 3},
@@ -193,6 +191,107 @@ func TestNumberRange(t *testing.T) {
 				t.Errorf("message of %d bytes: the literal must not be copied into it", len(e.Msg))
 			}
 		})
+	}
+}
+
+// TestNumberLength pins MaxNumberLen: a literal of up to MaxNumberLen bytes,
+// sign, fraction and exponent included, is accepted with its text kept; one
+// byte more is number_out_of_range at the literal's start.
+func TestNumberLength(t *testing.T) {
+	// lit is prefix + digits + suffix, n bytes in all.
+	lit := func(prefix, suffix string, n int) string {
+		return prefix + strings.Repeat("7", n-len(prefix)-len(suffix)) + suffix
+	}
+	shapes := []struct{ name, prefix, suffix string }{
+		{"integer", "1", ""},
+		{"negative integer", "-1", ""},
+		{"fraction", "0.", ""},
+		{"negative fraction", "-3.", ""},
+		{"exponent", "1", "e5"},
+		{"fraction and exponent", "1.", "E+300"},
+		{"sign, fraction, negative exponent", "-0.", "e-30000"},
+		// Leading zeros of the exponent count: they are bytes the
+		// engine's conversions read.
+		{"long exponent", "1", "e" + strings.Repeat("0", 200) + "1"},
+	}
+	for _, sh := range shapes {
+		for _, n := range []int{MaxNumberLen - 1, MaxNumberLen, MaxNumberLen + 1} {
+			in := lit(sh.prefix, sh.suffix, n)
+			if len(in) != n {
+				t.Fatalf("%s: built %d bytes, want %d", sh.name, len(in), n)
+			}
+			for _, wrap := range []struct {
+				name, before, after, path string
+			}{
+				{"root", "", "", ""},
+				{"member", `{"amount":`, `}`, ".amount"},
+				{"array element", `[1,`, `,2]`, "[1]"},
+			} {
+				t.Run(fmt.Sprintf("%s/%d/%s", sh.name, n, wrap.name), func(t *testing.T) {
+					doc := wrap.before + in + wrap.after
+					v, err := Parse([]byte(doc), 8)
+					if n <= MaxNumberLen {
+						if err != nil {
+							t.Fatalf("Parse: %v", err)
+						}
+						if got, err := engine.ToJSON(v); err != nil || string(got) != doc {
+							t.Fatalf("number text not kept: %.60s (%v)", got, err)
+						}
+						return
+					}
+					var e *Error
+					if !errors.As(err, &e) {
+						t.Fatalf("Parse = %v, %v; want a *Error", v, err)
+					}
+					if v != nil || e.Code != CodeNumberOutOfRange || e.Path != wrap.path || e.Offset != len(wrap.before) {
+						t.Fatalf("got %v %q path %q offset %d, want %q %q %d", v, e.Code, e.Path, e.Offset, CodeNumberOutOfRange, wrap.path, len(wrap.before))
+					}
+					want := fmt.Sprintf("%d bytes long, at most %d allowed", n, MaxNumberLen)
+					if !strings.Contains(e.Msg, want) || strings.Contains(e.Msg, in) {
+						t.Fatalf("message %q: want the limit (%q) and not the literal", e.Msg, want)
+					}
+				})
+			}
+		}
+	}
+	// Grammar is checked before length: a long malformed number is a
+	// syntax error where it goes wrong.
+	long := "1." + strings.Repeat("0", 2*MaxNumberLen) + "e"
+	var e *Error
+	if _, err := Parse([]byte(long), 8); !errors.As(err, &e) || e.Code != CodeSyntax || e.Offset != len(long) {
+		t.Fatalf("long malformed number: %v, want %s at byte %d", err, CodeSyntax, len(long))
+	}
+}
+
+// TestLongNumberRefusedBeforeTheEngine: the length decides on its own. A
+// 1 MiB literal never reaches engine.Number, whose range check and the
+// math/big conversions after it are what a long literal would make slow.
+func TestLongNumberRefusedBeforeTheEngine(t *testing.T) {
+	calls := 0
+	defer func(f func(string) (engine.Value, error)) { newNumber = f }(newNumber)
+	newNumber = func(s string) (engine.Value, error) {
+		calls++
+		return engine.Number(s)
+	}
+	mib := strings.Repeat("9", 1<<20)
+	for _, in := range []string{
+		`{"amount":` + mib + `}`,
+		`{"amount":-` + mib + `.5e3}`,
+		`{"amount":0.` + mib + `}`,
+		`[1,2,` + mib + `]`,
+	} {
+		_, err := Parse([]byte(in), 8)
+		var e *Error
+		if !errors.As(err, &e) || e.Code != CodeNumberOutOfRange {
+			t.Fatalf("%.20s...: %v, want %s", in, err, CodeNumberOutOfRange)
+		}
+		if len(e.Msg) > 200 {
+			t.Errorf("message of %d bytes: the literal must not be copied into it", len(e.Msg))
+		}
+	}
+	// Only the short numbers before the long one went to the engine.
+	if calls != 2 {
+		t.Fatalf("engine.Number called %d times, want 2 (for the 1 and 2 of the last document)", calls)
 	}
 }
 
@@ -243,6 +342,7 @@ func FuzzStrictJSON(f *testing.F) {
 		`{"a" :"b" , "c":[ ]}`,
 		`{"a":1e70000}`,
 		`[1e-30104,1]`,
+		`[` + strings.Repeat("1", MaxNumberLen+1) + `]`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -274,8 +374,8 @@ func FuzzStrictJSON(f *testing.F) {
 				if lit == nil || !json.Valid(lit) {
 					t.Fatalf("%q: out of range at byte %d, where no JSON number starts", data, e.Offset)
 				}
-				if _, nerr := engine.Number(string(lit)); nerr == nil {
-					t.Fatalf("%q: %s called out of range, the engine holds it", data, lit)
+				if _, nerr := engine.Number(string(lit)); nerr == nil && len(lit) <= MaxNumberLen {
+					t.Fatalf("%q: %s called out of range, the engine holds it and it is not too long", data, lit)
 				}
 				return
 			}
@@ -293,11 +393,32 @@ func FuzzStrictJSON(f *testing.F) {
 		if d := depth(v); d > maxDepth {
 			t.Fatalf("depth %d > %d", d, maxDepth)
 		}
+		if n := longestNumber(v); n > MaxNumberLen {
+			t.Fatalf("%q: accepted a number of %d bytes", data, n)
+		}
 	})
 }
 
 // jsonNumber is RFC 8259's number grammar, written apart from the parser.
 var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`)
+
+// longestNumber is the length of the longest number literal in v.
+func longestNumber(v engine.Value) int {
+	switch v := v.(type) {
+	case *engine.Array:
+		m := 0
+		for i := range v.Len() {
+			m = max(m, longestNumber(v.Index(i)))
+		}
+		return m
+	case *engine.Object:
+		m := 0
+		v.Range(func(_, e engine.Value) bool { m = max(m, longestNumber(e)); return true })
+		return m
+	}
+	lit, _ := engine.AsNumber(v)
+	return len(lit)
+}
 
 func depth(v engine.Value) int {
 	switch v := v.(type) {
