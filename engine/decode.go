@@ -65,105 +65,70 @@ func decodePolicy(v *jsonx.Value) (*planPolicy, error) {
 	return p, r.End()
 }
 
-// The list readers below leave absent and null members nil, as
-// encoding/json did, and make [] an empty slice; a null element stays a
-// nil pointer for validate to report.
+// objectList reads array member name, whose elements are objects, with
+// read. Like encoding/json it leaves an absent or null member nil and makes
+// [] an empty slice; a null element stays nil for validate to report. P is
+// a pointer type so that every list shares one instantiation.
+func objectList[P any](r rd, name string, read func(o *rd) P) []P {
+	es := r.elems(name)
+	if es == nil {
+		return nil
+	}
+	out := make([]P, len(es))
+	for i := range es {
+		if o := r.elem(&es[i], i, name); o != nil {
+			out[i] = read(o)
+			r.Fail(o.End())
+		}
+	}
+	return out
+}
 
-//go:noinline
 func (r rd) plans(name string) []*plan {
-	es := r.elems(name)
-	if es == nil {
-		return nil
-	}
-	out := make([]*plan, len(es))
-	for i := range es {
-		if po := r.elem(&es[i], i, name); po != nil {
-			out[i] = &plan{Name: po.str("name"), Blocks: po.blocks("blocks")}
-			r.Fail(po.End())
-		}
-	}
-	return out
+	return objectList(r, name, func(o *rd) *plan {
+		return &plan{Name: o.str("name"), Blocks: o.blocks("blocks")}
+	})
 }
 
-//go:noinline
 func (r rd) funcs(name string) []*planFunc {
-	es := r.elems(name)
-	if es == nil {
-		return nil
-	}
-	out := make([]*planFunc, len(es))
-	for i := range es {
-		if fo := r.elem(&es[i], i, name); fo != nil {
-			out[i] = &planFunc{
-				Name:   fo.str("name"),
-				Params: fo.locals("params"),
-				Return: fo.local("return"),
-				Blocks: fo.blocks("blocks"),
-				Path:   fo.strs("path"),
-			}
-			r.Fail(fo.End())
+	return objectList(r, name, func(o *rd) *planFunc {
+		return &planFunc{
+			Name:   o.str("name"),
+			Params: o.locals("params"),
+			Return: o.local("return"),
+			Blocks: o.blocks("blocks"),
+			Path:   o.strs("path"),
 		}
-	}
-	return out
+	})
 }
 
-//go:noinline
 func (r rd) unplannedRules(name string) []*unplannedRule {
-	es := r.elems(name)
-	if es == nil {
-		return nil
-	}
-	out := make([]*unplannedRule, len(es))
-	for i := range es {
-		if uo := r.elem(&es[i], i, name); uo != nil {
-			u := &unplannedRule{Path: uo.str("path")}
-			if lo := uo.object("location"); lo != nil {
-				u.Location = &location{}
-				lo.location(u.Location)
-				uo.Fail(lo.End())
-			}
-			out[i] = u
-			r.Fail(uo.End())
+	return objectList(r, name, func(o *rd) *unplannedRule {
+		u := &unplannedRule{Path: o.str("path")}
+		if lo := o.object("location"); lo != nil {
+			u.Location = &location{}
+			lo.location(u.Location)
+			o.Fail(lo.End())
 		}
-	}
-	return out
+		return u
+	})
 }
 
-//go:noinline
 func (r rd) stringConsts(name string) []*stringConst {
-	es := r.elems(name)
-	if es == nil {
-		return nil
-	}
-	out := make([]*stringConst, len(es))
-	for i := range es {
-		if so := r.elem(&es[i], i, name); so != nil {
-			out[i] = &stringConst{Value: so.str("value")}
-			r.Fail(so.End())
-		}
-	}
-	return out
+	return objectList(r, name, func(o *rd) *stringConst {
+		return &stringConst{Value: o.str("value")}
+	})
 }
 
-//go:noinline
 func (r rd) builtinFuncs(name string) []*builtinFunc {
-	es := r.elems(name)
-	if es == nil {
-		return nil
-	}
-	out := make([]*builtinFunc, len(es))
-	for i := range es {
-		if bo := r.elem(&es[i], i, name); bo != nil {
-			f := &builtinFunc{Name: bo.str("name")}
-			// The declaration is not read (see builtinFunc), only kept.
-			if d := bo.Get("decl"); d != nil {
-				f.Decl = bytes.Clone(d.Raw)
-			}
-			out[i] = f
-			r.Fail(bo.End())
+	return objectList(r, name, func(o *rd) *builtinFunc {
+		f := &builtinFunc{Name: o.str("name")}
+		// The declaration is not read (see builtinFunc), only kept.
+		if d := o.Get("decl"); d != nil {
+			f.Decl = bytes.Clone(d.Raw)
 		}
-	}
-	return out
+		return f
+	})
 }
 
 // elems returns member name's elements: nil when absent or null, empty
