@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -38,15 +37,9 @@ func newScripted(t *testing.T, status int) *scripted {
 	t.Helper()
 	s := &scripted{status: status, delivered: map[string]int{}, events: map[string]int{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if err := webhook.Verify(hookSecret, r.Header.Get(webhook.HeaderTimestamp), r.Header.Get(webhook.HeaderSignature), body, time.Now(), time.Minute); err != nil {
-			t.Errorf("delivery signature: %v", err)
-			w.WriteHeader(http.StatusUnauthorized)
+		ev, ok := readDelivery(t, hookSecret, w, r)
+		if !ok {
 			return
-		}
-		var ev webhook.Event
-		if err := json.Unmarshal(body, &ev); err != nil {
-			t.Errorf("delivery body: %v", err)
 		}
 		s.mu.Lock()
 		st := s.status

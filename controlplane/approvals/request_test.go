@@ -17,20 +17,28 @@ import (
 func newHTTPReceiver(t *testing.T, secret []byte, got chan<- webhook.Event) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if err := webhook.Verify(secret, r.Header.Get(webhook.HeaderTimestamp), r.Header.Get(webhook.HeaderSignature), body, time.Now(), time.Minute); err != nil {
-			t.Errorf("delivery signature: %v", err)
-			w.WriteHeader(http.StatusUnauthorized)
-			return
+		if ev, ok := readDelivery(t, secret, w, r); ok {
+			got <- ev
 		}
-		var ev webhook.Event
-		if err := json.Unmarshal(body, &ev); err != nil {
-			t.Errorf("delivery body: %v", err)
-		}
-		got <- ev
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// readDelivery checks a delivery's signature and decodes its generic JSON
+// event. A bad signature is a test error, answered 401, and false.
+func readDelivery(t *testing.T, secret []byte, w http.ResponseWriter, r *http.Request) (webhook.Event, bool) {
+	body, _ := io.ReadAll(r.Body)
+	if err := webhook.Verify(secret, r.Header.Get(webhook.HeaderTimestamp), r.Header.Get(webhook.HeaderSignature), body, time.Now(), time.Minute); err != nil {
+		t.Errorf("delivery signature: %v", err)
+		w.WriteHeader(http.StatusUnauthorized)
+		return webhook.Event{}, false
+	}
+	var ev webhook.Event
+	if err := json.Unmarshal(body, &ev); err != nil {
+		t.Errorf("delivery body: %v", err)
+	}
+	return ev, true
 }
 
 func TestDecodeCreate(t *testing.T) {
