@@ -20,6 +20,7 @@ import (
 	"github.com/tetratelabs/wazero"
 
 	"github.com/aegis-mesh/aegis/filter/internal/plugin"
+	"github.com/aegis-mesh/aegis/internal/wasmdeps"
 )
 
 // wasmPath is where `make filter` writes the module, relative to this
@@ -165,13 +166,7 @@ var envoyImports = map[string][]string{
 // which with the reflection data it keeps alive cost about 0.7 MB of the
 // module; internal/jsonx reads and writes the filter's JSON instead.
 func TestNoEncodingJSON(t *testing.T) {
-	cmd := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", ".")
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	lines := wasmdeps.List(t, ".", "{{.ImportPath}} {{join .Imports \" \"}}")
 	if len(lines) < 50 {
 		t.Fatalf("go list returned only %d packages; the check would prove nothing", len(lines))
 	}
@@ -190,14 +185,8 @@ func TestNoEncodingJSON(t *testing.T) {
 // not inline; inlined at every error path, fmt.Errorf cost the module
 // about 30 kB.
 func TestNoFmtErrorf(t *testing.T) {
-	cmd := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}} {{.Dir}} {{join .GoFiles \" \"}}{{end}}", ".")
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
 	checked := 0
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for _, line := range wasmdeps.List(t, ".", "{{if not .Standard}}{{.ImportPath}} {{.Dir}} {{join .GoFiles \" \"}}{{end}}") {
 		f := strings.Fields(line)
 		if len(f) < 2 || !strings.HasPrefix(f[0], "github.com/aegis-mesh/aegis/") || f[0] == "github.com/aegis-mesh/aegis/internal/errs" {
 			continue

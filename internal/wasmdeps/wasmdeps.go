@@ -12,18 +12,37 @@ import (
 	"testing"
 )
 
+var env = []string{"GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0"}
+
+// List returns `go list -deps -f format pkg` for wasip1, one line per
+// package the format leaves non-empty. It runs the go tool; call it from
+// host-side tests only.
+func List(t testing.TB, pkg, format string) []string {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-deps", "-f", format, pkg)
+	cmd.Env = append(cmd.Environ(), env...)
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("go list: %v\n%s", err, stderr)
+	}
+	var lines []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			lines = append(lines, line)
+		}
+	}
+	return lines
+}
+
 // Check runs the go tool; call it from host-side tests only.
 func Check(t testing.TB, pkg string) {
 	t.Helper()
-	env := []string{"GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0"}
-	cmd := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}|{{.Standard}}|{{join .Imports \",\"}}", pkg)
-	cmd.Env = append(cmd.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
 	const module = "github.com/aegis-mesh/aegis/"
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	for _, line := range List(t, pkg, "{{.ImportPath}}|{{.Standard}}|{{join .Imports \",\"}}") {
 		parts := strings.SplitN(line, "|", 3)
 		if len(parts) != 3 {
 			t.Fatalf("unexpected go list line %q", line)
