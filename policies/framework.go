@@ -347,13 +347,21 @@ is_integer(x) if {
 
 query_typed(s, "string") := s if is_string(s)
 
+# A query parameter is converted to a number only when it is at most as
+# long as the request-body parser allows a number literal to be: to_number
+# and every later comparison cost time in the length of the text, and a
+# header can carry tens of kilobytes of digits.
+query_number_max_len := 256
+
 query_typed(s, "integer") := to_number(s) if {
 	is_string(s)
+	count(s) <= query_number_max_len
 	regex.match(` + "`^-?(0|[1-9][0-9]*)$`" + `, s)
 }
 
 query_typed(s, "number") := to_number(s) if {
 	is_string(s)
+	count(s) <= query_number_max_len
 	regex.match(` + "`^-?(0|[1-9][0-9]*)(\\.[0-9]+)?$`" + `, s)
 }
 

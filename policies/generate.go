@@ -425,7 +425,14 @@ func paramRules(w *regoWriter, t *Tool, p *Param, guard, mode string) {
 		w.rule(p.Src, fmt.Sprintf("finding(\"deny\", %s, %s, %s)", id("required"), str(prefix+": required parameter is missing"), mode),
 			guard, fmt.Sprintf("not has_key(%s, %s)", src, str(p.Name)))
 	}
-	if query {
+	if query && (p.Type == TypeInteger || p.Type == TypeNumber) {
+		// A value too long to convert is named by its length, not quoted:
+		// the reason lands in every audit event.
+		w.rule(p.Src, fmt.Sprintf("finding(\"deny\", %s, sprintf(%s, [s]), %s)", id("type"), str(prefix+": %q is not "+typeArticle[p.Type]), mode),
+			guard, fmt.Sprintf("s := query_params%s", key(p.Name)), "count(s) <= query_number_max_len", fmt.Sprintf("not query_ok(s, %s)", str(p.Type)))
+		w.rule(p.Src, fmt.Sprintf("finding(\"deny\", %s, sprintf(%s, [count(s), query_number_max_len]), %s)", id("type"), str(prefix+": %d characters is too long for "+typeArticle[p.Type]+" (at most %d)"), mode),
+			guard, fmt.Sprintf("s := query_params%s", key(p.Name)), "count(s) > query_number_max_len")
+	} else if query {
 		w.rule(p.Src, fmt.Sprintf("finding(\"deny\", %s, sprintf(%s, [s]), %s)", id("type"), str(prefix+": %q is not "+typeArticle[p.Type]), mode),
 			guard, fmt.Sprintf("s := query_params%s", key(p.Name)), fmt.Sprintf("not query_ok(s, %s)", str(p.Type)))
 	} else {

@@ -110,7 +110,15 @@ findings contains approval_finding("tools.payments.create.approval[0]", sprintf(
 findings contains finding("deny", "tools.invoices.list.params.limit.type", sprintf("query.limit: %q is not an integer", [s]), "enforce") if {
 	tool_name == "invoices.list"
 	s := query_params.limit
+	count(s) <= query_number_max_len
 	not query_ok(s, "integer")
+}
+
+# from payments.yaml:90:7 tools[2].params.limit
+findings contains finding("deny", "tools.invoices.list.params.limit.type", sprintf("query.limit: %d characters is too long for an integer (at most %d)", [count(s), query_number_max_len]), "enforce") if {
+	tool_name == "invoices.list"
+	s := query_params.limit
+	count(s) > query_number_max_len
 }
 
 # from payments.yaml:90:7 tools[2].params.limit
