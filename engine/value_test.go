@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestNumberLiterals(t *testing.T) {
@@ -244,4 +245,27 @@ func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
 			t.Errorf("appendJSONString(%q) = %s, encoding/json writes %s", s, buf.String(), want)
 		}
 	}
+}
+
+func TestRuneCount(t *testing.T) {
+	for _, s := range []string{
+		"", "a", "abcdefg", "abcdefgh", "abcdefghi", strings.Repeat("9", 64<<10),
+		"é", "abcdefgé", "abcdefghé", "héllo wörld, 日本語 text", strings.Repeat("ab", 9) + "\xff" + "cd",
+		"\xe6\x97", strings.Repeat("x", 15) + "\xe6\x97",
+	} {
+		if got, want := runeCount(s), utf8.RuneCountInString(s); got != want {
+			t.Errorf("runeCount(%q) = %d, want %d", s, got, want)
+		}
+	}
+}
+
+func FuzzRuneCount(f *testing.F) {
+	for _, s := range []string{"", "abcdefghij", "abcdefgé", "\xff\xfe" + strings.Repeat("a", 20)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := runeCount(s), utf8.RuneCountInString(s); got != want {
+			t.Errorf("runeCount(%q) = %d, want %d", s, got, want)
+		}
+	})
 }

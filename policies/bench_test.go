@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -88,4 +89,43 @@ func BenchmarkDecision(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkDecisionLongQuery evaluates, on the engine, a call whose integer
+// query parameter is 64 KiB of digits: the cost of a hostile value that
+// fits in a proxy's header limit.
+func BenchmarkDecisionLongQuery(b *testing.B) {
+	ps, errs := LoadPath("examples/payments.yaml")
+	if errs != nil {
+		b.Fatal(errs)
+	}
+	c, err := Compile(context.Background(), ps, Options{SkipWasm: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw := []byte(`{"agent":{"id":"billing-agent","chain":["billing-agent"],"region":"eu-west-1"},
+		"request":{"method":"GET","host":"billing.acme.internal","path":"/v1/invoices","query":{"limit":"` + strings.Repeat("9", 64<<10) + `"},"body_type":"none"},
+		"context":{"region":"eu-west-1","time":"2026-11-24T10:00:00Z","intent":"","budget":{"spent_micro_usd_today":0}}}`)
+	data, err := engine.FromJSON(c.Data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := engine.Load(c.Plan, data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	in, err := engine.FromJSON(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		v, ok, err := p.EvalOne(context.Background(), "aegis/decision", in)
+		if err != nil || !ok {
+			b.Fatal(ok, err)
+		}
+		if a, _ := engine.ToJSON(v); !strings.Contains(string(a), `"action":"deny"`) {
+			b.Fatalf("decision %s", a)
+		}
+	}
 }
