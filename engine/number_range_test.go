@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"math/big"
 	"regexp"
 	"strconv"
@@ -233,6 +234,31 @@ func TestNumberErrorShortensLiteral(t *testing.T) {
 			_, err := Number(tc.in)
 			if err == nil || err.Error() != tc.want && !strings.HasSuffix(err.Error(), ": "+tc.want) {
 				t.Fatalf("Number error = %.200v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// BenchmarkCompareNearBound compares numbers at the edges of the engine's
+// range with a policy-sized limit, as a min/max check on a hostile
+// parameter does, and two such numbers with each other.
+func BenchmarkCompareNearBound(b *testing.B) {
+	long := "1" + strings.Repeat("0", 255)
+	for _, p := range [][2]string{{"1e30102", "100"}, {"1e-30103", "0.5"}, {"-9.99e30102", "-1"}, {"1e30102", "2e30102"}, {long, "100"}, {long, long[:255] + "1"}} {
+		x, err := Number(p[0])
+		if err != nil {
+			b.Fatal(err)
+		}
+		y, err := Number(p[1])
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("%.12s_vs_%.12s", p[0], p[1]), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if Compare(x, y) == 0 {
+					b.Fatal("equal")
+				}
 			}
 		})
 	}

@@ -435,17 +435,83 @@ func compareNumbers(a, b *numberValue) int {
 	if a.isInt && b.isInt {
 		return cmpInt(a.i, b.i)
 	}
-	if a.fExact && b.fExact {
-		switch {
-		case a.f < b.f:
-			return -1
-		case a.f > b.f:
-			return 1
-		default:
-			return 0
-		}
+	// f is the literal correctly rounded to float64 (±Inf past the range),
+	// and rounding is monotone: values whose f differ are ordered as their
+	// f. Only ties need the exact values, whose rationals can be numbers of
+	// 100,000 bits (1e30102 next to a limit of 100 took a millisecond).
+	switch {
+	case a.f < b.f:
+		return -1
+	case a.f > b.f:
+		return 1
+	case a.fExact && b.fExact:
+		return 0
+	}
+	if c, ok := compareDecimals(a.lit, b.lit); ok {
+		return c
 	}
 	return a.rat().Cmp(b.rat())
+}
+
+// compareDecimals orders two number literals exactly from their text, in
+// time linear in their length. ok is false for a literal it cannot place
+// (an exponent beyond int64), which is then left to big.Rat.
+func compareDecimals(x, y string) (c int, ok bool) {
+	sx, dx, ok := signedDecimal(x)
+	if !ok {
+		return 0, false
+	}
+	sy, dy, ok := signedDecimal(y)
+	if !ok {
+		return 0, false
+	}
+	if sx != sy {
+		return cmpInt(int64(sx), int64(sy)), true
+	}
+	if sx == 0 {
+		return 0, true
+	}
+	// Same sign, both non-zero: the larger magnitude has the higher leading
+	// place, or on the same place the larger digits, read left to right
+	// with missing ones as zeros.
+	m := cmpInt(dx.lead, dy.lead)
+	for i, j := 0, 0; m == 0 && (i < len(dx.digits) || j < len(dy.digits)); {
+		cx, cy := byte('0'), byte('0')
+		if i < len(dx.digits) {
+			if cx = dx.digits[i]; cx == '.' {
+				i++
+				continue
+			}
+		}
+		if j < len(dy.digits) {
+			if cy = dy.digits[j]; cy == '.' {
+				j++
+				continue
+			}
+		}
+		m = cmpInt(int64(cx), int64(cy))
+		i++
+		j++
+	}
+	return m * sx, true
+}
+
+// signedDecimal returns the literal's sign (0 for any zero) and digits.
+func signedDecimal(s string) (sign int, d decimal, ok bool) {
+	mant, exp := s, "0"
+	if e := strings.IndexAny(s, "eE"); e >= 0 {
+		mant, exp = s[:e], s[e+1:]
+	}
+	d, ok = scanDecimal(mant, exp)
+	switch {
+	case !ok || d.wideExp || d.lead >= expLimit || d.lead <= -expLimit:
+		return 0, decimal{}, false
+	case d.digits == "":
+		return 0, d, true
+	case mant[0] == '-':
+		return -1, d, true
+	}
+	return 1, d, true
 }
 
 func cmpInt(a, b int64) int {
@@ -866,6 +932,18 @@ func AsInt64(v Value) (int64, bool) {
 func (n *numberValue) int64() (int64, bool) {
 	if n.isInt {
 		return n.i, true
+	}
+	// Monotone rounding again: |f| above 2^63 means the value is outside
+	// int64, and |f| below 1 means it is zero or not an integer; neither
+	// needs the rational.
+	if math.Abs(n.f) > 1<<63 {
+		return 0, false
+	}
+	if math.Abs(n.f) < 1 {
+		if significantDigits(n.lit) == 0 {
+			return 0, true
+		}
+		return 0, false
 	}
 	r := n.rat()
 	if !r.IsInt() || !r.Num().IsInt64() {

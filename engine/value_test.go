@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math/big"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -266,6 +267,40 @@ func FuzzRuneCount(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		if got, want := runeCount(s), utf8.RuneCountInString(s); got != want {
 			t.Errorf("runeCount(%q) = %d, want %d", s, got, want)
+		}
+	})
+}
+
+// FuzzCompareNumbers holds the float64 shortcuts of number comparison and
+// integer conversion to the exact rationals.
+func FuzzCompareNumbers(f *testing.F) {
+	for _, p := range [][2]string{
+		{"1e30102", "100"}, {"1e30102", "2e30102"}, {"-1e30102", "1e-30103"}, {"1e-30103", "0"},
+		{"9007199254740993", "9007199254740992"}, {"0.1", "0.10000000000000001"}, {"1e400", "1e401"},
+		{"9223372036854775807", "9223372036854775808"}, {"-9223372036854775808.0", "-9.223372036854775808e18"},
+		{"0.0", "-0e5"}, {"12345678901234567890", "1.2345678901234567890e19"},
+	} {
+		f.Add(p[0], p[1])
+	}
+	f.Fuzz(func(t *testing.T, x, y string) {
+		a, errA := Number(x)
+		b, errB := Number(y)
+		if errA != nil || errB != nil || len(x) > 64 || len(y) > 64 {
+			return
+		}
+		ra, _ := new(big.Rat).SetString(x)
+		rb, _ := new(big.Rat).SetString(y)
+		want := ra.Cmp(rb)
+		if got := Compare(a, b); got != want {
+			t.Fatalf("Compare(%s, %s) = %d, exact %d", x, y, got, want)
+		}
+		if got, ok := compareDecimals(x, y); !ok || got != want {
+			t.Fatalf("compareDecimals(%s, %s) = %d, %v; exact %d", x, y, got, ok, want)
+		}
+		i, ok := a.(*numberValue).int64()
+		wantOK := ra.IsInt() && ra.Num().IsInt64()
+		if ok != wantOK || ok && i != ra.Num().Int64() {
+			t.Fatalf("int64(%s) = %d, %v; exact %v", x, i, ok, ra)
 		}
 	})
 }
