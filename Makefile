@@ -9,7 +9,7 @@ FUZZTIME      ?= 60s
 # Packages that are compiled into the wasm filter and must stay wasip1-clean.
 WASM_PKGS     := ./engine/... ./dlp/... ./input/... ./decide/... ./bundle/... ./keys/... ./token/... ./filter/...
 
-.PHONY: all build filter cli test check lint fmt demo tour fuzz bench microbench e2e e2e-envoy interop clean help
+.PHONY: all build filter cli test test-wasm check lint fmt demo tour fuzz bench microbench microbench-wasm e2e e2e-envoy interop clean help
 
 all: build
 
@@ -27,8 +27,12 @@ filter: ## the proxy-wasm filter module (standard Go toolchain, no TinyGo), then
 	GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -ldflags='-s -w' -buildmode=c-shared -o $(BUILD)/aegis-filter.go.wasm ./filter
 	./scripts/wasm-opt.sh $(BUILD)/aegis-filter.go.wasm $(WASM)
 
-test: build check ## vet, wasip1 cross-build, and every test (fuzz corpora included)
+test: build check ## vet, wasip1 cross-build, every test (fuzz corpora included), then test-wasm
 	$(GO) test -count=1 -timeout 15m ./...
+	./scripts/test-wasm.sh -count=1 -timeout 10m
+
+test-wasm: ## the tests of every package the filter links, as wasip1 binaries on wazero
+	./scripts/test-wasm.sh -count=1 -timeout 10m
 
 check: ## go vet and the wasip1 cross-build of everything the filter links
 	$(GO) vet ./...
@@ -57,6 +61,10 @@ bench: build ## the benchmark harness: engine vs OPA, filter under wazero, edge 
 
 microbench: ## Go micro-benchmarks of the engine and policies
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/... ./policies/...
+
+microbench-wasm: ## the filter's steps (policies, input, token, dlp) as Go benchmarks, native then as wasip1 on wazero
+	$(GO) test -run '^$$' -bench 'Decision$$|Build$$|Verif|Redact' -benchmem -benchtime 300x ./policies ./input ./token ./dlp
+	./scripts/test-wasm.sh -run '^$$' -bench 'Decision$$|Build$$|Verif|Redact' -benchmem -benchtime 300x -- ./policies ./input ./token ./dlp
 
 e2e: ## the end-to-end suite alone (real processes, Postgres)
 	$(GO) test -count=1 -timeout 15m ./e2e/...

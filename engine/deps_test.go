@@ -1,3 +1,8 @@
+// Host-side check: it runs the go tool. Run under GOOS=wasip1 the
+// package's own tests already prove it builds and works there.
+
+//go:build !wasm
+
 package engine
 
 import (
