@@ -41,27 +41,13 @@ func BenchmarkCompilePayments(b *testing.B) {
 // BenchmarkDecision evaluates the generated payments policy for one small
 // allowed payment, on the engine (what nodes run) and on OPA topdown.
 func BenchmarkDecision(b *testing.B) {
-	ps, errs := LoadPath("examples/payments.yaml")
-	if errs != nil {
-		b.Fatal(errs)
-	}
-	c, err := Compile(context.Background(), ps, Options{SkipWasm: true})
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := compilePayments(b)
 	raw := []byte(`{"agent":{"id":"billing-agent","chain":["billing-agent"],"region":"eu-west-1"},
 		"request":{"method":"POST","host":"payments.acme.internal","path":"/v1/payments","query":{},"body_type":"json"},
 		"params":{"amount":120.5,"currency":"EUR","beneficiary_iban":"DE89370400440532013000","memo":"thanks"},
 		"context":{"region":"eu-west-1","time":"2026-11-24T10:00:00Z","intent":"","budget":{"spent_micro_usd_today":0}}}`)
 	b.Run("engine", func(b *testing.B) {
-		data, err := engine.FromJSON(c.Data)
-		if err != nil {
-			b.Fatal(err)
-		}
-		p, err := engine.Load(c.Plan, data)
-		if err != nil {
-			b.Fatal(err)
-		}
+		p := loadEngine(b, c)
 		in, err := engine.FromJSON(raw)
 		if err != nil {
 			b.Fatal(err)
@@ -95,25 +81,10 @@ func BenchmarkDecision(b *testing.B) {
 // query parameter is 64 KiB of digits: the cost of a hostile value that
 // fits in a proxy's header limit.
 func BenchmarkDecisionLongQuery(b *testing.B) {
-	ps, errs := LoadPath("examples/payments.yaml")
-	if errs != nil {
-		b.Fatal(errs)
-	}
-	c, err := Compile(context.Background(), ps, Options{SkipWasm: true})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := loadEngine(b, compilePayments(b))
 	raw := []byte(`{"agent":{"id":"billing-agent","chain":["billing-agent"],"region":"eu-west-1"},
 		"request":{"method":"GET","host":"billing.acme.internal","path":"/v1/invoices","query":{"limit":"` + strings.Repeat("9", 64<<10) + `"},"body_type":"none"},
 		"context":{"region":"eu-west-1","time":"2026-11-24T10:00:00Z","intent":"","budget":{"spent_micro_usd_today":0}}}`)
-	data, err := engine.FromJSON(c.Data)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := engine.Load(c.Plan, data)
-	if err != nil {
-		b.Fatal(err)
-	}
 	in, err := engine.FromJSON(raw)
 	if err != nil {
 		b.Fatal(err)
@@ -128,4 +99,31 @@ func BenchmarkDecisionLongQuery(b *testing.B) {
 			b.Fatalf("decision %s", a)
 		}
 	}
+}
+
+func compilePayments(b *testing.B) *Compiled {
+	b.Helper()
+	ps, errs := LoadPath("examples/payments.yaml")
+	if errs != nil {
+		b.Fatal(errs)
+	}
+	c, err := Compile(context.Background(), ps, Options{SkipWasm: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// loadEngine loads c's plan and data as a node does.
+func loadEngine(b *testing.B, c *Compiled) *engine.Policy {
+	b.Helper()
+	data, err := engine.FromJSON(c.Data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := engine.Load(c.Plan, data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
 }
