@@ -38,6 +38,9 @@ func accumulate(args []Value, init int64, exact func(z, x, y *big.Int) *big.Int,
 			allInt = false
 			break
 		}
+		if err := checkOperand(n); err != nil {
+			return nil, err
+		}
 		i, ok := numberToInt(n)
 		if !ok {
 			allInt = false
@@ -58,6 +61,9 @@ func accumulate(args []Value, init int64, exact func(z, x, y *big.Int) *big.Int,
 		n, ok := e.(*numberValue)
 		if !ok {
 			return nil, typeErr(1, e, "number")
+		}
+		if err := checkOperand(n); err != nil {
+			return nil, err
 		}
 		float(facc, facc, numberToFloat(n))
 	}

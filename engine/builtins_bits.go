@@ -9,6 +9,9 @@ func bitsArgs(args []Value, n int) ([]*big.Int, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := checkOperand(num); err != nil {
+			return nil, err
+		}
 		x, ok := numberToInt(num)
 		if !ok {
 			return nil, &Error{Code: CodeTypeError, Message: "operand must be an integer"}

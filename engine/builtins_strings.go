@@ -247,6 +247,9 @@ func bFormatInt(_ *evalState, args []Value) (Value, error) {
 	default:
 		return nil, &Error{Code: CodeTypeError, Message: "operand 2 must be one of {2, 8, 10, 16}"}
 	}
+	if err := checkOperand(n); err != nil {
+		return nil, err
+	}
 	if i, ok := new(big.Int).SetString(n.lit, 10); ok {
 		return stringValue(i.Text(radix)), nil
 	}

@@ -146,6 +146,11 @@ func FuzzDifferential(f *testing.F) {
 		}
 		for i, ep := range differentialEntrypoints {
 			got := engineOutcome(ctx, p, ep, input)
+			if got.errCode == CodeBuiltinError && arithOutOfRange(ctx, p, ep, input) {
+				// The one intended difference: arithmetic beyond float64's
+				// range stops the engine; OPA computes it (TestArithmeticRange).
+				continue
+			}
 			want := oracles[i].eval(ctx, opaGo(input))
 			if got.defined {
 				got.result = normalizeJSON(t, got.result)
@@ -158,6 +163,11 @@ func FuzzDifferential(f *testing.F) {
 			}
 		}
 	})
+}
+
+func arithOutOfRange(ctx context.Context, p *Policy, entrypoint string, input Value) bool {
+	_, _, err := p.EvalOne(ctx, entrypoint, input)
+	return err != nil && strings.Contains(err.Error(), "outside the range of a float64")
 }
 
 func mustFromGo(t testing.TB, x any) Value {
