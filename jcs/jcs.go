@@ -485,12 +485,14 @@ func appendStringByte(dst []byte, c byte) []byte {
 func (p *parser) str(buf []byte) (s []byte, raw bool, err error) {
 	p.pos++ // opening quote
 	start := p.pos
-	// Fast path: no escapes.
+	// Fast path: no escapes. Most strings are ASCII, and those need no
+	// second pass to check their UTF-8.
+	var high byte
 	for p.pos < len(p.data) {
 		c := p.data[p.pos]
 		if c == '"' {
 			s := p.data[start:p.pos]
-			if !utf8.Valid(s) {
+			if high >= utf8.RuneSelf && !utf8.Valid(s) {
 				return nil, false, p.fail("invalid UTF-8 in string")
 			}
 			p.pos++
@@ -499,6 +501,7 @@ func (p *parser) str(buf []byte) (s []byte, raw bool, err error) {
 		if c == '\\' || c < 0x20 {
 			break
 		}
+		high |= c
 		p.pos++
 	}
 	out := append(buf, p.data[start:p.pos]...)
