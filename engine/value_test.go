@@ -175,6 +175,64 @@ func TestSetsAndObjects(t *testing.T) {
 	}
 }
 
+func TestObjectOf(t *testing.T) {
+	keys := []Value{Int(1), String("a"), String("b"), String("c")}
+	for _, tc := range []struct {
+		name   string
+		values []Value
+		want   string
+	}{
+		{"all present", []Value{Bool(true), Int(2), String("x"), Null()}, `{"1":true,"a":2,"b":"x","c":null}`},
+		{"nil left out", []Value{nil, Int(2), nil, NewObject(0)}, `{"a":2,"c":{}}`},
+		{"none", []Value{nil, nil, nil, nil}, `{}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := ObjectOf(keys, tc.values...)
+			// The same object as built by Insert: same JSON, and equal.
+			want := NewObject(0)
+			for i, v := range tc.values {
+				if v != nil {
+					want.Insert(keys[i], v)
+				}
+			}
+			if b, _ := ToJSON(o); string(b) != tc.want || !Equal(o, want) {
+				t.Fatalf("ObjectOf = %s, want %s", b, tc.want)
+			}
+			if v, ok := o.Get("a"); (tc.values[1] != nil) != ok || (ok && !Equal(v, tc.values[1])) {
+				t.Fatalf(`Get("a") = %v, %v`, v, ok)
+			}
+		})
+	}
+	for name, f := range map[string]func(){
+		"keys out of order": func() { ObjectOf([]Value{String("b"), String("a")}, Int(1), Int(2)) },
+		"duplicate key":     func() { ObjectOf([]Value{String("a"), String("a")}, Int(1), nil) },
+		"more values":       func() { ObjectOf([]Value{String("a")}, Int(1), Int(2)) },
+		"more keys":         func() { ObjectOf([]Value{String("a"), String("b")}, Int(1)) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Fatal("no panic")
+				}
+			}()
+			f()
+		})
+	}
+}
+
+// TestNumberDecimalAllocations: a decimal literal costs its number value
+// only, not the error strconv.ParseInt allocates to refuse it.
+func TestNumberDecimalAllocations(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are not meaningful under -race")
+	}
+	for _, lit := range []string{"120.5", "1e3", "-2.5E-3"} {
+		if n := testing.AllocsPerRun(100, func() { _, _ = Number(lit) }); n != 1 {
+			t.Errorf("Number(%q): %v allocations, want 1", lit, n)
+		}
+	}
+}
+
 func TestGoConversion(t *testing.T) {
 	v, err := FromGo(map[string]any{
 		"n": json.Number("1.50"), "i": 3, "f": 0.25, "s": []any{"x", true, nil}, "m": map[string]string{"k": "v"},

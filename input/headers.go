@@ -89,7 +89,7 @@ func (b *builder) headers(req *Request, r *reqInfo) {
 		case name == "content-length":
 			contentLength = value
 		}
-		obj.Set(name, engine.String(value))
+		obj.Insert(headerKey(name), engine.String(value))
 	}
 	r.headers = obj
 	if contentLength != "" {

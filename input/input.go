@@ -16,7 +16,6 @@ package input
 import (
 	"errors"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aegis-mesh/aegis/engine"
@@ -164,7 +163,8 @@ func Build(req Request, id Identity, ctx Context, opts Options) (Result, error) 
 		return Result{}, err
 	}
 	b := builder{opts: opts}
-	rq := b.request(&req)
+	rq := &reqInfo{}
+	b.request(&req, rq)
 	mcp := b.matchMCP(rq)
 	body := b.body(&req, rq, mcp != nil)
 	if len(b.violations) > 0 {
@@ -177,11 +177,7 @@ func Build(req Request, id Identity, ctx Context, opts Options) (Result, error) 
 	}
 	res := Result{Body: body}
 	if mcp == nil {
-		doc := shared.document()
-		if body != nil {
-			doc.Set("params", body)
-		}
-		res.Calls = []Call{{Input: doc}}
+		res.Calls = []Call{{Input: shared.document(nil, body)}}
 		return res, nil
 	}
 	calls, batch := b.mcpCalls(&req, rq, mcp, body, &shared)
@@ -241,22 +237,17 @@ type sharedParts struct {
 	agent, request, context *engine.Object
 }
 
-func (s *sharedParts) document() *engine.Object {
-	doc := engine.NewObject(6)
-	doc.Set("agent", s.agent)
-	doc.Set("context", s.context)
-	doc.Set("request", s.request)
-	doc.Set("version", engine.Int(1))
-	return doc
+// document assembles one input document; mcp and params are nil when the
+// document has none.
+func (s *sharedParts) document(mcp, params engine.Value) *engine.Object {
+	return engine.ObjectOf(boxed[documentKeys], s.agent, s.context, mcp, params, s.request, engine.Int(1))
 }
 
 func agentObject(id *Identity) *engine.Object {
-	a := engine.NewObject(6)
+	agent := engine.String(id.Agent)
 	chain := engine.NewArray(max(1, len(id.Chain)))
-	if len(id.Chain) == 0 {
-		chain.Append(engine.String(id.Agent))
-	}
-	for _, c := range id.Chain {
+	chain.Append(agent) // checkArgs saw that a given chain starts with the agent
+	for _, c := range id.Chain[min(1, len(id.Chain)):] {
 		chain.Append(engine.String(c))
 	}
 	scope := engine.NewArray(len(id.Scope))
@@ -267,47 +258,41 @@ func agentObject(id *Identity) *engine.Object {
 	if claims == nil {
 		claims = engine.NewObject(0)
 	}
-	a.Set("chain", chain)
-	a.Set("claims", claims)
-	a.Set("id", engine.String(id.Agent))
-	a.Set("region", engine.String(id.Region))
-	a.Set("scope", scope)
-	a.Set("tenant", engine.String(id.Tenant))
-	return a
+	return engine.ObjectOf(boxed[agentKeys], chain, claims, agent, engine.String(id.Region), scope, engine.String(id.Tenant))
 }
 
 func contextObject(ctx *Context, intent string) *engine.Object {
-	c := engine.NewObject(8)
-	budget := engine.NewObject(2)
-	budget.Set("spent_micro_usd_today", engine.Int(ctx.SpentMicroUSD))
 	usd, err := engine.Number(microToDecimal(ctx.SpentMicroUSD))
 	if err != nil {
 		// microToDecimal only produces valid literals for the
 		// non-negative values checkArgs lets through.
 		panic("input: " + err.Error())
 	}
-	budget.Set("spent_usd_today", usd)
-	c.Set("budget", budget)
-	c.Set("intent", engine.String(intent))
-	if ctx.Override != nil {
-		c.Set("override", ctx.Override)
-	}
-	c.Set("region", engine.String(ctx.Region))
-	c.Set("state_seq", engine.Int(ctx.StateSeq))
+	budget := engine.ObjectOf(boxed[budgetKeys], engine.Int(ctx.SpentMicroUSD), usd)
 	t := ctx.Time.UTC()
-	c.Set("time", engine.String(t.Format(time.RFC3339Nano)))
-	c.Set("time_ns", engine.Int(t.UnixNano()))
-	return c
+	return engine.ObjectOf(boxed[contextKeys],
+		budget,
+		engine.String(intent),
+		ctx.Override, // nil when none
+		engine.String(ctx.Region),
+		engine.Int(ctx.StateSeq),
+		engine.String(t.Format(time.RFC3339Nano)),
+		engine.Int(t.UnixNano()),
+	)
 }
 
 // microToDecimal renders micro-dollars as an exact decimal: 19980000 ->
 // "19.98", 50000 -> "0.05", 0 -> "0".
 func microToDecimal(n int64) string {
+	var buf [32]byte // one allocation, the string's
 	whole, frac := n/1_000_000, n%1_000_000
-	s := strconv.FormatInt(whole, 10)
-	if frac == 0 {
-		return s
+	b := strconv.AppendInt(buf[:0], whole, 10)
+	if frac != 0 {
+		b = strconv.AppendInt(b, frac+1_000_000, 10) // zero-padded to 6 digits
+		b[len(b)-7] = '.'                            // over the padding's leading 1
+		for b[len(b)-1] == '0' {
+			b = b[:len(b)-1]
+		}
 	}
-	f := strconv.FormatInt(frac+1_000_000, 10)[1:] // zero-padded to 6 digits
-	return s + "." + strings.TrimRight(f, "0")
+	return string(b)
 }

@@ -422,6 +422,22 @@ func TestBuildCallerErrors(t *testing.T) {
 	}
 }
 
+// TestBuildAllocations holds BenchmarkBuild's request to its allocation
+// count: allocation is what Build costs most in the wasm filter (one
+// thread; marking shows up as tail latency). 104 before the document's
+// keys were boxed once and its fixed objects built by engine.ObjectOf.
+func TestBuildAllocations(t *testing.T) {
+	req, id, ctx := paymentsRequest(), testIdentity(), testContext()
+	n := testing.AllocsPerRun(50, func() {
+		if _, err := Build(req, id, ctx, testOpts); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n > 62 {
+		t.Errorf("Build: %v allocations, want at most 62", n)
+	}
+}
+
 func BenchmarkBuild(b *testing.B) {
 	req, id, ctx := paymentsRequest(), testIdentity(), testContext()
 	b.ReportAllocs()

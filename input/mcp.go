@@ -39,9 +39,7 @@ func (b *builder) mcpCalls(req *Request, rq *reqInfo, ep *MCPEndpoint, body engi
 			kind = KindSessionEnd
 		}
 		m := &MCPCall{Kind: kind, Server: ep.Server}
-		doc := shared.document()
-		doc.Set("mcp", mcpObject(m, nil, false))
-		return []Call{{Input: doc, MCP: m}}, false
+		return []Call{{Input: shared.document(mcpObject(m, nil, false), nil), MCP: m}}, false
 	case "POST":
 	default:
 		b.violate(CodeMCPHTTPMethod, "request.method", "MCP endpoints accept POST, GET and DELETE only")
@@ -208,30 +206,22 @@ func (b *builder) mcpMessage(v engine.Value, field string, index int, batch bool
 		}
 		m.ID = raw
 	}
-	doc := shared.document()
-	doc.Set("mcp", mcpObject(m, id, batch))
-	if docParams != nil {
-		doc.Set("params", docParams)
-	}
-	return Call{Input: doc, MCP: m}, true
+	return Call{Input: shared.document(mcpObject(m, id, batch), docParams), MCP: m}, true
 }
 
 func mcpObject(m *MCPCall, id engine.Value, batch bool) *engine.Object {
-	o := engine.NewObject(7)
-	o.Set("batch", engine.Bool(batch))
-	if m.ID != nil {
-		o.Set("id", id)
+	if m.ID == nil {
+		id = nil
 	}
-	o.Set("index", engine.Int(int64(m.Index)))
-	o.Set("kind", engine.String(m.Kind))
-	if m.Method != "" {
-		o.Set("method", engine.String(m.Method))
-	}
-	o.Set("server", engine.String(m.Server))
-	if m.Tool != "" {
-		o.Set("tool", engine.String(m.Tool))
-	}
-	return o
+	return engine.ObjectOf(boxed[mcpKeys],
+		engine.Bool(batch),
+		id,
+		engine.Int(int64(m.Index)),
+		str(m.Kind),
+		optString(m.Method),
+		engine.String(m.Server),
+		optString(m.Tool),
+	)
 }
 
 // validRequestID: JSON-RPC 2.0 ids are strings or numbers, and numbers

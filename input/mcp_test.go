@@ -220,3 +220,44 @@ func TestViolationFieldsNameThePlace(t *testing.T) {
 		t.Errorf("violations = %v", res.Violations)
 	}
 }
+
+// TestMCPDocuments compares whole MCP documents; the tests above look at
+// their parts.
+func TestMCPDocuments(t *testing.T) {
+	shared := `"version": 1,
+	  "agent": {"id": "billing-agent", "tenant": "acme", "chain": ["billing-agent"], "region": "eu-west-1",
+	            "scope": ["payments"], "claims": {}},
+	  "context": {"region": "eu-west-1", "time": "2026-11-24T10:00:00Z", "time_ns": 1795514400000000000,
+	              "intent": "", "budget": {"spent_micro_usd_today": 19980000, "spent_usd_today": 19.98},
+	              "state_seq": 0},`
+	request := func(method, bodyType string) string {
+		return `"request": {"method": "` + method + `", "scheme": "https", "host": "mcp-k8s.platform.internal", "path": "/mcp",
+	              "query": {}, "body_type": "` + bodyType + `",
+	              "headers": {"content-type": "application/json", "accept": "application/json, text/event-stream"}}`
+	}
+	stream := mcpRequest("")
+	stream.Method = "GET"
+	for _, tt := range []struct {
+		name string
+		req  Request
+		want string
+	}{
+		{"tools/call", mcpRequest(`{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"get_pods","arguments":{"namespace":"payments"}}}`),
+			`{` + shared + request("POST", "json") + `,
+			  "mcp": {"batch": false, "id": "a", "index": 0, "kind": "request", "method": "tools/call", "server": "k8s", "tool": "get_pods"},
+			  "params": {"namespace": "payments"}}`},
+		{"notification", mcpRequest(`{"jsonrpc":"2.0","method":"notifications/initialized"}`),
+			`{` + shared + request("POST", "json") + `,
+			  "mcp": {"batch": false, "index": 0, "kind": "notification", "method": "notifications/initialized", "server": "k8s"}}`},
+		{"stream", stream,
+			`{` + shared + request("GET", "none") + `,
+			  "mcp": {"batch": false, "index": 0, "kind": "stream", "server": "k8s"}}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			res := mustBuild(t, tt.req)
+			if got, want := jsonOf(t, res.Calls[0].Input), canon(t, tt.want); got != want {
+				t.Errorf("document:\n got %s\nwant %s", got, want)
+			}
+		})
+	}
+}

@@ -21,15 +21,15 @@ type reqInfo struct {
 }
 
 func (r *reqInfo) object() *engine.Object {
-	o := engine.NewObject(7)
-	o.Set("body_type", engine.String(r.bodyType))
-	o.Set("headers", r.headers)
-	o.Set("host", engine.String(r.host))
-	o.Set("method", engine.String(r.method))
-	o.Set("path", engine.String(r.path))
-	o.Set("query", r.query)
-	o.Set("scheme", engine.String(r.scheme))
-	return o
+	return engine.ObjectOf(boxed[requestKeys],
+		str(r.bodyType),
+		r.headers,
+		engine.String(r.host),
+		str(r.method),
+		engine.String(r.path),
+		r.query,
+		str(r.scheme),
+	)
 }
 
 // Body types (request.body_type).
@@ -39,8 +39,8 @@ const (
 	BodyOther = "other"
 )
 
-func (b *builder) request(req *Request) *reqInfo {
-	r := &reqInfo{}
+// request fills r, the caller's so that it can stay on the stack.
+func (b *builder) request(req *Request, r *reqInfo) {
 	var ok bool
 	if r.method, ok = normalizeMethod(req.Method); !ok {
 		b.violate(CodeInvalidMethod, "request.method", "method is empty or not an RFC 9110 token")
@@ -63,7 +63,6 @@ func (b *builder) request(req *Request) *reqInfo {
 	r.path = path
 	r.query = b.query(rawQuery)
 	b.headers(req, r)
-	return r
 }
 
 // isTchar reports RFC 9110 token characters.

@@ -212,23 +212,39 @@ func (p *parser) object() (engine.Value, error) {
 		p.skipSpace()
 	}
 	ms := p.members[base:]
-	// Sorting once is O(n log n) and gives both duplicate detection and
-	// the key order engine objects keep; inserting one by one would be
-	// quadratic for a hostile body with many keys in reverse order.
-	// sort, not slices.Sort*Func: each struct type would instantiate its
-	// own ~15 kB copy of the generic sort in the wasm filter (issue 3).
-	sort.SliceStable(ms, func(i, j int) bool { return ms[i].key < ms[j].key })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].key == ms[i-1].key {
-			e := p.fail(CodeDuplicateKey, "duplicate key "+strconv.Quote(ms[i].key))
-			e.Path = formatPath(append(p.path, pathSeg{key: ms[i].key, index: -1}))
-			e.Offset = ms[i].off
-			return nil, e
+	var obj *engine.Object
+	if len(ms) <= 16 {
+		// Small objects, most of them, are built by inserting in arrival
+		// order: sort.SliceStable costs three allocations (the slice and
+		// the closure boxed, reflect's swapper). A key that did not add
+		// a member is a duplicate; the sort below then reports the same
+		// one it always has.
+		obj = engine.NewObject(len(ms))
+		for _, m := range ms {
+			obj.Set(m.key, m.val)
 		}
 	}
-	obj := engine.NewObject(len(ms))
-	for _, m := range ms {
-		obj.Set(m.key, m.val)
+	if obj == nil || obj.Len() != len(ms) {
+		// Sorting is O(n log n) and gives both duplicate detection and
+		// the key order engine objects keep; inserting one by one would
+		// be quadratic for a hostile body with many keys in reverse
+		// order.
+		// sort, not slices.Sort*Func: each struct type would instantiate
+		// its own ~15 kB copy of the generic sort in the wasm filter
+		// (issue 3).
+		sort.SliceStable(ms, func(i, j int) bool { return ms[i].key < ms[j].key })
+		for i := 1; i < len(ms); i++ {
+			if ms[i].key == ms[i-1].key {
+				e := p.fail(CodeDuplicateKey, "duplicate key "+strconv.Quote(ms[i].key))
+				e.Path = formatPath(append(p.path, pathSeg{key: ms[i].key, index: -1}))
+				e.Offset = ms[i].off
+				return nil, e
+			}
+		}
+		obj = engine.NewObject(len(ms))
+		for _, m := range ms {
+			obj.Set(m.key, m.val)
+		}
 	}
 	clear(ms)
 	p.members = p.members[:base]

@@ -304,6 +304,27 @@ func TestDuplicateOffsetPointsAtSecondKey(t *testing.T) {
 	}
 }
 
+// TestDuplicateReportedInKeyOrder: with several duplicated keys, the first
+// in key order is reported, whether the object is small (built by
+// insertion, sorted only to report) or large (sorted first).
+func TestDuplicateReportedInKeyOrder(t *testing.T) {
+	small := `{"b":1,"a":1,"b":2,"a":2}`
+	var b strings.Builder
+	b.WriteString(`{"b":1,"a":1,"b":2,"a":2`)
+	for i := range 20 {
+		fmt.Fprintf(&b, `,"k%02d":0`, i)
+	}
+	b.WriteString(`}`)
+	for _, in := range []string{small, b.String()} {
+		_, err := Parse([]byte(in), 8)
+		var e *Error
+		want := strings.LastIndex(in, `"a"`)
+		if !errors.As(err, &e) || e.Code != CodeDuplicateKey || e.Path != ".a" || e.Offset != want {
+			t.Errorf("%.30s...: err = %v, want duplicate_key at .a, offset %d", in, err, want)
+		}
+	}
+}
+
 func TestManyKeysInReverseOrder(t *testing.T) {
 	// A hostile body: 50,000 keys in descending order. Building this by
 	// one-by-one sorted insertion would be quadratic.
