@@ -38,14 +38,15 @@ type compiledFunc struct {
 	ret     int
 	nlocals int
 	memo    bool // rules without arguments: cached per eval, as OPA's wasm does
-	blocks  []instr
+	body    []op // all blocks, see runBlock
+	nblocks int  // compiled top-level blocks (a dispatch is one)
 	path    []string
 }
 
 type compiledPlan struct {
 	name    string
 	nlocals int
-	blocks  []instr
+	blocks  [][]op
 }
 
 // compiler turns a validated plan into closures.
@@ -79,56 +80,42 @@ func (c *compiler) loc(l *location) *Location {
 	return out
 }
 
-func (c *compiler) block(b *block) instr {
-	stmts := make([]instr, 0, len(b.Stmts))
+// ops compiles a block's statements; runBlock executes them.
+func (c *compiler) ops(b *block) []op {
+	ops := make([]op, 0, len(b.Stmts))
 	for i := 0; i < len(b.Stmts); i++ {
 		s := b.Stmts[i]
 		if _, ok := s.(*nopStmt); ok {
 			continue
 		}
 		if v, target, n := c.hoistLiteral(b.Stmts[i:]); n > 0 {
-			t := int(target)
-			stmts = append(stmts, func(_ *evalState, f []Value) int {
-				f[t] = v
-				return cont
-			})
+			ops = append(ops, op{code: opConst, t: int(target), k: v})
 			i += n - 1
 			continue
 		}
-		stmts = append(stmts, c.stmt(s))
-	}
-	switch len(stmts) {
-	case 0:
-		return func(*evalState, []Value) int { return cont }
-	case 1:
-		return stmts[0]
-	}
-	return func(ev *evalState, f []Value) int {
-		for _, s := range stmts {
-			if r := s(ev, f); r != cont {
-				return r
-			}
+		if o, ok := c.simpleOp(s); ok {
+			ops = append(ops, o)
+			continue
 		}
-		return cont
+		ops = append(ops, op{code: opInstr, fn: c.stmt(s)})
 	}
+	return ops
 }
 
-func (c *compiler) blocks(bs []*block) []instr {
-	out := make([]instr, len(bs))
+func (c *compiler) blocks(bs []*block) [][]op {
+	out := make([][]op, len(bs))
 	for i, b := range bs {
-		out[i] = c.block(b)
+		out[i] = c.ops(b)
 	}
 	return out
 }
 
 func (c *compiler) stmt(s stmt) instr {
+	if o, ok := c.simpleOp(s); ok {
+		ops := []op{o}
+		return func(ev *evalState, f []Value) int { return runBlock(ev, f, ops) }
+	}
 	switch s := s.(type) {
-	case *returnLocalStmt:
-		src := int(s.Source)
-		return func(ev *evalState, f []Value) int {
-			ev.ret = f[src]
-			return codeReturn
-		}
 	case *callStmt:
 		return c.call(s)
 	case *callDynamicStmt:
@@ -137,7 +124,7 @@ func (c *compiler) stmt(s stmt) instr {
 		blocks := c.blocks(s.Blocks)
 		return func(ev *evalState, f []Value) int {
 			for _, b := range blocks {
-				r := b(ev, f)
+				r := runBlock(ev, f, b)
 				if r <= 0 {
 					continue
 				}
@@ -148,27 +135,20 @@ func (c *compiler) stmt(s stmt) instr {
 			}
 			return cont
 		}
-	case *breakStmt:
-		idx := int(s.Index)
-		return func(*evalState, []Value) int { return idx }
 	case *dotStmt:
-		src, key, target := c.operand(s.Source), c.operand(s.Key), int(s.Target)
-		if s.Source.kind != opLocal {
-			// Strings and booleans have no members.
+		// Strings and booleans have no members (dots on locals are ops).
+		return func(*evalState, []Value) int { return 0 }
+	case *equalStmt:
+		// Two constants (comparisons with a local are ops).
+		if Equal(c.operand(s.A).konst, c.operand(s.B).konst) {
+			return func(*evalState, []Value) int { return cont }
+		}
+		return func(*evalState, []Value) int { return 0 }
+	case *notEqualStmt:
+		if Equal(c.operand(s.A).konst, c.operand(s.B).konst) {
 			return func(*evalState, []Value) int { return 0 }
 		}
-		return func(ev *evalState, f []Value) int {
-			x, k := src.get(f), key.get(f)
-			if x == nil || k == nil {
-				return 0
-			}
-			v := member(x, k)
-			if v == nil {
-				return 0
-			}
-			f[target] = v
-			return cont
-		}
+		return func(*evalState, []Value) int { return cont }
 	case *lenStmt:
 		src, target := c.operand(s.Source), int(s.Target)
 		return func(ev *evalState, f []Value) int {
@@ -182,9 +162,9 @@ func (c *compiler) stmt(s stmt) instr {
 	case *scanStmt:
 		return c.scan(s)
 	case *notStmt:
-		body := c.block(s.Block)
+		body := c.ops(s.Block)
 		return func(ev *evalState, f []Value) int {
-			r := body(ev, f)
+			r := runBlock(ev, f, body)
 			switch {
 			case r == cont:
 				return 0
@@ -194,57 +174,6 @@ func (c *compiler) stmt(s stmt) instr {
 				return r
 			}
 			return r - 1
-		}
-	case *assignIntStmt:
-		v, target := Int(s.Value), int(s.Target)
-		return func(ev *evalState, f []Value) int {
-			f[target] = v
-			return cont
-		}
-	case *assignVarStmt:
-		src, target := c.operand(s.Source), int(s.Target)
-		return func(ev *evalState, f []Value) int {
-			f[target] = src.get(f)
-			return cont
-		}
-	case *assignVarOnceStmt:
-		src, target, loc := c.operand(s.Source), int(s.Target), c.loc(&s.location)
-		return func(ev *evalState, f []Value) int {
-			v := src.get(f)
-			if old := f[target]; old != nil {
-				if v != nil && Equal(old, v) {
-					return cont
-				}
-				return ev.fail(&Error{Code: CodeConflictError, Message: "complete rules must not produce multiple outputs", Location: loc})
-			}
-			f[target] = v
-			return cont
-		}
-	case *resetLocalStmt:
-		target := int(s.Target)
-		return func(ev *evalState, f []Value) int {
-			f[target] = nil
-			return cont
-		}
-	case *makeNullStmt:
-		target := int(s.Target)
-		return func(ev *evalState, f []Value) int {
-			f[target] = valNull
-			return cont
-		}
-	case *makeNumberIntStmt:
-		v, target := Int(s.Value), int(s.Target)
-		return func(ev *evalState, f []Value) int {
-			f[target] = v
-			return cont
-		}
-	case *makeNumberRefStmt:
-		n, _ := parseRegoNumber(c.plan.Static.Strings[s.Index].Value)
-		var v Value = n
-		target := int(s.Target)
-		return func(ev *evalState, f []Value) int {
-			f[target] = v
-			return cont
 		}
 	case *makeArrayStmt:
 		capacity, target := int(s.Capacity), int(s.Target)
@@ -265,46 +194,12 @@ func (c *compiler) stmt(s stmt) instr {
 			f[target] = newSmallSet(ev.gen)
 			return cont
 		}
-	case *equalStmt:
-		a, b := c.operand(s.A), c.operand(s.B)
-		return func(ev *evalState, f []Value) int {
-			x, y := a.get(f), b.get(f)
-			if x == nil || y == nil || !Equal(x, y) {
-				return 0
-			}
-			return cont
-		}
-	case *notEqualStmt:
-		a, b := c.operand(s.A), c.operand(s.B)
-		return func(ev *evalState, f []Value) int {
-			x, y := a.get(f), b.get(f)
-			if x == nil || y == nil || Equal(x, y) {
-				return 0
-			}
-			return cont
-		}
 	case *isArrayStmt:
 		return c.isKind(s.Source, rankArray)
 	case *isObjectStmt:
 		return c.isKind(s.Source, rankObject)
 	case *isSetStmt:
 		return c.isKind(s.Source, rankSet)
-	case *isDefinedStmt:
-		src := int(s.Source)
-		return func(ev *evalState, f []Value) int {
-			if f[src] == nil {
-				return 0
-			}
-			return cont
-		}
-	case *isUndefinedStmt:
-		src := int(s.Source)
-		return func(ev *evalState, f []Value) int {
-			if f[src] != nil {
-				return 0
-			}
-			return cont
-		}
 	case *arrayAppendStmt:
 		val, arr, loc := c.operand(s.Value), int(s.Array), c.loc(&s.location)
 		return func(ev *evalState, f []Value) int {
@@ -417,6 +312,7 @@ func internalErr(loc *Location, msg string) *Error {
 	return &Error{Code: CodeInternalError, Message: msg, Location: loc}
 }
 
+//go:noinline
 func (c *compiler) isKind(o operand, rank int) instr {
 	if o.kind != opLocal {
 		return func(*evalState, []Value) int { return 0 }
@@ -434,7 +330,7 @@ func (c *compiler) isKind(o operand, rank int) instr {
 // continues with the next element, break 1 ends the scan.
 func (c *compiler) scan(s *scanStmt) instr {
 	src, key, val := int(s.Source), int(s.Key), int(s.Value)
-	body := c.block(s.Block)
+	body := c.ops(s.Block)
 	after := func(r int) (int, bool) {
 		switch {
 		case r <= 0:
@@ -455,7 +351,7 @@ func (c *compiler) scan(s *scanStmt) instr {
 					return codeAbort
 				}
 				f[key], f[val] = Int(int64(i)), v
-				if r, stop := after(body(ev, f)); stop {
+				if r, stop := after(runBlock(ev, f, body)); stop {
 					return r
 				}
 			}
@@ -466,7 +362,7 @@ func (c *compiler) scan(s *scanStmt) instr {
 					return codeAbort
 				}
 				f[key], f[val] = e.key, e.value
-				if r, stop := after(body(ev, f)); stop {
+				if r, stop := after(runBlock(ev, f, body)); stop {
 					return r
 				}
 			}
@@ -477,7 +373,7 @@ func (c *compiler) scan(s *scanStmt) instr {
 					return codeAbort
 				}
 				f[key], f[val] = v, v
-				if r, stop := after(body(ev, f)); stop {
+				if r, stop := after(runBlock(ev, f, body)); stop {
 					return r
 				}
 			}
@@ -492,7 +388,7 @@ func (c *compiler) with(s *withStmt) instr {
 	for i, idx := range s.Path {
 		path[i] = c.p.strings[idx]
 	}
-	body := c.block(s.Block)
+	body := c.ops(s.Block)
 	return func(ev *evalState, f []Value) int {
 		v := val.get(f)
 		if v == nil && len(path) > 0 {
@@ -503,7 +399,7 @@ func (c *compiler) with(s *withStmt) instr {
 		old := f[target]
 		f[target] = upsert(old, path, v)
 		ev.pushMemo()
-		r := body(ev, f)
+		r := runBlock(ev, f, body)
 		ev.popMemo()
 		f[target] = old
 		switch {
@@ -538,14 +434,14 @@ func upsert(base Value, path []Value, v Value) Value {
 }
 
 func (c *compiler) call(s *callStmt) instr {
+	if fi, ok := c.funcIdx[s.Func]; ok {
+		return c.callFunc(c.callSite(fi, s.Args, int(s.Result)))
+	}
 	args := make([]getter, len(s.Args))
 	for i, a := range s.Args {
 		args[i] = c.operand(a)
 	}
 	result := int(s.Result)
-	if fi, ok := c.funcIdx[s.Func]; ok {
-		return c.callFunc(fi, args, result)
-	}
 	spec := builtinTable[s.Func]
 	impl := spec.fn
 	if spec.prepare != nil {
@@ -582,44 +478,18 @@ func (c *compiler) call(s *callStmt) instr {
 }
 
 //go:noinline
-func (c *compiler) callFunc(fi int, args []getter, result int) instr {
-	p := c.p
+func (c *compiler) callFunc(cs *callSite) instr {
 	return func(ev *evalState, f []Value) int {
-		fn := p.funcs[fi]
-		if fn.memo {
-			if m := ev.memoTop(); m[fi].done {
-				if m[fi].v == nil {
+		if cs.fn.memo {
+			if m := ev.memoTop(); m[cs.fi].done {
+				if m[cs.fi].v == nil {
 					return 0
 				}
-				f[result] = m[fi].v
+				f[cs.result] = m[cs.fi].v
 				return cont
 			}
 		}
-		if ev.tick() {
-			return codeAbort
-		}
-		if ev.depth >= maxCallDepth {
-			return ev.fail(&Error{Code: CodeRecursionError, Message: "function calls nested deeper than " + itoa(maxCallDepth) + ": " + fn.name})
-		}
-		ev.depth++
-		frame := ev.pushFrame(fn.nlocals)
-		for i, a := range args {
-			frame[fn.params[i]] = a.get(f)
-		}
-		v := ev.run(fn, frame)
-		ev.popFrame(fn.nlocals)
-		ev.depth--
-		if ev.err != nil {
-			return codeAbort
-		}
-		if fn.memo {
-			ev.memoTop()[fi] = memoEntry{done: true, v: v}
-		}
-		if v == nil {
-			return 0
-		}
-		f[result] = v
-		return cont
+		return ev.callSlow(cs, f)
 	}
 }
 
@@ -631,16 +501,16 @@ func (c *compiler) callDynamic(s *callDynamicStmt) instr {
 	for i, o := range s.Path {
 		path[i] = c.operand(o)
 	}
-	args := make([]getter, len(s.Args))
+	args := make([]operand, len(s.Args))
 	for i, l := range s.Args {
-		args[i] = getter{local: int(l)}
+		args[i] = operand{kind: opLocal, local: l}
 	}
 	result, loc := int(s.Result), c.loc(&s.location)
 	p := c.p
 	callers := make(map[int]instr)
 	for i, fn := range c.plan.Funcs.Funcs {
 		if len(fn.Path) > 0 && len(fn.Params) == len(args) {
-			callers[i] = c.callFunc(i, args, result)
+			callers[i] = c.callFunc(c.callSite(i, args, result))
 		}
 	}
 	return func(ev *evalState, f []Value) int {

@@ -77,10 +77,24 @@ func (g guardOf) sameCall(h guardOf) bool {
 // minDispatchRun is the shortest run worth an instruction of its own.
 const minDispatchRun = 4
 
-// funcBlocks compiles a function's top-level blocks, dispatching runs of
-// guarded blocks.
-func (c *compiler) funcBlocks(bs []*block) []instr {
-	var out []instr
+// funcBody compiles a function's top-level blocks, dispatching runs of
+// guarded blocks, into one body for runBlock. It also returns the number
+// of blocks compiled.
+func (c *compiler) funcBody(bs []*block) ([]op, int) {
+	blocks := c.funcBlocks(bs)
+	var body []op
+	for _, b := range blocks {
+		next := len(body) + len(b)
+		for _, o := range b {
+			o.next = next
+			body = append(body, o)
+		}
+	}
+	return body, len(blocks)
+}
+
+func (c *compiler) funcBlocks(bs []*block) [][]op {
+	var out [][]op
 	for i := 0; i < len(bs); {
 		g, ok := c.guard(bs[i])
 		guards := []guardOf{g}
@@ -92,11 +106,11 @@ func (c *compiler) funcBlocks(bs []*block) []instr {
 			guards = append(guards, h)
 		}
 		if !ok || len(guards) < minDispatchRun {
-			out = append(out, c.block(bs[i]))
+			out = append(out, c.ops(bs[i]))
 			i++
 			continue
 		}
-		out = append(out, c.dispatch(bs[i:i+len(guards)], guards))
+		out = append(out, []op{{code: opInstr, fn: c.dispatch(bs[i:i+len(guards)], guards)}})
 		i += len(guards)
 	}
 	return out
@@ -108,10 +122,10 @@ func (c *compiler) dispatch(bs []*block, guards []guardOf) instr {
 	g := guards[0]
 	call := c.stmt(bs[0].Stmts[1])
 	byValue := map[string][]int{}
-	compiled := make([]instr, len(bs))
+	compiled := make([][]op, len(bs))
 	for i, b := range bs {
 		byValue[guards[i].value] = append(byValue[guards[i].value], i)
-		compiled[i] = c.block(b)
+		compiled[i] = c.ops(b)
 	}
 	last := len(bs) - 1
 	reset, result := int(g.reset), int(g.result)
@@ -131,7 +145,7 @@ func (c *compiler) dispatch(bs []*block, guards []guardOf) instr {
 		if ok {
 			for _, i := range byValue[string(s)] {
 				ran = i
-				switch r := compiled[i](ev, f); r {
+				switch r := runBlock(ev, f, compiled[i]); r {
 				case codeReturn, codeAbort:
 					return r
 				}

@@ -113,7 +113,7 @@ func Load(planJSON []byte, data Value, opts ...Option) (*Policy, error) {
 	// call sites refer to callees by index.
 	for i, f := range raw.Funcs.Funcs {
 		c.use = countLocalUse(f.Blocks)
-		p.funcs[i].blocks = c.funcBlocks(f.Blocks)
+		p.funcs[i].body, p.funcs[i].nblocks = c.funcBody(f.Blocks)
 	}
 	for i, pl := range raw.Plans.Plans {
 		c.use = countLocalUse(pl.Blocks)
@@ -149,7 +149,7 @@ func (p *Policy) Eval(ctx context.Context, entrypoint string, input Value) (Valu
 	frame[localInput] = input
 	frame[localData] = p.data
 	for _, b := range pl.blocks {
-		r := b(ev, frame)
+		r := runBlock(ev, frame, b)
 		if r >= unwind || r > 0 {
 			break
 		}
@@ -249,22 +249,6 @@ func (ev *evalState) popFrame(n int) {
 	top := len(ev.stack)
 	clear(ev.stack[top-n : top])
 	ev.stack = ev.stack[:top-n]
-}
-
-// run executes a function body in frame and returns its result (nil when
-// undefined).
-func (ev *evalState) run(fn *compiledFunc, frame []Value) Value {
-	for _, b := range fn.blocks {
-		switch r := b(ev, frame); r {
-		case codeReturn:
-			v := ev.ret
-			ev.ret = nil
-			return v
-		case codeAbort:
-			return nil
-		}
-	}
-	return frame[fn.ret]
 }
 
 func (ev *evalState) pushMemo() {

@@ -852,21 +852,25 @@ func compareSlices(a, b []Value) int {
 
 // Equal reports whether two values are equal in Rego's sense (1 == 1.0).
 func Equal(a, b Value) bool {
-	if a.rank() != b.rank() {
-		return false
-	}
+	// A type switch on both sides rather than rank(): every rank has one
+	// concrete type, and method calls through the interface are costly
+	// on wasm, where this runs for every comparison statement.
 	switch x := a.(type) {
 	case stringValue:
-		return x == b.(stringValue)
+		y, ok := b.(stringValue)
+		return ok && x == y
 	case boolValue:
-		return x == b.(boolValue)
+		y, ok := b.(boolValue)
+		return ok && x == y
 	case nullValue:
-		return true
+		_, ok := b.(nullValue)
+		return ok
 	case *numberValue:
-		return compareNumbers(x, b.(*numberValue)) == 0
+		y, ok := b.(*numberValue)
+		return ok && compareNumbers(x, y) == 0
 	case *Array:
-		y := b.(*Array)
-		if len(x.elems) != len(y.elems) {
+		y, ok := b.(*Array)
+		if !ok || len(x.elems) != len(y.elems) {
 			return false
 		}
 		for i := range x.elems {
@@ -876,8 +880,8 @@ func Equal(a, b Value) bool {
 		}
 		return true
 	case *Object:
-		y := b.(*Object)
-		if len(x.entries) != len(y.entries) {
+		y, ok := b.(*Object)
+		if !ok || len(x.entries) != len(y.entries) {
 			return false
 		}
 		for i := range x.entries {
@@ -887,8 +891,8 @@ func Equal(a, b Value) bool {
 		}
 		return true
 	case *Set:
-		y := b.(*Set)
-		if len(x.elems) != len(y.elems) {
+		y, ok := b.(*Set)
+		if !ok || len(x.elems) != len(y.elems) {
 			return false
 		}
 		for i := range x.elems {
