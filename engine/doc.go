@@ -1,7 +1,8 @@
 // Package engine evaluates OPA IR plans (the plan.json of OPA's "plan"
 // compile target) in pure Go, for the Aegis CLI and the wasip1 filter.
 //
-// Load decodes, validates and compiles a plan into closures once; Eval and
+// Load decodes, validates and compiles a plan once (into ops that the block
+// loop decodes, and closures for the rarer statements); Eval and
 // EvalOne then run an entrypoint against an input Value. Semantics follow
 // OPA: undefined versus false, conflict errors, `with`, set and object
 // ordering, exact decimal comparison and topdown's arithmetic text. Builtins
