@@ -189,6 +189,7 @@ func (p *Policy) EvalOne(ctx context.Context, entrypoint string, input Value) (V
 
 func (p *Policy) release(ev *evalState) {
 	ev.ctx, ev.results, ev.err, ev.ret = nil, nil, nil, nil
+	ev.argv = [maxBuiltinArity]Value{}
 	clear(ev.stack[:cap(ev.stack)])
 	ev.stack = ev.stack[:0]
 	for i := range ev.memo {
