@@ -63,8 +63,8 @@ microbench: ## Go micro-benchmarks of the engine and policies
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/... ./policies/...
 
 microbench-wasm: ## the filter's steps (policies, input, token, dlp) as Go benchmarks, native then as wasip1 on wazero
-	$(GO) test -run '^$$' -bench 'Decision$$|Build$$|Verif|Redact' -benchmem -benchtime 300x ./policies ./input ./token ./dlp
-	./scripts/test-wasm.sh -run '^$$' -bench 'Decision$$|Build$$|Verif|Redact' -benchmem -benchtime 300x -- ./policies ./input ./token ./dlp
+	$(GO) test -run '^$$' -bench 'Decision$$|Build$$|Verif|Redact' -benchmem -benchtime 2000x ./policies ./input ./token ./dlp
+	./scripts/test-wasm.sh -run '^$$' -bench 'Decision$$|Build$$|Verif|Redact' -benchmem -benchtime 2000x -- ./policies ./input ./token ./dlp
 
 e2e: ## the end-to-end suite alone (real processes, Postgres)
 	$(GO) test -count=1 -timeout 15m ./e2e/...
