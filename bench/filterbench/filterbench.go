@@ -246,13 +246,16 @@ func Run(ctx context.Context, wasm []byte, cfg Config) (*Result, error) {
 		"guest_memory_bytes":            map[string]uint64{"before": memBefore, "after": guestMemory(b.pool)},
 	})
 	r.Set("audit_batches_shipped", sink.Batches.Load())
+	r.Set("guest_decide_us", sink.DecideQuantiles())
 	r.Set("bundle_bytes", fx.BundleBytes)
 	r.Notes = append(r.Notes,
 		"per request: wasmhost Pool.Handler.ServeHTTP with an in-process upstream (no sockets), one VM instance; every answer checked",
 		"gc_pauses: the guest's own gauges (aegis.runtime.*, read after a flush tick): collections during the runs, "+
 			"the longest stop-the-world pause, heap in use (live and unswept), bytes allocated per request (warm-up included); a wasip1 guest marks "+
 			"on its one thread, so mark work also shows as tail latency (requests slower than 10x p50). Also: the host's GC "+
-			"cycles and pause total during the runs, guest linear memory before and after")
+			"cycles and pause total during the runs, guest linear memory before and after",
+		"guest_decide_us: per action, the decision_ns of the shipped audit events (warm-up included): the guest's time in "+
+			"decide (input document, policy, DLP); the rest of a request's latency is host calls, the audit event and the reply")
 	if len(cfg.Scaling) > 0 {
 		r.Set("scaling", runScaling(ctx, mod, sink, cfg))
 	}

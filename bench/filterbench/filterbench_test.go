@@ -62,6 +62,14 @@ func TestRunChecksEveryPath(t *testing.T) {
 	if _, ok := got["gc_pauses"].(map[string]any)["host_gc_cycles"]; !ok {
 		t.Errorf("gc_pauses: %v", got["gc_pauses"])
 	}
+	// Each path's events reach the sink with their decision time.
+	decide, _ := got["guest_decide_us"].(map[string]any)
+	for _, path := range []string{"allow", "deny", "sanitize"} {
+		q, _ := decide[path].(map[string]any)
+		if p50, _ := q["p50_us"].(float64); p50 <= 0 {
+			t.Errorf("guest_decide_us.%s: %v", path, q)
+		}
+	}
 	sc := got["scaling"].(map[string]any)["2"].(map[string]any)
 	if _, ok := sc["allow_p99_us"].(float64); !ok {
 		t.Errorf("scaling: %v", sc)

@@ -11,7 +11,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -112,21 +114,65 @@ const ControlPlaneCluster = "cp"
 // every batch (200) and counts them, so the filter's queue drains.
 type AuditSink struct {
 	Batches atomic.Int64
+
+	mu sync.Mutex
+	// decideNS holds each shipped event's decision_ns by action: the
+	// guest's own time inside the decision (input, policy, DLP), which
+	// the latency series minus this leaves to the host calls, the audit
+	// event and the reply.
+	decideNS map[string][]int64
 }
 
 // RoundTrip implements http.RoundTripper.
 func (a *AuditSink) RoundTrip(r *http.Request) (*http.Response, error) {
+	var body []byte
 	if r.Body != nil {
-		_, _ = io.Copy(io.Discard, r.Body)
+		body, _ = io.ReadAll(r.Body)
 		_ = r.Body.Close()
 	}
 	status := http.StatusNotFound
 	if r.Method == http.MethodPost && r.URL.Path == "/v1/audit/batches" {
 		a.Batches.Add(1)
+		a.record(body)
 		status = http.StatusOK
 	}
 	return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/json"}},
 		Body: io.NopCloser(strings.NewReader(`{}`)), Request: r, ContentLength: 2}, nil
+}
+
+func (a *AuditSink) record(body []byte) {
+	var batch struct {
+		Events []struct {
+			Action     string `json:"action"`
+			DecisionNS int64  `json:"decision_ns"`
+		} `json:"events"`
+	}
+	if json.Unmarshal(body, &batch) != nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.decideNS == nil {
+		a.decideNS = map[string][]int64{}
+	}
+	for _, ev := range batch.Events {
+		a.decideNS[ev.Action] = append(a.decideNS[ev.Action], ev.DecisionNS)
+	}
+}
+
+// DecideQuantiles returns, per action, the p50 and p99 of the shipped
+// events' decision time in µs and how many events there were.
+func (a *AuditSink) DecideQuantiles() map[string]map[string]float64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := map[string]map[string]float64{}
+	for action, ns := range a.decideNS {
+		s := slices.Clone(ns)
+		slices.Sort(s)
+		q := func(p float64) float64 { return float64(s[int(p*float64(len(s)-1))]) / 1e3 }
+		out[action] = map[string]float64{"p50_us": q(0.5), "p99_us": q(0.99), "events": float64(len(s))}
+	}
+	return out
 }
 
 // PoolConfig is the wasmhost configuration for f: one instance (requests
