@@ -112,8 +112,7 @@ func (c *compiler) blocks(bs []*block) [][]op {
 
 func (c *compiler) stmt(s stmt) instr {
 	if o, ok := c.simpleOp(s); ok {
-		ops := []op{o}
-		return func(ev *evalState, f []Value) int { return runBlock(ev, f, ops) }
+		return opFunc(o)
 	}
 	switch s := s.(type) {
 	case *callStmt:
@@ -433,10 +432,8 @@ func upsert(base Value, path []Value, v Value) Value {
 	return out
 }
 
+// call compiles a builtin call; simpleOp has taken the plan-function ones.
 func (c *compiler) call(s *callStmt) instr {
-	if fi, ok := c.funcIdx[s.Func]; ok {
-		return c.callFunc(c.callSite(fi, s.Args, int(s.Result)))
-	}
 	args := make([]getter, len(s.Args))
 	for i, a := range s.Args {
 		args[i] = c.operand(a)
@@ -478,22 +475,6 @@ func (c *compiler) call(s *callStmt) instr {
 	}
 }
 
-//go:noinline
-func (c *compiler) callFunc(cs *callSite) instr {
-	return func(ev *evalState, f []Value) int {
-		if cs.fn.memo {
-			if m := ev.memoTop(); m[cs.fi].done {
-				if m[cs.fi].v == nil {
-					return 0
-				}
-				f[cs.result] = m[cs.fi].v
-				return cont
-			}
-		}
-		return ev.callSlow(cs, f)
-	}
-}
-
 // callDynamic looks a function up by its data path. An unknown path is a
 // break 0 (the planner then falls back to plain data); an undefined result
 // leaves the planner's surrounding structure (break 3), as in OPA's wasm.
@@ -511,7 +492,7 @@ func (c *compiler) callDynamic(s *callDynamicStmt) instr {
 	callers := make(map[int]instr)
 	for i, fn := range c.plan.Funcs.Funcs {
 		if len(fn.Path) > 0 && len(fn.Params) == len(args) {
-			callers[i] = c.callFunc(c.callSite(i, args, result))
+			callers[i] = opFunc(op{code: opCallFunc, call: c.callSite(i, args, result)})
 		}
 	}
 	return func(ev *evalState, f []Value) int {

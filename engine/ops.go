@@ -143,6 +143,15 @@ func runBlock(ev *evalState, f []Value, ops []op) int {
 	return cont
 }
 
+// opFunc runs one op where a closure is needed (a dispatch's guard call,
+// a dynamic call), so the op's semantics live in runBlock alone.
+//
+//go:noinline
+func opFunc(o op) instr {
+	ops := []op{o}
+	return func(ev *evalState, f []Value) int { return runBlock(ev, f, ops) }
+}
+
 //go:noinline
 func conflictErr(loc *Location) *Error {
 	return &Error{Code: CodeConflictError, Message: "complete rules must not produce multiple outputs", Location: loc}
