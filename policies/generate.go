@@ -425,16 +425,19 @@ func paramRules(w *regoWriter, t *Tool, p *Param, guard, mode string) {
 		w.rule(p.Src, fmt.Sprintf("finding(\"deny\", %s, %s, %s)", id("required"), str(prefix+": required parameter is missing"), mode),
 			guard, fmt.Sprintf("not has_key(%s, %s)", src, str(p.Name)))
 	}
-	if query && (p.Type == TypeInteger || p.Type == TypeNumber) {
-		// A value too long to convert is named by its length, not quoted:
-		// the reason lands in every audit event.
-		w.rule(p.Src, fmt.Sprintf("finding(\"deny\", %s, sprintf(%s, [s]), %s)", id("type"), str(prefix+": %q is not "+typeArticle[p.Type]), mode),
-			guard, fmt.Sprintf("s := query_params%s", key(p.Name)), "count(s) <= query_number_max_len", fmt.Sprintf("not query_ok(s, %s)", str(p.Type)))
-		w.rule(p.Src, fmt.Sprintf("finding(\"deny\", %s, sprintf(%s, [count(s), query_number_max_len]), %s)", id("type"), str(prefix+": %d characters is too long for "+typeArticle[p.Type]+" (at most %d)"), mode),
-			guard, fmt.Sprintf("s := query_params%s", key(p.Name)), "count(s) > query_number_max_len")
-	} else if query {
-		w.rule(p.Src, fmt.Sprintf("finding(\"deny\", %s, sprintf(%s, [s]), %s)", id("type"), str(prefix+": %q is not "+typeArticle[p.Type]), mode),
-			guard, fmt.Sprintf("s := query_params%s", key(p.Name)), fmt.Sprintf("not query_ok(s, %s)", str(p.Type)))
+	if query {
+		bindS := fmt.Sprintf("s := query_params%s", key(p.Name))
+		notType := fmt.Sprintf("finding(\"deny\", %s, sprintf(%s, [s]), %s)", id("type"), str(prefix+": %q is not "+typeArticle[p.Type]), mode)
+		notOK := fmt.Sprintf("not query_ok(s, %s)", str(p.Type))
+		if p.Type == TypeInteger || p.Type == TypeNumber {
+			// A value too long to convert is named by its length, not
+			// quoted: the reason lands in every audit event.
+			w.rule(p.Src, notType, guard, bindS, "count(s) <= query_number_max_len", notOK)
+			w.rule(p.Src, fmt.Sprintf("finding(\"deny\", %s, sprintf(%s, [count(s), query_number_max_len]), %s)", id("type"), str(prefix+": %d characters is too long for "+typeArticle[p.Type]+" (at most %d)"), mode),
+				guard, bindS, "count(s) > query_number_max_len")
+		} else {
+			w.rule(p.Src, notType, guard, bindS, notOK)
+		}
 	} else {
 		w.rule(p.Src, fmt.Sprintf("finding(\"deny\", %s, sprintf(%s, [type_name(x)]), %s)", id("type"), str(prefix+": expected "+typeArticle[p.Type]+", got %s"), mode),
 			guard, fmt.Sprintf("x := body_params%s", key(p.Name)), fmt.Sprintf("not %s(x)", bodyTypeCheck[p.Type]))
