@@ -14,7 +14,7 @@ WASM_PKGS     := ./engine/... ./dlp/... ./input/... ./decide/... ./bundle/... ./
 all: build
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 build: cli filter ## build/aegis and build/aegis-filter.wasm
 
@@ -29,7 +29,7 @@ filter: ## the proxy-wasm filter module (standard Go toolchain, no TinyGo), then
 
 test: build check ## vet, wasip1 cross-build, every test (fuzz corpora included), then test-wasm
 	$(GO) test -count=1 -timeout 15m ./...
-	./scripts/test-wasm.sh -count=1 -timeout 10m
+	@$(MAKE) --no-print-directory test-wasm
 
 test-wasm: ## the tests of every package the filter links, as wasip1 binaries on wazero
 	./scripts/test-wasm.sh -count=1 -timeout 10m
@@ -62,9 +62,12 @@ bench: build ## the benchmark harness: engine vs OPA, filter under wazero, edge 
 microbench: ## Go micro-benchmarks of the engine and policies
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/... ./policies/...
 
+STEP_BENCH    := -run '^$$' -bench 'Decision$$|Build$$|Verif|Redact' -benchmem -benchtime 2000x
+STEP_PKGS     := ./policies ./input ./token ./dlp
+
 microbench-wasm: ## the filter's steps (policies, input, token, dlp) as Go benchmarks, native then as wasip1 on wazero
-	$(GO) test -run '^$$' -bench 'Decision$$|Build$$|Verif|Redact' -benchmem -benchtime 2000x ./policies ./input ./token ./dlp
-	./scripts/test-wasm.sh -run '^$$' -bench 'Decision$$|Build$$|Verif|Redact' -benchmem -benchtime 2000x -- ./policies ./input ./token ./dlp
+	$(GO) test $(STEP_BENCH) $(STEP_PKGS)
+	./scripts/test-wasm.sh $(STEP_BENCH) -- $(STEP_PKGS)
 
 e2e: ## the end-to-end suite alone (real processes, Postgres)
 	$(GO) test -count=1 -timeout 15m ./e2e/...
