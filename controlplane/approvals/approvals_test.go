@@ -15,6 +15,7 @@ import (
 	"github.com/aegis-mesh/aegis/controlplane/db/dbtest"
 	"github.com/aegis-mesh/aegis/controlplane/tokens"
 	"github.com/aegis-mesh/aegis/controlplane/webhook"
+	"github.com/aegis-mesh/aegis/internal/testrun"
 	"github.com/aegis-mesh/aegis/token"
 )
 
@@ -369,10 +370,7 @@ func TestSweeperRuns(t *testing.T) {
 	req.ExpiresIn = 1
 	e.call(t, node1, "POST", "/v1/approvals", req, nil)
 	e.clock.Add(2 * time.Second)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { e.svc.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	defer testrun.Background(t, e.svc.Run)()
 	guard := time.After(10 * time.Second)
 	for counter(t, e.svc.m.expiries) != 1 {
 		select {
@@ -465,10 +463,7 @@ func TestNotifications(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { n.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	defer testrun.Background(t, n.Run)()
 
 	e := newEnv(t, dbtest.New(t, db.SQLite), n)
 	var a CreateResponse

@@ -17,6 +17,7 @@ import (
 	"github.com/aegis-mesh/aegis/controlplane/db"
 	"github.com/aegis-mesh/aegis/controlplane/db/dbtest"
 	"github.com/aegis-mesh/aegis/controlplane/webhook"
+	"github.com/aegis-mesh/aegis/internal/testrun"
 	"github.com/aegis-mesh/aegis/token"
 )
 
@@ -88,15 +89,7 @@ func outboxNotifier(t *testing.T, d *db.DB, ts []webhook.Target) (*webhook.Notif
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n, func() func() {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { n.Run(ctx); close(done) }()
-		var once sync.Once
-		stop := func() { once.Do(func() { cancel(); <-done }) }
-		t.Cleanup(stop)
-		return stop
-	}
+	return n, func() func() { return testrun.Background(t, n.Run) }
 }
 
 // outboxRows counts outbox rows by "status type approval_id".

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/aegis-mesh/aegis/controlplane/db"
 	"github.com/aegis-mesh/aegis/controlplane/db/dbtest"
+	"github.com/aegis-mesh/aegis/internal/testrun"
 )
 
 // durable starts a Notifier on d and returns it with a stop function that
@@ -25,13 +25,7 @@ func durable(t *testing.T, d *db.DB, targets ...Target) (*Notifier, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { n.Run(ctx); close(done) }()
-	var once sync.Once
-	stop := func() { once.Do(func() { cancel(); <-done }) }
-	t.Cleanup(stop)
-	return n, stop
+	return n, testrun.Background(t, n.Run)
 }
 
 func outboxStatus(t *testing.T, d *db.DB) map[string]int {

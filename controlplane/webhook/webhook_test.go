@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/aegis-mesh/aegis/internal/testrun"
 )
 
 var secret = []byte("0123456789abcdef-secret")
@@ -81,10 +83,7 @@ func start(t *testing.T, reg *prometheus.Registry, targets ...Target) *Notifier 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { n.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	testrun.Background(t, n.Run)
 	return n
 }
 
