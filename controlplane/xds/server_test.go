@@ -226,6 +226,11 @@ func TestStaleNonceIsNeitherAckNorNack(t *testing.T) {
 	if resp, err = d.recv(); err != nil {
 		t.Fatal(err)
 	}
+	// Failed once in a loaded CI run, waiting 20 s for this ACK; say which
+	// response arrived if it is not the new revision.
+	if rev := RevisionOf(resp.GetSystemVersionInfo()); rev != 1 {
+		t.Fatalf("after the stale NACK the next response has system version %q (revision %d), want revision 1", resp.GetSystemVersionInfo(), rev)
+	}
 	if err := d.ack(resp); err != nil {
 		t.Fatal(err)
 	}
